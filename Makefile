@@ -1,0 +1,43 @@
+# `make run` runs the service, `make test` checks everything. Both set themselves up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest bench services browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet -e . --group dev
+	touch $(STAMP)
+
+services:
+	.ci/services
+
+# Debian's Chromium for the browser tests; Playwright's own browser download does not work here.
+browser:
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null \
+	  || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) \
+	  || echo "warning: /usr/bin/chromium missing; browser tests will fail" >&2
+
+run: $(STAMP) services
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile -p 8000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check service actors tests
+	$(VENV)/bin/ruff format --check service actors tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy service actors
+
+pytest: $(STAMP) services browser
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP) services
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest tests/benchmarks -p no:cacheprovider -s -o addopts="" -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""A background-job service: Dramatiq on RabbitMQ with a Redis job store."""

@@ -1,0 +1,75 @@
+"""The composition root: builds the one global Dramatiq broker, the Redis client and the job store."""
+
+from __future__ import annotations
+
+import dramatiq
+import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, ShutdownNotifications, TimeLimit
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
+
+from service import logs, progress
+from service.middleware.rate_limit import RateLimit
+from service.middleware.retries import Retries
+from service.middleware.status import StatusMiddleware
+from service.settings import Settings, get_settings
+from service.states import MAX_BROKER_PRIORITY
+from service.store import JobStore, Retention
+
+
+def connect_redis(url: str) -> redis.Redis:
+    # Short timeouts: an unreachable Redis must turn into a 503 or a retry within seconds, never a hang.
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=False,
+    )
+
+
+def build_store(settings: Settings, client: redis.Redis) -> JobStore:
+    return JobStore(
+        client,
+        Retention(
+            completed_s=settings.job_retention_completed_s,
+            completed_count=settings.job_retention_completed_count,
+            failed_s=settings.job_retention_failed_s,
+            failed_count=settings.job_retention_failed_count,
+        ),
+    )
+
+
+def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> RabbitmqBroker:
+    # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
+    # decides before a job is marked active, and the status middleware sees the retry decision already made.
+    middleware = [
+        AgeLimit(),
+        TimeLimit(time_limit=settings.job_time_limit_ms),
+        ShutdownNotifications(),
+        CurrentMessage(),
+        RateLimit(client),
+        StatusMiddleware(store),
+        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
+        Callbacks(),
+        Pipelines(),
+        Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
+    ]
+    url = settings.rabbitmq_url
+    if "heartbeat=" not in url:
+        # Heartbeats let a worker notice a silent broker; pika's default would wait minutes.
+        url += ("&" if "?" in url else "?") + "heartbeat=30&blocked_connection_timeout=30&connection_attempts=3"
+    return RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
+
+
+settings = get_settings()
+logs.configure(settings.log_level, settings.log_format)
+for secret in (settings.api_token, settings.redis_password):
+    logs.register_secret(secret)
+redis_client = connect_redis(settings.redis_url)
+store = build_store(settings, redis_client)
+progress.bind_store(store)
+broker = build_broker(settings, redis_client, store)
+dramatiq.set_broker(broker)

@@ -1,0 +1,15 @@
+"""Exceptions that carry meaning across layers."""
+
+from __future__ import annotations
+
+
+class InvalidPayload(Exception):
+    """The payload does not match the actor's model. Never retried."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when cancellation was requested. Never retried."""
+
+
+class PermanentError(Exception):
+    """Raise from a job for failures that another attempt cannot fix (a 5xx SMTP reply, a 404). Never retried."""

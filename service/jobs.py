@@ -1,0 +1,249 @@
+"""The service layer: enqueue, read, list, wait for, cancel and retry jobs. The API, CLI and dashboard call this."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dramatiq
+import pika.exceptions
+import redis
+from dramatiq.errors import ActorNotFound
+from dramatiq.errors import ConnectionError as BrokerConnectionError
+from pydantic import ValidationError
+
+from service.records import JobRecord
+from service.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
+from service.store import JobStore, Page
+from service.typed_actor import TypedActor
+
+T = TypeVar("T")
+
+#: What "unreachable" looks like from each side; the API maps these to 503.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    BrokerConnectionError,
+    pika.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
+)
+STORE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+
+class UnknownActor(LookupError):
+    pass
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class Conflict(Exception):
+    """The job is not in a state that allows this (cancel a finished job, retry a completed one)."""
+
+
+class IdempotencyMismatch(Exception):
+    """The same Idempotency-Key was used before with a different payload."""
+
+
+class Unavailable(Exception):
+    """RabbitMQ or Redis did not answer. `side` says which."""
+
+    def __init__(self, side: str, detail: str) -> None:
+        super().__init__(f"{side} unreachable: {detail}")
+        self.side = side
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: str
+    state: JobState
+    duplicate: bool = False
+
+
+class Jobs:
+    """One object per process, built from the broker and the store that the composition root made."""
+
+    def __init__(self, broker: dramatiq.Broker, store: JobStore) -> None:
+        self.broker = broker
+        self.store = store
+
+    # -- actors ----------------------------------------------------------------------------------------------
+
+    def actor(self, name: str) -> TypedActor:
+        try:
+            actor = self.broker.get_actor(name)
+        except ActorNotFound:
+            raise UnknownActor(name) from None
+        if not isinstance(actor, TypedActor):
+            raise UnknownActor(name)
+        return actor
+
+    def actor_names(self) -> list[str]:
+        return sorted(n for n in self.broker.get_declared_actors() if isinstance(self.broker.get_actor(n), TypedActor))
+
+    def queue_names(self) -> list[str]:
+        return sorted({self.broker.get_actor(n).queue_name for n in self.actor_names()})
+
+    def validate(self, actor_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Raises UnknownActor, or pydantic's ValidationError naming the fields."""
+        return self.actor(actor_name).validate(payload)
+
+    # -- enqueue ---------------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        actor_name: str,
+        payload: dict[str, Any],
+        *,
+        priority: Priority | None = None,
+        delay_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Enqueued:
+        actor = self.actor(actor_name)
+        normalised = actor.validate(payload)
+        job_id = str(uuid.uuid4())
+        if idempotency_key:
+            owner, same = self._store_call(
+                lambda: self.store.claim_idempotency_key(f"{actor_name}:{idempotency_key}", job_id, normalised)
+            )
+            if not same:
+                raise IdempotencyMismatch(idempotency_key)
+            if owner != job_id:
+                state = self._store_call(lambda: self.store.state_of(owner))
+                return Enqueued(owner, JobState(state) if state else JobState.QUEUED, duplicate=True)
+        else:
+            self._store_call(self.store.client.ping)  # fail fast, before anything is published
+        try:
+            self._publish(actor, job_id, normalised, priority, delay_ms, idempotency_key)
+        except BaseException:
+            if idempotency_key:
+                self._quietly(lambda: self.store.release_idempotency_key(f"{actor_name}:{idempotency_key}", job_id))
+            raise
+        return Enqueued(job_id, JobState.DELAYED if delay_ms else JobState.QUEUED)
+
+    def enqueue_batch(
+        self, actor_name: str, payloads: list[dict[str, Any]], *, priority: Priority | None = None
+    ) -> list[str]:
+        """All or nothing for validation: a bad item raises before any is published."""
+        actor = self.actor(actor_name)
+        errors: list[str] = []
+        normalised: list[dict[str, Any]] = []
+        for i, payload in enumerate(payloads):
+            try:
+                normalised.append(actor.validate(payload))
+            except ValidationError as error:
+                errors.extend(f"[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        if errors:
+            raise BatchInvalid(errors)
+        self._store_call(self.store.client.ping)
+        ids = []
+        for payload in normalised:
+            job_id = str(uuid.uuid4())
+            self._publish(actor, job_id, payload, priority, None, None)
+            ids.append(job_id)
+        return ids
+
+    def _publish(
+        self,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        delay_ms: int | None,
+        idempotency_key: str | None,
+    ) -> None:
+        options: dict[str, Any] = {}
+        if priority is not None:
+            options["broker_priority"] = BROKER_PRIORITY[priority]
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        message = actor.message_with_options(kwargs=payload, **options)
+        message = message.copy(message_id=job_id)
+        try:
+            self.broker.enqueue(message, delay=delay_ms or None)
+        except STORE_ERRORS as error:
+            # Published, but the record was not written: the worker records it on first sight. Say so.
+            raise Unavailable("redis", str(error)) from error
+        except BROKER_ERRORS as error:
+            raise Unavailable("rabbitmq", str(error)) from error
+
+    # -- read ------------------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        record = self._store_call(lambda: self.store.get(job_id))
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def list(
+        self, *, state: JobState | None = None, actor: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        return self._store_call(lambda: self.store.list(actor=actor, state=state, limit=limit, cursor=cursor))
+
+    def wait(self, job_id: str, timeout_s: float = 30.0, poll_s: float = 0.05) -> JobRecord:
+        """Block until the job is completed, failed or cancelled. Raises TimeoutError with the last record seen."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.store.get(job_id)
+            if record is not None and record.state in FINAL_STATES:
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {record.state if record else 'unknown'}")
+            time.sleep(poll_s)
+
+    # -- change ----------------------------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> str:
+        """Returns "cancelled" or "cancelling" (active: asked to stop). Raises JobNotFound or Conflict."""
+        outcome = self._store_call(lambda: self.store.cancel(job_id))
+        if outcome == "missing":
+            raise JobNotFound(job_id)
+        if outcome not in ("cancelled", "cancelling"):
+            raise Conflict(f"job is already {outcome}")
+        return outcome
+
+    def retry(self, job_id: str) -> JobRecord:
+        """Run a failed or cancelled job again, under the same id, keeping its history."""
+        record = self.get(job_id)
+        if record.state not in RETRYABLE_STATES:
+            raise Conflict(f"job is {record.state}; only failed or cancelled jobs can be retried")
+        actor = self.actor(record.actor)
+        reopened, value = self._store_call(lambda: self.store.reopen(job_id))
+        if not reopened:
+            raise Conflict(f"job is {value}; only failed or cancelled jobs can be retried")
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=actor.queue_name,
+            actor_name=actor.actor_name,
+            args=(),
+            kwargs=record.data,
+            options={"job_run": int(value), "broker_priority": BROKER_PRIORITY[Priority(record.priority)]},
+            message_id=job_id,
+        )
+        try:
+            self.broker.enqueue(message)
+        except BROKER_ERRORS as error:
+            raise Unavailable("rabbitmq", str(error)) from error
+        return self.get(job_id)
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _store_call(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except STORE_ERRORS as error:
+            raise Unavailable("redis", str(error)) from error
+
+    @staticmethod
+    def _quietly(call: Callable[[], object]) -> None:
+        with contextlib.suppress(Exception):
+            call()
+
+
+class BatchInvalid(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors

@@ -1,0 +1,83 @@
+"""Logging: JSON lines (or console text) carrying the current job's id, actor, queue and attempt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+from service.context import current_job
+
+# user:password@ in URLs, and values of settings whose names say they are secret.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Make sure this exact value never appears in a log line (tokens, passwords, signing secrets)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+class JobContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = current_job.get()
+        if job is not None:
+            record.job_id = job.job_id
+            record.actor = job.actor
+            record.queue = job.queue
+            record.attempt = job.attempt
+        return True
+
+
+_JOB_FIELDS = ("job_id", "actor", "queue", "attempt", "event")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "process": record.process,
+        }
+        for name in _JOB_FIELDS:
+            if hasattr(record, name):
+                line[name] = getattr(record, name)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(line, default=str))
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        job = ""
+        if hasattr(record, "job_id"):
+            job = f" [{getattr(record, 'actor', '')}:{record.job_id} attempt {getattr(record, 'attempt', '')}]"
+        text = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}{job}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return redact(text)
+
+
+def configure(level: str, fmt: str) -> None:
+    """Install one handler on the root logger; Dramatiq's and periodiq's own loggers flow through it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(JobContextFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(logging.WARNING)

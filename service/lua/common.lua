@@ -1,0 +1,49 @@
+-- Shared by every job-store script: key names and retention pruning.
+local prefix = ARGV[1]
+local RANK = {queued = 0, delayed = 0, active = 1, completed = 2, failed = 2, cancelled = 2}
+
+local function job_key(jid) return prefix .. 'job:' .. jid end
+local function history_key(jid) return prefix .. 'history:' .. jid end
+local function finished_key(st, actor) return prefix .. 'finished:' .. st .. ':' .. actor end
+local function idx(actor, st)
+  local k = prefix .. 'index'
+  if actor then k = k .. ':actor:' .. actor end
+  if st then k = k .. ':state:' .. st end
+  return k
+end
+
+local function unindex(jid, actor, st)
+  redis.call('ZREM', idx(nil, nil), jid)
+  redis.call('ZREM', idx(actor, nil), jid)
+  redis.call('ZREM', idx(nil, st), jid)
+  redis.call('ZREM', idx(actor, st), jid)
+end
+
+local function index(jid, actor, st, score)
+  redis.call('ZADD', idx(nil, nil), score, jid)
+  redis.call('ZADD', idx(actor, nil), score, jid)
+  redis.call('ZADD', idx(nil, st), score, jid)
+  redis.call('ZADD', idx(actor, st), score, jid)
+end
+
+-- Removes finished jobs past their age or beyond the count, at most 200 a call so no call blocks Redis for long.
+local function prune(actor, st, now_ms, max_age_s, max_count)
+  local fin = finished_key(st, actor)
+  local doomed = redis.call('ZRANGEBYSCORE', fin, '-inf', now_ms - max_age_s * 1000, 'LIMIT', 0, 200)
+  local left = redis.call('ZCARD', fin) - #doomed
+  if left > max_count then
+    local extra = redis.call('ZRANGE', fin, #doomed, #doomed + math.min(left - max_count, 200) - 1)
+    for _, jid in ipairs(extra) do table.insert(doomed, jid) end
+  end
+  for _, jid in ipairs(doomed) do
+    redis.call('DEL', job_key(jid), history_key(jid))
+    unindex(jid, actor, st)
+    redis.call('ZREM', fin, jid)
+  end
+  return #doomed
+end
+
+local function add_history(jid, entry)
+  redis.call('RPUSH', history_key(jid), cjson.encode(entry))
+  redis.call('LTRIM', history_key(jid), -50, -1)
+end

@@ -1,0 +1,17 @@
+-- Puts a failed or cancelled job back to queued under a new run, keeping its history.
+-- ARGV: prefix, id, now_iso
+local jid, now_iso = ARGV[2], ARGV[3]
+local key = job_key(jid)
+local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run')
+local st, actor = cur[1], cur[2]
+if not st then return {0, 'missing'} end
+if st ~= 'failed' and st ~= 'cancelled' then return {0, st} end
+local new_run = tonumber(cur[4]) + 1
+unindex(jid, actor, st)
+redis.call('ZREM', finished_key(st, actor), jid)
+index(jid, actor, 'queued', tonumber(cur[3]))
+redis.call('HSET', key, 'state', 'queued', 'run', new_run, 'retries', 0, 'progress', 0, 'updatedAt', now_iso)
+redis.call('HDEL', key, 'failedReason', 'traceback', 'result', 'finishedAt', 'startedAt', 'cancelRequested',
+  'progressMessage', 'lastError')
+add_history(jid, {state = 'queued', at = now_iso, run = new_run, retry = 0, note = 'retried from ' .. st})
+return {1, tostring(new_run)}

@@ -1,0 +1,60 @@
+-- Moves a job to a new state unless that would go backwards; creates the record if asked to.
+-- ARGV: prefix, id, state, run, retries, now_ms, now_iso, set_json, create_json, retention (4 numbers)
+local jid, state = ARGV[2], ARGV[3]
+local run, retries = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now_ms, now_iso = tonumber(ARGV[6]), ARGV[7]
+local set = cjson.decode(ARGV[8])
+local create = ARGV[9]
+local keep_completed_s, keep_completed_n = tonumber(ARGV[10]), tonumber(ARGV[11])
+local keep_failed_s, keep_failed_n = tonumber(ARGV[12]), tonumber(ARGV[13])
+local key = job_key(jid)
+
+local cur = redis.call('HMGET', key, 'state', 'run', 'retries', 'actor', 'createdMs')
+local actor, score, cur_state
+if not cur[1] then
+  if create == '' then return {0, 'missing'} end
+  local fields = cjson.decode(create)
+  for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
+  redis.call('HSETNX', key, 'attempts', 0)
+  redis.call('HSETNX', key, 'progress', 0)
+  actor = fields['actor']
+  score = tonumber(fields['createdMs'])
+  redis.call('SADD', prefix .. 'actors', actor)
+else
+  cur_state, actor, score = cur[1], cur[4], tonumber(cur[5])
+  if RANK[cur_state] == 2 then return {0, cur_state} end
+  local cur_run, cur_retries = tonumber(cur[2]), tonumber(cur[3])
+  if run < cur_run then return {0, cur_state} end
+  if run == cur_run then
+    if retries < cur_retries then return {0, cur_state} end
+    if retries == cur_retries and RANK[state] < RANK[cur_state] then return {0, cur_state} end
+  end
+  redis.call('ZREM', idx(nil, cur_state), jid)
+  redis.call('ZREM', idx(actor, cur_state), jid)
+end
+
+index(jid, actor, state, score)
+redis.call('HSET', key, 'state', state, 'run', run, 'retries', retries, 'updatedAt', now_iso)
+for k, v in pairs(set) do
+  if v == cjson.null then redis.call('HDEL', key, k) else redis.call('HSET', key, k, v) end
+end
+local entry = {state = state, at = now_iso, run = run, retry = retries}
+if state == 'active' then
+  entry['attempt'] = redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'startedAt', now_iso)
+end
+if set['lastError'] then entry['error'] = set['lastError'] end
+if RANK[state] == 2 then
+  redis.call('HSET', key, 'finishedAt', now_iso)
+  redis.call('ZADD', finished_key(state, actor), now_ms, jid)
+  if set['failedReason'] then entry['error'] = set['failedReason'] end
+end
+add_history(jid, entry)
+if RANK[state] == 2 then
+  if state == 'completed' then
+    prune(actor, state, now_ms, keep_completed_s, keep_completed_n)
+  else
+    prune(actor, state, now_ms, keep_failed_s, keep_failed_n)
+  end
+end
+return {1, state}

@@ -1,0 +1,1 @@
+"""Dramatiq middleware of the service: each module is one feature."""

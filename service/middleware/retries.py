@@ -1,0 +1,84 @@
+"""Retries with a fixed schedule or exponential backoff, per actor, defaulting to the settings."""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from service.errors import InvalidPayload, JobCancelled, PermanentError
+
+logger = logging.getLogger(__name__)
+
+#: Never retried, whatever the actor says: another attempt cannot change the outcome.
+NOT_RETRYABLE = (InvalidPayload, JobCancelled, PermanentError)
+
+
+def describe(exception: BaseException) -> str:
+    text = str(exception).strip()
+    return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
+
+
+def backoff_ms(retry: int, *, delays: list[int], policy: str, max_backoff_ms: int, jitter: float = 0.1) -> int:
+    """Delay before retry number `retry` (1-based).
+
+    "fixed" walks the schedule and repeats its last step; "exponential" doubles the first step each time.
+    """
+    base = delays[0] * 2 ** (retry - 1) if policy == "exponential" else delays[min(retry, len(delays)) - 1]
+    base = min(base, max_backoff_ms)
+    return max(0, int(base * random.uniform(1 - jitter, 1 + jitter)))
+
+
+class Retries(Middleware):
+    """Replaces Dramatiq's Retries: same option names, plus `retry_delays` and `retry_backoff`."""
+
+    def __init__(self, *, max_retries: int, delays: list[int], max_backoff_ms: int = 86_400_000) -> None:
+        self.max_retries = max_retries
+        self.delays = delays
+        self.max_backoff_ms = max_backoff_ms
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"max_retries", "retry_delays", "retry_backoff", "max_backoff", "throws", "retry_when"}
+
+    def option(self, broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
+        actor = broker.get_actor(message.actor_name)
+        return message.options.get(name, actor.options.get(name, default))
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is None:
+            return
+        throws = self.option(broker, message, "throws", ()) or ()
+        if isinstance(exception, NOT_RETRYABLE) or (throws and isinstance(exception, throws)):
+            message.fail()
+            return
+
+        retries = message.options.get("retries", 0)
+        max_retries = self.option(broker, message, "max_retries", self.max_retries)
+        retry_when = self.option(broker, message, "retry_when", None)
+        exhausted = not retry_when(retries, exception) if retry_when else retries >= max_retries
+        if exhausted:
+            logger.warning("retries exhausted for %s after %d retries", message.message_id, retries)
+            message.fail()
+            return
+
+        if isinstance(exception, dramatiq.Retry) and exception.delay is not None:
+            delay = int(exception.delay)
+        else:
+            delay = backoff_ms(
+                retries + 1,
+                delays=self.option(broker, message, "retry_delays", self.delays),
+                policy=self.option(broker, message, "retry_backoff", "fixed"),
+                max_backoff_ms=self.option(broker, message, "max_backoff", self.max_backoff_ms),
+            )
+        message.options["retries"] = retries + 1
+        message.options["last_error"] = describe(exception)[:2000]
+        message.options["traceback"] = traceback.format_exc(limit=30)[-8000:]
+        logger.info("retrying %s in %d ms", message.message_id, delay)
+        broker.enqueue(message, delay=delay)

@@ -1,0 +1,190 @@
+"""Records every job's life in the job store: queued, delayed, active, completed, failed, cancelled."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback as tb
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dramatiq
+import redis
+from dramatiq.common import q_name
+from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware.threading import raise_thread_exception
+
+from service.clock import iso_from_ms
+from service.context import JobContext, current_job
+from service.errors import JobCancelled
+from service.middleware.retries import describe
+from service.progress import flush_progress
+from service.states import BROKER_PRIORITY, FINAL_STATES, JobState
+from service.store import JobStore
+
+logger = logging.getLogger("service.jobs")
+T = TypeVar("T")
+
+_PRIORITY_NAMES = {number: name.value for name, number in BROKER_PRIORITY.items()}
+
+
+def run_of(message: Any) -> int:
+    """Which run of the job this message is: 0 at first, +1 each time it is retried by hand."""
+    return int(message.options.get("job_run", 0))
+
+
+def retries_of(message: Any) -> int:
+    return int(message.options.get("retries", 0))
+
+
+def record_fields(message: Any) -> dict[str, Any]:
+    """What a new record holds, taken from the message alone (so a foreign sender's job can be recorded too)."""
+    fields: dict[str, Any] = {
+        "jobId": message.message_id,
+        "actor": message.actor_name,
+        "queue": q_name(message.queue_name),
+        "data": json.dumps(dict(message.kwargs or {}) if not message.args else {"args": list(message.args)}),
+        "priority": _PRIORITY_NAMES.get(message.options.get("broker_priority", 5), "normal"),
+        "createdMs": message.message_timestamp,
+        "createdAt": iso_from_ms(message.message_timestamp),
+    }
+    if message.options.get("idempotency_key"):
+        fields["idempotencyKey"] = message.options["idempotency_key"]
+    return fields
+
+
+def to_json(value: Any) -> str:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return json.dumps(value, default=str)
+
+
+class StatusMiddleware(Middleware):
+    """Writes each transition; skips messages whose job is already final (redelivered or cancelled)."""
+
+    def __init__(self, store: JobStore, *, outage_grace_s: float = 60.0, cancel_poll_s: float = 1.0) -> None:
+        self.store = store
+        self.outage_grace_s = outage_grace_s
+        self.cancel_poll_s = cancel_poll_s
+        self._running: dict[int, str] = {}  # worker thread id -> job id
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    # -- sender side -----------------------------------------------------------------------------------------
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        fields: dict[str, Any] = {}
+        if message.options.get("last_error"):
+            fields["lastError"] = message.options["last_error"]
+        state = JobState.DELAYED if delay else JobState.QUEUED
+        self.store.transition(
+            message.message_id,
+            state,
+            run=run_of(message),
+            retries=retries_of(message),
+            fields=fields,
+            create=record_fields(message),
+        )
+
+    # -- worker side -----------------------------------------------------------------------------------------
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._watcher = threading.Thread(target=self._watch_cancellations, name="cancel-watcher", daemon=True)
+        self._watcher.start()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        outcome = self._patiently(
+            lambda: self.store.transition(
+                message.message_id,
+                JobState.ACTIVE,
+                run=run_of(message),
+                retries=retries_of(message),
+                create=record_fields(message),
+            )
+        )
+        if not outcome.applied:
+            # Final already (a redelivery after completion, or cancelled), or a stale copy of an earlier attempt.
+            logger.info("skipping %s: job is %s", message.message_id, outcome.state)
+            raise SkipMessage(f"job is {outcome.state}")
+        attempt = retries_of(message) + 1
+        current_job.set(JobContext(message.message_id, message.actor_name, q_name(message.queue_name), attempt))
+        with self._lock:
+            self._running[threading.get_ident()] = message.message_id
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            self._running.pop(threading.get_ident(), None)
+        flush_progress()
+        current_job.set(None)
+        if exception is None:
+            self._finish(message, JobState.COMPLETED, {"result": to_json(result), "progress": 100})
+            logger.info("job completed", extra={"event": "completed"})
+        elif isinstance(exception, JobCancelled):
+            self._finish(message, JobState.CANCELLED, {"failedReason": describe(exception)})
+        elif message.failed:
+            reason = describe(exception)[:2000]
+            trace = "".join(tb.format_exception(exception, limit=30))[-8000:]
+            self._finish(message, JobState.FAILED, {"failedReason": reason, "traceback": trace})
+            logger.warning("job failed: %s", reason, extra={"event": "failed"})
+        else:
+            # The retry middleware has already re-enqueued it; after_enqueue recorded "delayed".
+            logger.info("job attempt failed, will retry: %s", describe(exception), extra={"event": "retrying"})
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._lock:
+            self._running.pop(threading.get_ident(), None)
+        current_job.set(None)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _finish(self, message: Any, state: JobState, fields: dict[str, Any]) -> None:
+        outcome = self._patiently(
+            lambda: self.store.transition(
+                message.message_id,
+                state,
+                run=run_of(message),
+                retries=retries_of(message),
+                fields=fields,
+                create=record_fields(message),
+            )
+        )
+        if not outcome.applied and outcome.state not in FINAL_STATES:
+            logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.state)
+
+    def _patiently(self, write: Callable[[], T]) -> T:
+        """Retry a store write through a Redis outage: the job waits rather than being lost or misrecorded."""
+        deadline = time.monotonic() + self.outage_grace_s
+        pause = 0.1
+        while True:
+            try:
+                return write()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("job store unreachable; retrying in %.1fs", pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _watch_cancellations(self) -> None:
+        # Interrupts running jobs whose cancellation was requested, for jobs that never report progress.
+        while True:
+            time.sleep(self.cancel_poll_s)
+            with self._lock:
+                running = dict(self._running)
+            for thread_id, job_id in running.items():
+                try:
+                    wanted = self.store.cancel_requested(job_id)
+                except redis.RedisError:
+                    break
+                if wanted:
+                    with self._lock:
+                        still_same = self._running.get(thread_id) == job_id
+                    if still_same:
+                        logger.info("interrupting cancelled job %s", job_id)
+                        raise_thread_exception(thread_id, JobCancelled)  # type: ignore[no-untyped-call]
+                        with self._lock:
+                            self._running.pop(thread_id, None)

@@ -1,0 +1,119 @@
+"""Every environment variable of the contract, read and validated once."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Annotated, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def _parse_delays(value: object) -> object:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            return [int(p) for p in parts]
+        except ValueError:
+            raise ValueError("must be comma-separated milliseconds, such as 1000,5000,30000") from None
+    return value
+
+
+def _check_delays(value: list[int]) -> list[int]:
+    if not value or any(d < 0 for d in value):
+        raise ValueError("must list at least one delay, none negative")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    rabbitmq_url: str = "amqp://guest:guest@localhost:5672/"
+    redis_url: str = ""
+    redis_host: str = "localhost"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: str = ""
+    redis_db: int = Field(0, ge=0)
+
+    job_concurrency: int = Field(5, ge=1, le=1000)
+    job_max_retries: int = Field(3, ge=0, le=1000)
+    job_retry_delays_ms: Annotated[list[int], NoDecode, AfterValidator(_check_delays)] = [1000, 5000, 30000]
+    job_time_limit_ms: int = Field(300_000, ge=1)
+    job_retention_completed_s: int = Field(86_400, ge=1)
+    job_retention_completed_count: int = Field(1000, ge=1)
+    job_retention_failed_s: int = Field(604_800, ge=1)
+    #: Not in the seed: without it a burst of failures would grow Redis without bound for 7 days.
+    job_retention_failed_count: int = Field(10_000, ge=1)
+
+    api_token: str = ""
+    max_payload_bytes: int = Field(262_144, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("job_retry_delays_ms", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        return _parse_delays(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _check_amqp(cls, value: str) -> str:
+        for url in value.split(";"):
+            parts = urlsplit(url)
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+                raise ValueError("must look like amqp://user:password@host:5672/vhost")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+                raise ValueError("must look like redis://host:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _build_redis_url(self) -> Settings:
+        # REDIS_URL wins; otherwise the seed's four variables make it up.
+        if not self.redis_url:
+            auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+            self.redis_url = f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return self
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming each bad variable and what is wrong with it."""
+    problems = []
+    for item in error.errors():
+        name = "_".join(str(p) for p in item["loc"] if isinstance(p, str)).upper() or "settings"
+        problems.append(f"{name}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def exit_on_invalid(load: type[SettingsT]) -> SettingsT:
+    """Build a settings class, or stop the process with one line and exit status 2."""
+    try:
+        return load()
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return exit_on_invalid(Settings)

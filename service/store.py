@@ -1,0 +1,197 @@
+"""The Redis job store: every job's state, progress, result and failure, with retention."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from service import keys
+from service.clock import iso_from_ms, now_ms
+from service.records import JobRecord
+from service.states import JobState
+
+
+def _script(name: str) -> str:
+    lua = resources.files("service") / "lua"
+    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Retention:
+    completed_s: int = 86_400
+    completed_count: int = 1000
+    failed_s: int = 604_800
+    failed_count: int = 10_000
+
+    def args(self) -> list[int]:
+        return [self.completed_s, self.completed_count, self.failed_s, self.failed_count]
+
+
+@dataclass(frozen=True)
+class Transition:
+    applied: bool
+    state: str  #: the state the job is in afterwards ("missing" when there is no record)
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[JobRecord]
+    next: str | None
+
+
+class JobStore:
+    """All reads and writes of job records. Transitions run as Lua scripts, so each is atomic."""
+
+    def __init__(self, client: redis.Redis, retention: Retention | None = None) -> None:
+        self.client = client
+        self.retention = retention or Retention()
+        self._transition = client.register_script(_script("transition"))
+        self._progress = client.register_script(_script("progress"))
+        self._cancel = client.register_script(_script("cancel"))
+        self._reopen = client.register_script(_script("reopen"))
+        self._discard = client.register_script(_script("discard"))
+        self._prune = client.register_script(_script("prune"))
+
+    # -- writes ---------------------------------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        run: int = 0,
+        retries: int = 0,
+        fields: dict[str, Any] | None = None,
+        create: dict[str, Any] | None = None,
+        at_ms: int | None = None,
+    ) -> Transition:
+        """Move a job to `state` unless it is already further along; `create` makes the record if it is absent."""
+        stamp = at_ms or now_ms()
+        applied, state_after = self._transition(
+            args=[
+                keys.PREFIX,
+                job_id,
+                state.value,
+                run,
+                retries,
+                stamp,
+                iso_from_ms(stamp),
+                json.dumps(fields or {}),
+                json.dumps(create) if create is not None else "",
+                *self.retention.args(),
+            ]
+        )
+        return Transition(bool(applied), str(state_after))
+
+    def report_progress(self, job_id: str, percent: int, message: str | None) -> tuple[bool, bool]:
+        """Returns (recorded, cancellation requested)."""
+        applied, _, cancel = self._progress(args=[keys.PREFIX, job_id, percent, message or ""])
+        return bool(applied), bool(cancel)
+
+    def cancel(self, job_id: str) -> str:
+        """Returns "cancelled", "cancelling" (active: asked to stop), "missing", or the final state it is in."""
+        stamp = now_ms()
+        r = self.retention
+        return str(self._cancel(args=[keys.PREFIX, job_id, stamp, iso_from_ms(stamp), r.failed_s, r.failed_count]))
+
+    def reopen(self, job_id: str) -> tuple[bool, str]:
+        """Put a failed or cancelled job back to queued. Returns (reopened, new run or the blocking state)."""
+        ok, value = self._reopen(args=[keys.PREFIX, job_id, iso_from_ms(now_ms())])
+        return bool(ok), str(value)
+
+    def discard(self, job_id: str) -> bool:
+        """Remove a record that never started; used when its message could not be published."""
+        return bool(self._discard(args=[keys.PREFIX, job_id]))
+
+    def prune(self, actor: str) -> int:
+        return int(self._prune(args=[keys.PREFIX, actor, now_ms(), *self.retention.args()]))
+
+    def claim_idempotency_key(self, key: str, job_id: str, payload: Any, ttl_s: int = 86_400) -> tuple[str, bool]:
+        """First caller wins. Returns (job id that owns the key, whether the payload matches the first one)."""
+        fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        value = json.dumps({"jobId": job_id, "fingerprint": fingerprint})
+        if self.client.set(keys.idempotency(key), value, nx=True, ex=ttl_s):
+            return job_id, True
+        raw = self.client.get(keys.idempotency(key))
+        if raw is None:  # expired between the two calls: try once more
+            return self.claim_idempotency_key(key, job_id, payload, ttl_s)
+        owner = json.loads(raw)
+        return str(owner["jobId"]), owner["fingerprint"] == fingerprint
+
+    def release_idempotency_key(self, key: str, job_id: str) -> None:
+        raw = self.client.get(keys.idempotency(key))
+        if raw is not None and json.loads(raw)["jobId"] == job_id:
+            self.client.delete(keys.idempotency(key))
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(keys.job(job_id))
+        pipe.lrange(keys.history(job_id), 0, -1)
+        fields, history = pipe.execute()
+        if not fields:
+            return None
+        return JobRecord.from_redis(fields, history)
+
+    def state_of(self, job_id: str) -> str | None:
+        value = self.client.hget(keys.job(job_id), "state")
+        return str(value) if value is not None else None
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.client.hget(keys.job(job_id), "cancelRequested") == "1")
+
+    def count(self, actor: str | None = None, state: JobState | None = None) -> int:
+        return int(self.client.zcard(keys.index(actor, state.value if state else None)))
+
+    def actors(self) -> list[str]:
+        return sorted(str(a) for a in self.client.smembers(keys.ACTORS))
+
+    def list(
+        self,
+        *,
+        actor: str | None = None,
+        state: JobState | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first. The cursor is "<createdMs>:<jobId>" of the last job of the previous page."""
+        index = keys.index(actor, state.value if state else None)
+        top: str = "+inf"
+        after_id: str | None = None
+        if cursor:
+            score, _, after_id = cursor.partition(":")
+            top = score
+        ids: list[str] = []
+        last: tuple[float, str] | None = None
+        offset = 0
+        while len(ids) < limit:
+            raw_chunk: Any = self.client.zrevrangebyscore(
+                index, top, "-inf", start=offset, num=limit + 20, withscores=True
+            )
+            chunk: list[tuple[str, float]] = [(str(m), float(s)) for m, s in raw_chunk]
+            if not chunk:
+                break
+            offset += len(chunk)
+            for member, member_score in chunk:
+                job_id = str(member)
+                # Ids sharing the cursor's millisecond come back in descending order: skip those already shown.
+                if after_id is not None and cursor and member_score == float(top) and job_id >= after_id:
+                    continue
+                ids.append(job_id)
+                last = (member_score, job_id)
+                if len(ids) == limit:
+                    break
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(keys.job(job_id))
+            pipe.lrange(keys.history(job_id), 0, -1)
+        raw = pipe.execute()
+        jobs = [JobRecord.from_redis(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
+        more = last is not None and len(ids) == limit
+        return Page(jobs, f"{int(last[0])}:{last[1]}" if more and last else None)

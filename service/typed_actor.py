@@ -1,0 +1,84 @@
+"""@job: a Dramatiq actor with a pydantic payload model, validated when sent and again when run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dramatiq
+from pydantic import BaseModel, ValidationError
+
+from service.errors import InvalidPayload
+from service.states import BROKER_PRIORITY, Priority
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+def describe_validation(error: ValidationError) -> str:
+    """ "to: value is not a valid email address; subject: Field required" - one clause per bad field."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid payload: " + "; ".join(parts)
+
+
+class TypedActor(dramatiq.Actor[..., Any]):
+    """Still a Dramatiq actor (send, send_with_options, pipelines and groups work); it only checks payloads."""
+
+    payload_model: type[BaseModel]
+    job_priority: Priority
+
+    def validate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The payload as it will travel: validated, normalised to JSON types. Raises pydantic's ValidationError."""
+        return self.payload_model.model_validate(kwargs).model_dump(mode="json")
+
+    def message_with_options(
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> dramatiq.Message[Any]:
+        if args:
+            raise TypeError(f"{self.actor_name} takes its payload as keyword arguments")
+        payload = self.validate(kwargs or {})
+        options.setdefault("broker_priority", BROKER_PRIORITY[self.job_priority])
+        return super().message_with_options(args=(), kwargs=payload, **options)
+
+
+def job(
+    payload: type[PayloadT],
+    *,
+    queue: str,
+    priority: Priority | str = Priority.NORMAL,
+    actor_name: str | None = None,
+    **options: Any,
+) -> Callable[[Callable[[PayloadT], Any]], TypedActor]:
+    """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
+    time_limit, rate_limit, periodic, ..."""
+    level = Priority(priority)
+
+    def decorate(fn: Callable[[PayloadT], Any]) -> TypedActor:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            # Other services are not trusted: the worker checks the payload again.
+            if args:
+                raise InvalidPayload("invalid payload: positional arguments given; send keyword arguments")
+            try:
+                model = payload.model_validate(kwargs)
+            except ValidationError as error:
+                raise InvalidPayload(describe_validation(error)) from None
+            result = fn(model)
+            return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+        run.__name__ = fn.__name__
+        run.__qualname__ = fn.__qualname__
+        run.__module__ = fn.__module__
+        run.__doc__ = fn.__doc__
+        options.setdefault("store_results", True)
+        declare = dramatiq.actor(
+            actor_class=TypedActor, actor_name=actor_name or fn.__name__, queue_name=queue, **options
+        )
+        actor = declare(run)
+        assert isinstance(actor, TypedActor)
+        actor.payload_model = payload
+        actor.job_priority = level
+        return actor
+
+    return decorate

@@ -1,0 +1,48 @@
+"""Every test run talks to the real RabbitMQ and Redis, in a vhost and a database of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import isolation
+
+# Before anything imports `service`: settings are read once, at import.
+_VHOST, _DB = isolation.isolate()
+os.environ.setdefault("LOG_FORMAT", "console")
+os.environ.setdefault("JOB_RETRY_DELAYS_MS", "100,200,300")
+
+from service.broker import broker, redis_client, store  # noqa: E402
+from service.jobs import Jobs  # noqa: E402
+from tests.support import test_actors  # noqa: E402,F401
+from tests.support.workers import WorkerProcess  # noqa: E402
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    isolation.delete_vhost(_VHOST)
+    isolation.release_redis_db(_DB)
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    isolation.flush_except_lock(redis_client)
+    yield
+
+
+@pytest.fixture
+def jobs() -> Jobs:
+    return Jobs(broker, store)
+
+
+@pytest.fixture(scope="session")
+def worker() -> Iterator[WorkerProcess]:
+    """One worker process shared by the tests that just need jobs to run."""
+    with WorkerProcess(processes=1, threads=8) as process:
+        yield process
+
+
+def purge_queues(*names: str) -> None:
+    for name in names:
+        broker.channel.queue_purge(name)

@@ -1,0 +1,1 @@
+"""Test helpers: isolated RabbitMQ vhost and Redis DB, worker processes, test-only actors."""
