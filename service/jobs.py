@@ -71,6 +71,22 @@ class Jobs:
         self.broker = broker
         self.store = store
 
+    # -- health ----------------------------------------------------------------------------------------------
+
+    def unreachable(self) -> list[str]:
+        """Which of "rabbitmq" and "redis" do not answer right now."""
+        down = []
+        try:
+            self.store.client.ping()
+        except STORE_ERRORS:
+            down.append("redis")
+        try:
+            self.broker.channel.connection.process_data_events(0)
+        except BROKER_ERRORS + (AttributeError,):
+            del self.broker.connection  # the next use opens a fresh one
+            down.append("rabbitmq")
+        return down
+
     # -- actors ----------------------------------------------------------------------------------------------
 
     def actor(self, name: str) -> TypedActor:

@@ -80,4 +80,5 @@ def configure(level: str, fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    for noisy in ("pika", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,35 @@
+"""FastAPI dependencies: the service layer, and the bearer-token check for routes that change state."""
+
+from __future__ import annotations
+
+import hmac
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException
+
+from service.broker import broker, settings, store
+from service.jobs import Jobs
+
+
+@lru_cache(maxsize=1)
+def get_jobs() -> Jobs:
+    return Jobs(broker, store)
+
+
+JobsDep = Annotated[Jobs, Depends(get_jobs)]
+
+
+def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+    """Every route that changes state depends on this. With API_TOKEN empty the API is open."""
+    expected = settings.api_token
+    if not expected:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    # compare_digest: the time taken does not tell an attacker how much of the token was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(status_code=401, detail="missing or invalid bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+Authorized = Depends(require_token)
