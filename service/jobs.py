@@ -82,7 +82,7 @@ class Jobs:
             down.append("redis")
         try:
             self.broker.channel.connection.process_data_events(0)
-        except BROKER_ERRORS + (AttributeError,):
+        except (*BROKER_ERRORS, AttributeError):
             del self.broker.connection  # the next use opens a fresh one
             down.append("rabbitmq")
         return down

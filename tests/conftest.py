@@ -38,8 +38,8 @@ def jobs() -> Jobs:
 
 @pytest.fixture(scope="session")
 def worker() -> Iterator[WorkerProcess]:
-    """One worker process shared by the tests that just need jobs to run."""
-    with WorkerProcess(processes=1, threads=8) as process:
+    """One worker process shared by the tests that just need jobs to run (queues "default" and "test" only)."""
+    with WorkerProcess(processes=1, threads=8, queues=["default", "test"]) as process:
         yield process
 
 

@@ -28,8 +28,9 @@ def require_token(authorization: Annotated[str | None, Header()] = None) -> None
     scheme, _, given = (authorization or "").partition(" ")
     # compare_digest: the time taken does not tell an attacker how much of the token was right.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise HTTPException(status_code=401, detail="missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 Authorized = Depends(require_token)

@@ -23,5 +23,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> JSONResponse:
-        return JSONResponse({"detail": f"{error.side} unreachable; try again shortly"}, status_code=503,
-                            headers={"Retry-After": "5"})
+        return JSONResponse(
+            {"detail": f"{error.side} unreachable; try again shortly"}, status_code=503, headers={"Retry-After": "5"}
+        )

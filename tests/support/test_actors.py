@@ -55,6 +55,16 @@ def slow(payload: SlowPayload) -> int:
     return payload.steps
 
 
+#: A queue the shared session worker does not consume: tests that kill or stop workers use their own.
+SOLO_QUEUE = "test-solo"
+
+
+@job(SlowPayload, queue=SOLO_QUEUE, max_retries=0, time_limit=60_000)
+def slow_solo(payload: SlowPayload) -> int:
+    """`slow` on a queue only a test's own worker consumes."""
+    return int(slow.fn(**payload.model_dump()))
+
+
 class StuckPayload(BaseModel):
     seconds: float = 3600
 

@@ -19,6 +19,7 @@ def healthz() -> dict[str, str]:
 def readyz(jobs: JobsDep) -> JSONResponse:
     down = jobs.unreachable()
     if down:
-        return JSONResponse({"status": "unavailable", "down": down, "detail": f"{', '.join(down)} unreachable"},
-                            status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "down": down, "detail": f"{', '.join(down)} unreachable"}, status_code=503
+        )
     return JSONResponse({"status": "ok", "down": []})
