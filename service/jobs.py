@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import dramatiq
 import pika.exceptions
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ActorNotFound
 from dramatiq.errors import ConnectionError as BrokerConnectionError
 from pydantic import ValidationError
@@ -30,6 +31,8 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+#: A broker connection that was never opened or already dropped shows up as AttributeError in Dramatiq.
+PROBE_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, AttributeError)
 STORE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -67,7 +70,7 @@ class Enqueued:
 class Jobs:
     """One object per process, built from the broker and the store that the composition root made."""
 
-    def __init__(self, broker: dramatiq.Broker, store: JobStore) -> None:
+    def __init__(self, broker: RabbitmqBroker, store: JobStore) -> None:
         self.broker = broker
         self.store = store
 
@@ -82,7 +85,7 @@ class Jobs:
             down.append("redis")
         try:
             self.broker.channel.connection.process_data_events(0)
-        except (*BROKER_ERRORS, AttributeError):
+        except PROBE_ERRORS:
             del self.broker.connection  # the next use opens a fresh one
             down.append("rabbitmq")
         return down
