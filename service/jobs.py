@@ -150,14 +150,16 @@ class Jobs:
         """All or nothing for validation: a bad item raises before any is published."""
         actor = self.actor(actor_name)
         errors: list[str] = []
+        invalid: list[tuple[int, ValidationError]] = []
         normalised: list[dict[str, Any]] = []
         for i, payload in enumerate(payloads):
             try:
                 normalised.append(actor.validate(payload))
             except ValidationError as error:
+                invalid.append((i, error))
                 errors.extend(f"[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         if errors:
-            raise BatchInvalid(errors)
+            raise BatchInvalid(errors, invalid)
         self._store_call(self.store.client.ping)
         ids = []
         for payload in normalised:
@@ -263,6 +265,8 @@ class Jobs:
 
 
 class BatchInvalid(ValueError):
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], items: list[tuple[int, ValidationError]] | None = None) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
+        #: (index in the batch, its validation error), for callers that name fields themselves.
+        self.items = items or []

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from service.api import errors
-from service.api.routes import health
+from service.api.limits import BodyLimit
+from service.api.routes import health, jobs
+from service.broker import settings
 
 app = FastAPI(
     title="Job service",
@@ -13,4 +15,6 @@ app = FastAPI(
     description="Enqueue, watch and steer background jobs run by Dramatiq workers on RabbitMQ.",
 )
 errors.install(app)
+app.add_middleware(BodyLimit, max_bytes=settings.max_payload_bytes)
 app.include_router(health.router)
+app.include_router(jobs.router)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
 
+import actors  # noqa: F401  (declares every job, so the API knows their names and payload models)
 from service.broker import broker, settings, store
 from service.jobs import Jobs
 

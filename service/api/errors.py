@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from service.jobs import Conflict, JobNotFound, Unavailable, UnknownActor
+from service.jobs import BatchInvalid, Conflict, IdempotencyMismatch, JobNotFound, Unavailable, UnknownActor
+
+
+def field_errors(error: ValidationError, *prefix: str | int) -> list[dict[str, Any]]:
+    """FastAPI's own 422 shape, so a client handles one kind of validation error whichever layer found it."""
+    return [
+        {"loc": [*prefix, *item["loc"]], "msg": item["msg"], "type": item["type"], "input": item.get("input")}
+        for item in error.errors(include_url=False, include_context=False)
+    ]
 
 
 def install(app: FastAPI) -> None:
@@ -26,3 +37,23 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": f"{error.side} unreachable; try again shortly"}, status_code=503, headers={"Retry-After": "5"}
         )
+
+    @app.exception_handler(ValidationError)
+    async def invalid_payload(request: Request, error: ValidationError) -> JSONResponse:
+        # Raised by the actor's payload model: the fields are inside the request body.
+        return JSONResponse({"detail": field_errors(error, "body")}, status_code=422)
+
+    @app.exception_handler(BatchInvalid)
+    async def invalid_batch(request: Request, error: BatchInvalid) -> JSONResponse:
+        detail = [item for index, invalid in error.items for item in field_errors(invalid, "body", index)]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(IdempotencyMismatch)
+    async def idempotency_mismatch(request: Request, error: IdempotencyMismatch) -> JSONResponse:
+        detail = {
+            "loc": ["header", "Idempotency-Key"],
+            "msg": "this key was used before with a different payload",
+            "type": "idempotency_mismatch",
+            "input": error.args[0] if error.args else None,
+        }
+        return JSONResponse({"detail": [detail]}, status_code=422)
