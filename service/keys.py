@@ -36,3 +36,21 @@ def rate_window(name: str, window: int) -> str:
 
 
 ACTORS = f"{PREFIX}actors"
+
+
+def once(kind: str, job_id: str) -> str:
+    """Marks a side effect (an email handed to SMTP) as done for a job, so a redelivery does not repeat it."""
+    return f"{PREFIX}once:{kind}:{job_id}"
+
+
+def lease(job_id: str) -> str:
+    """Kept alive by the worker running the job; gone means no live worker holds it."""
+    return f"{PREFIX}lease:{job_id}"
+
+
+def semaphore(name: str) -> str:
+    return f"{PREFIX}sem:{name}"
+
+
+def lock(name: str) -> str:
+    return f"{PREFIX}lock:{name}"
