@@ -29,6 +29,10 @@ end
 -- Removes finished jobs past their age or beyond the count, at most 200 a call so no call blocks Redis for long.
 local function prune(actor, st, now_ms, max_age_s, max_count)
   local fin = finished_key(st, actor)
+  -- The common case, nothing to prune, costs two O(1) reads.
+  local size = redis.call('ZCARD', fin)
+  local oldest = redis.call('ZRANGE', fin, 0, 0, 'WITHSCORES')
+  if size <= max_count and (oldest[2] == nil or tonumber(oldest[2]) >= now_ms - max_age_s * 1000) then return 0 end
   local doomed = redis.call('ZRANGEBYSCORE', fin, '-inf', now_ms - max_age_s * 1000, 'LIMIT', 0, 200)
   local left = redis.call('ZCARD', fin) - #doomed
   if left > max_count then
@@ -44,6 +48,17 @@ local function prune(actor, st, now_ms, max_age_s, max_count)
 end
 
 local function add_history(jid, entry)
-  redis.call('RPUSH', history_key(jid), cjson.encode(entry))
-  redis.call('LTRIM', history_key(jid), -50, -1)
+  if redis.call('RPUSH', history_key(jid), cjson.encode(entry)) > 50 then
+    redis.call('LTRIM', history_key(jid), -50, -1)
+  end
+end
+
+-- One HSET for a whole table of fields.
+local function hset_all(key, fields)
+  local flat = {}
+  for k, v in pairs(fields) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end

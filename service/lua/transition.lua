@@ -14,12 +14,14 @@ local actor, score, cur_state
 if not cur[1] then
   if create == '' then return {0, 'missing'} end
   local fields = cjson.decode(create)
-  for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
-  redis.call('HSETNX', key, 'attempts', 0)
-  redis.call('HSETNX', key, 'progress', 0)
+  fields['attempts'] = 0
+  fields['progress'] = 0
+  hset_all(key, fields)
   actor = fields['actor']
   score = tonumber(fields['createdMs'])
   redis.call('SADD', prefix .. 'actors', actor)
+  redis.call('ZADD', idx(nil, nil), score, jid)
+  redis.call('ZADD', idx(actor, nil), score, jid)
 else
   cur_state, actor, score = cur[1], cur[4], tonumber(cur[5])
   if RANK[cur_state] == 2 then return {0, cur_state} end
@@ -33,22 +35,25 @@ else
   redis.call('ZREM', idx(actor, cur_state), jid)
 end
 
-index(jid, actor, state, score)
-redis.call('HSET', key, 'state', state, 'run', run, 'retries', retries, 'updatedAt', now_iso)
+-- The "all" and per-actor indexes never change after creation; only the state indexes move.
+redis.call('ZADD', idx(nil, state), score, jid)
+redis.call('ZADD', idx(actor, state), score, jid)
+local updates = {state = state, run = run, retries = retries, updatedAt = now_iso}
 for k, v in pairs(set) do
-  if v == cjson.null then redis.call('HDEL', key, k) else redis.call('HSET', key, k, v) end
+  if v == cjson.null then redis.call('HDEL', key, k) else updates[k] = v end
 end
 local entry = {state = state, at = now_iso, run = run, retry = retries}
 if state == 'active' then
   entry['attempt'] = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'startedAt', now_iso)
+  updates['startedAt'] = now_iso
 end
 if set['lastError'] then entry['error'] = set['lastError'] end
 if RANK[state] == 2 then
-  redis.call('HSET', key, 'finishedAt', now_iso)
+  updates['finishedAt'] = now_iso
   redis.call('ZADD', finished_key(state, actor), now_ms, jid)
   if set['failedReason'] then entry['error'] = set['failedReason'] end
 end
+hset_all(key, updates)
 add_history(jid, entry)
 if RANK[state] == 2 then
   if state == 'completed' then
