@@ -71,7 +71,9 @@ def job(
         run.__qualname__ = fn.__qualname__
         run.__module__ = fn.__module__
         run.__doc__ = fn.__doc__
-        options.setdefault("store_results", True)
+        # The job store already keeps every result (JobRecord.result); Dramatiq's result backend is there for
+        # actors that opt in with store_results=True, e.g. to use group(...).get_results().
+        options.setdefault("store_results", False)
         declare = dramatiq.actor(
             actor_class=TypedActor, actor_name=actor_name or fn.__name__, queue_name=queue, **options
         )

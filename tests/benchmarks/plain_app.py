@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import dramatiq
 import redis
@@ -17,5 +18,7 @@ dramatiq.set_broker(broker)
 
 
 @dramatiq.actor(queue_name="bench-plain", max_retries=3, store_results=True)
-def plain_noop(counter: str) -> None:
+def plain_noop(counter: str, work_ms: float = 0) -> None:
+    if work_ms:
+        time.sleep(work_ms / 1000)
     client.incr(counter)

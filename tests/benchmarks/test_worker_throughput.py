@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 
 from tests.support.workers import ROOT, WorkerProcess
@@ -48,18 +49,19 @@ def drain_rate(client: redis.Redis, counter: str, module: str, queue: str) -> fl
         worker.stop()
 
 
-def test_worker_throughput_against_plain_dramatiq() -> None:
+@pytest.mark.parametrize("work_ms", [0, 5])
+def test_worker_throughput_against_plain_dramatiq(work_ms: float) -> None:
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     plain: list[float] = []
     ours: list[float] = []
     for n in range(ROUNDS):
-        fill("tests.benchmarks.plain_app", "plain_noop", f"'bench:plain:{n}'")
-        plain.append(drain_rate(client, f"bench:plain:{n}", "tests.benchmarks.plain_app", "bench-plain"))
-        fill("tests.benchmarks.bench_actors", "service_noop", f"counter='bench:ours:{n}'")
-        ours.append(drain_rate(client, f"bench:ours:{n}", "tests.benchmarks.bench_actors", "bench"))
+        fill("tests.benchmarks.plain_app", "plain_noop", f"'bench:plain:{work_ms}:{n}', work_ms={work_ms}")
+        plain.append(drain_rate(client, f"bench:plain:{work_ms}:{n}", "tests.benchmarks.plain_app", "bench-plain"))
+        fill("tests.benchmarks.bench_actors", "service_noop", f"counter='bench:ours:{work_ms}:{n}', work_ms={work_ms}")
+        ours.append(drain_rate(client, f"bench:ours:{work_ms}:{n}", "tests.benchmarks.bench_actors", "bench"))
     ratio = statistics.median(ours) / statistics.median(plain)
     print(
-        f"\nworker throughput, {JOBS} noop jobs x {ROUNDS} rounds, 2 processes x 5 threads\n"
+        f"\nworker throughput, {JOBS} jobs of {work_ms} ms x {ROUNDS} rounds, 2 processes x 5 threads\n"
         f"  plain dramatiq : {', '.join(f'{r:.0f}' for r in plain)} jobs/s (median {statistics.median(plain):.0f})\n"
         f"  service stack  : {', '.join(f'{r:.0f}' for r in ours)} jobs/s (median {statistics.median(ours):.0f})\n"
         f"  ratio service/plain: {ratio:.2f} (target >= 0.9)"
