@@ -51,7 +51,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         ShutdownNotifications(),
         CurrentMessage(),
         RateLimit(client),
-        StatusMiddleware(store),
+        StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes),
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
         Callbacks(),
         Pipelines(),

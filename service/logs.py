@@ -8,17 +8,41 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
+
 from service.context import current_job
 
-# user:password@ in URLs, and values of settings whose names say they are secret.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
+# user:password@ in URLs, and values of settings whose names say they are secret. The bounded repeats keep the
+# scan linear: with `*` a long line without "://" (a big payload in an error) took minutes and froze logging.
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]{0,30}://)(?P<user>[^:/@\s]{0,256}):(?P<password>[^@/\s]{1,256})@", re.I
+)
 _SECRETS: set[str] = set()
+
+#: A log line carries at most this many characters of message and as many of traceback; the rest is counted.
+MAX_CHARS = 8_000
 
 
 def register_secret(value: str) -> None:
     """Make sure this exact value never appears in a log line (tokens, passwords, signing secrets)."""
     if value and len(value) >= 4:
         _SECRETS.add(value)
+
+
+def shorten(text: str, limit: int = MAX_CHARS) -> str:
+    """Redacted and at most `limit` characters. The first cut bounds the work; its margin means a secret that
+    straddles it is cut away by the second cut rather than left half visible."""
+    if len(text) <= limit:
+        return redact(text)
+    return f"{redact(text[: limit + 1024])[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _without_payload(value: object) -> object:
+    """Dramatiq logs messages with their arguments; a job's payload may be personal or secret, so name it only."""
+    if isinstance(value, (Message, MessageProxy)):
+        return f"{value.actor_name}({value.message_id})"
+    return value
 
 
 def redact(text: str) -> str:
@@ -30,6 +54,8 @@ def redact(text: str) -> str:
 
 class JobContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_payload(arg) for arg in record.args)
         job = current_job.get()
         if job is not None:
             record.job_id = job.job_id
@@ -48,14 +74,14 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": shorten(record.getMessage()),
             "process": record.process,
         }
         for name in _JOB_FIELDS:
             if hasattr(record, name):
                 line[name] = getattr(record, name)
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = shorten(self.formatException(record.exc_info))
         return redact(json.dumps(line, default=str))
 
 
@@ -64,9 +90,10 @@ class ConsoleFormatter(logging.Formatter):
         job = ""
         if hasattr(record, "job_id"):
             job = f" [{getattr(record, 'actor', '')}:{record.job_id} attempt {getattr(record, 'attempt', '')}]"
-        text = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}{job}: {record.getMessage()}"
+        stamp = self.formatTime(record, "%H:%M:%S")
+        text = f"{stamp} {record.levelname:<7} {record.name}{job}: {shorten(record.getMessage())}"
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + shorten(self.formatException(record.exc_info))
         return redact(text)
 
 

@@ -16,6 +16,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.middleware.threading import raise_thread_exception
 
+from service import envelope
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
 from service.errors import JobCancelled
@@ -39,16 +40,17 @@ def retries_of(message: Any) -> int:
     return int(message.options.get("retries", 0))
 
 
-def record_fields(message: Any) -> dict[str, Any]:
+def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, Any]:
     """What a new record holds, taken from the message alone (so a foreign sender's job can be recorded too)."""
+    created = envelope.created_ms(message)
     fields: dict[str, Any] = {
         "jobId": message.message_id,
         "actor": message.actor_name,
         "queue": q_name(message.queue_name),
-        "data": json.dumps(dict(message.kwargs or {}) if not message.args else {"args": list(message.args)}),
+        "data": json.dumps(envelope.recordable_data(message, max_payload_bytes), default=str),
         "priority": _PRIORITY_NAMES.get(message.options.get("broker_priority", 5), "normal"),
-        "createdMs": message.message_timestamp,
-        "createdAt": iso_from_ms(message.message_timestamp),
+        "createdMs": created,
+        "createdAt": iso_from_ms(created),
     }
     if message.options.get("idempotency_key"):
         fields["idempotencyKey"] = message.options["idempotency_key"]
@@ -64,8 +66,16 @@ def to_json(value: Any) -> str:
 class StatusMiddleware(Middleware):
     """Writes each transition; skips messages whose job is already final (redelivered or cancelled)."""
 
-    def __init__(self, store: JobStore, *, outage_grace_s: float = 60.0, cancel_poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        outage_grace_s: float = 60.0,
+        cancel_poll_s: float = 1.0,
+        max_payload_bytes: int = 262_144,
+    ) -> None:
         self.store = store
+        self.max_payload_bytes = max_payload_bytes
         self.outage_grace_s = outage_grace_s
         self.cancel_poll_s = cancel_poll_s
         self._running: dict[int, str] = {}  # worker thread id -> job id
@@ -85,7 +95,7 @@ class StatusMiddleware(Middleware):
             run=run_of(message),
             retries=retries_of(message),
             fields=fields,
-            create=record_fields(message),
+            create=record_fields(message, self.max_payload_bytes),
         )
 
     # -- worker side -----------------------------------------------------------------------------------------
@@ -95,13 +105,16 @@ class StatusMiddleware(Middleware):
         self._watcher.start()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        reason = envelope.problem(message, self.max_payload_bytes)
+        if reason is not None:
+            self._reject(message, reason)
         outcome = self._patiently(
             lambda: self.store.transition(
                 message.message_id,
                 JobState.ACTIVE,
                 run=run_of(message),
                 retries=retries_of(message),
-                create=record_fields(message),
+                create=record_fields(message, self.max_payload_bytes),
             )
         )
         if not outcome.applied:
@@ -141,6 +154,22 @@ class StatusMiddleware(Middleware):
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
+    def _reject(self, message: Any, reason: str) -> None:
+        """Fail a message that cannot run as published (any sender can publish anything): recorded, dead-lettered."""
+        message.fail()
+        self._patiently(
+            lambda: self.store.transition(
+                message.message_id,
+                JobState.FAILED,
+                run=run_of(message),
+                retries=retries_of(message),
+                fields={"failedReason": reason},
+                create=record_fields(message, self.max_payload_bytes),
+            )
+        )
+        logger.warning("rejected %s: %s", message.message_id, reason, extra={"event": "failed"})
+        raise SkipMessage(reason)
+
     def _finish(self, message: Any, state: JobState, fields: dict[str, Any]) -> None:
         outcome = self._patiently(
             lambda: self.store.transition(
@@ -149,7 +178,7 @@ class StatusMiddleware(Middleware):
                 run=run_of(message),
                 retries=retries_of(message),
                 fields=fields,
-                create=record_fields(message),
+                create=record_fields(message, self.max_payload_bytes),
             )
         )
         if not outcome.applied and outcome.state not in FINAL_STATES:

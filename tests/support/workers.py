@@ -25,6 +25,7 @@ class WorkerProcess:
         queues: list[str] | None = None,
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        modules: list[str] | None = None,
     ) -> None:
         self.processes = processes
         self.command = [
@@ -33,6 +34,7 @@ class WorkerProcess:
             "dramatiq",
             "service.actors",
             "tests.support.test_actors",
+            *(modules or []),
             "--processes",
             str(processes),
             "--threads",

@@ -1,0 +1,223 @@
+"""What every fault scenario shares: proxied settings, worker fleets, the execution tally and the report rows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from service.jobs import Jobs
+from service.states import FINAL_STATES, JobState
+from service.store import JobStore
+from tests.support.chaos_actors import tally_client, tally_key
+from tests.support.proxy import FaultProxy
+from tests.support.workers import WorkerProcess
+
+CHAOS_MODULES = ["tests.support.chaos_actors"]
+
+
+@dataclass
+class FaultReport:
+    """One row of the table printed at the end of the run."""
+
+    fault: str
+    checked: str
+    sent: int = 0
+    completed: int = 0
+    lost: int = 0
+    run_twice: int = 0
+    recovery_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+#: Rows collected during the session; tests/reliability/conftest.py prints them.
+REPORTS: list[FaultReport] = []
+
+
+def scale(default: int) -> int:
+    """Job counts in `make test` are small; RELIABILITY_SCALE=5 (as `make bench` does) runs the issue's full counts."""
+    return int(default * float(os.environ.get("RELIABILITY_SCALE", "1")))
+
+
+def through(url: str, proxy: FaultProxy, **query: str) -> str:
+    """The same URL, with its host and port replaced by the proxy's; extra query parameters appended."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    new_netloc = f"{netloc[0]}@{host}" if len(netloc) == 2 else host
+    extra = "&".join(f"{k}={v}" for k, v in query.items())
+    joined = "&".join(q for q in (parts.query, extra) if q)
+    return urlunsplit((parts.scheme, new_netloc, parts.path, joined, parts.fragment))
+
+
+def worker_env(
+    *, rabbit: FaultProxy | None = None, redis: FaultProxy | None = None, heartbeat: int | None = None
+) -> dict[str, str]:
+    """Environment for a worker whose broker and/or store connections run through fault proxies."""
+    env = {"TALLY_REDIS_URL": os.environ["REDIS_URL"]}
+    if rabbit is not None:
+        query = {"heartbeat": str(heartbeat)} if heartbeat else {}
+        env["RABBITMQ_URL"] = through(os.environ["RABBITMQ_URL"], rabbit, **query)
+    if redis is not None:
+        env["REDIS_URL"] = through(os.environ["REDIS_URL"], redis)
+    return env
+
+
+class Fleet:
+    """Worker processes (one dramatiq process each) that can be killed and are restarted like a supervisor would."""
+
+    def __init__(self, size: int, *, threads: int = 4, env: dict[str, str] | None = None) -> None:
+        self.size = size
+        self.threads = threads
+        self.env = env or worker_env()
+        self.workers: list[WorkerProcess] = []
+        self.retired: list[WorkerProcess] = []
+        self.killed_pids: list[int] = []
+
+    def _new(self) -> WorkerProcess:
+        return WorkerProcess(
+            processes=1, threads=self.threads, queues=["chaos"], env=self.env, modules=CHAOS_MODULES
+        ).start(timeout=60)
+
+    def start(self) -> Fleet:
+        self.workers = [self._new() for _ in range(self.size)]
+        return self
+
+    def kill_one(self, index: int) -> int:
+        """SIGKILL the process that runs jobs in worker `index`; returns its pid."""
+        worker = self.workers[index]
+        pids = worker.child_pids()
+        assert pids, f"worker {index} has no child process to kill"
+        os.kill(pids[0], signal.SIGKILL)
+        self.killed_pids.append(pids[0])
+        return pids[0]
+
+    def restart_dead(self, wait: float = 30.0) -> int:
+        """Replace every worker whose supervisor exited (Dramatiq stops when a process of it dies)."""
+        restarted = 0
+        for i, worker in enumerate(self.workers):
+            if worker.proc is not None and worker.proc.poll() is None:
+                continue
+            self.retired.append(worker)
+            self.workers[i] = self._new()
+            restarted += 1
+        return restarted
+
+    def wait_for_exit(self, index: int, timeout: float = 15.0) -> None:
+        proc = self.workers[index].proc
+        assert proc is not None
+        proc.wait(timeout)
+
+    def logs(self) -> str:
+        return "\n".join(w.output() for w in self.retired + self.workers)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=20)
+
+    def __enter__(self) -> Fleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Tally:
+    """Real executions of `tally` jobs, read from the tally Redis: who started and who finished each job."""
+
+    starts: Counter[str]
+    done: Counter[str]
+    done_pids: dict[str, list[int]]
+
+    @classmethod
+    def read(cls, run: str) -> Tally:
+        starts: Counter[str] = Counter()
+        done: Counter[str] = Counter()
+        pids: dict[str, list[int]] = {}
+        for entry in tally_client.lrange(tally_key(run, "starts"), 0, -1):
+            starts[entry.split()[0]] += 1
+        for entry in tally_client.lrange(tally_key(run, "done"), 0, -1):
+            job_id, pid, _ = entry.split()
+            done[job_id] += 1
+            pids.setdefault(job_id, []).append(int(pid))
+        return cls(starts, done, pids)
+
+    def twice(self) -> list[str]:
+        return [job_id for job_id, n in self.done.items() if n > 1]
+
+    @staticmethod
+    def clear(run: str) -> None:
+        tally_client.delete(tally_key(run, "starts"), tally_key(run, "done"))
+
+
+def states_of(store: JobStore, ids: list[str]) -> dict[str, str | None]:
+    pipe = store.client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(f"jobs:job:{job_id}", "state")
+    return dict(zip(ids, pipe.execute(), strict=True))
+
+
+def wait_until_final(store: JobStore, ids: list[str], timeout: float) -> tuple[dict[str, str | None], float]:
+    """Poll until every job is final or the time is up; returns the last states seen and the seconds taken."""
+    started = time.monotonic()
+    final = {s.value for s in FINAL_STATES}
+    pending = list(ids)
+    states: dict[str, str | None] = {}
+    while True:
+        fresh = states_of(store, pending)
+        states.update(fresh)
+        pending = [job_id for job_id, state in fresh.items() if state not in final]
+        if not pending or time.monotonic() - started > timeout:
+            return states, time.monotonic() - started
+        time.sleep(0.25)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.1) -> float | None:
+    """Seconds until `condition()` held, or None if it never did within `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(Exception):
+            if condition():
+                return time.monotonic() - started
+        time.sleep(poll)
+    return None
+
+
+def summarise(states: dict[str, str | None]) -> Counter[str]:
+    return Counter(state or "missing" for state in states.values())
+
+
+@contextlib.contextmanager
+def proxies(*targets: int) -> Iterator[list[FaultProxy]]:
+    started = [FaultProxy(port, name=f"proxy-{port}").start() for port in targets]
+    try:
+        yield started
+    finally:
+        for proxy in started:
+            proxy.stop()
+
+
+def active_records(store: JobStore) -> int:
+    return store.count(state=JobState.ACTIVE)
+
+
+def jobs_through(rabbit_url: str, redis_url: str) -> Jobs:
+    """A service layer of its own (as the API process has) whose connections run where the URLs point."""
+    import dramatiq
+
+    from service.broker import build_broker, build_store, connect_redis
+    from service.settings import get_settings
+
+    settings = get_settings().model_copy(update={"rabbitmq_url": rabbit_url, "redis_url": redis_url})
+    client = connect_redis(redis_url)
+    store = build_store(settings, client)
+    own = build_broker(settings, client, store)
+    for name in dramatiq.get_broker().get_declared_actors():
+        own.declare_actor(dramatiq.get_broker().get_actor(name))
+    return Jobs(own, store)

@@ -1,0 +1,48 @@
+"""Log lines stay short, fast to write and free of payloads and secrets, whatever a job was sent."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import dramatiq
+
+from service import logs
+
+
+def _format(message: str, *args: object) -> str:
+    record = logging.LogRecord("dramatiq.worker", logging.WARNING, __file__, 1, message, args, None)
+    logs.JobContextFilter().filter(record)
+    return logs.ConsoleFormatter().format(record)
+
+
+def test_a_huge_log_message_is_cut_short_quickly() -> None:
+    started = time.monotonic()
+    line = _format("failed: %s", "x" * 10_000_000)
+    assert time.monotonic() - started < 2
+    assert len(line) < logs.MAX_CHARS + 200
+    assert line.endswith(f"... ({10_000_008 - logs.MAX_CHARS} more characters)")
+
+
+def test_a_long_line_without_urls_is_redacted_in_linear_time() -> None:
+    started = time.monotonic()
+    logs.redact("x" * 200_000)
+    assert time.monotonic() - started < 2
+
+
+def test_dramatiq_messages_are_logged_by_actor_and_id_without_their_payload() -> None:
+    message = dramatiq.Message(
+        queue_name="q", actor_name="send_email", args=(), kwargs={"to": "someone@example.com"}, options={}
+    )
+    line = _format("Failed to process message %s with unhandled exception.", message)
+    assert f"send_email({message.message_id})" in line
+    assert "someone@example.com" not in line
+
+
+def test_secrets_and_url_passwords_are_redacted_even_at_the_cut() -> None:
+    logs.register_secret("tok-3f9a1c77e2")
+    text = "y" * (logs.MAX_CHARS - 5) + "tok-3f9a1c77e2 amqp://guest:hunter22@host/"
+    line = _format("%s", text)
+    assert "tok-3f9a1c77e2" not in line
+    assert "tok-3" not in line
+    assert "hunter22" not in _format("connecting to amqp://guest:hunter22@host:5672/v")
