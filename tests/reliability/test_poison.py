@@ -12,6 +12,7 @@ from typing import Any
 import pika
 import pytest
 
+from service.broker import broker
 from service.jobs import Jobs
 from service.states import JobState
 from tests.reliability.harness import REPORTS, FaultReport, Fleet, wait_for
@@ -30,6 +31,7 @@ def fleet() -> Iterator[Fleet]:
 
 @pytest.fixture
 def channel() -> Iterator[Any]:
+    broker.declare_queue(QUEUE, ensure=True)  # with its dead-letter twin; the worker may not have got to it yet
     connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
     chan = connection.channel()
     chan.queue_purge(DEAD)
