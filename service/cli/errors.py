@@ -1,0 +1,68 @@
+"""Every failure the CLI can meet, as one line on stderr and an exit status scripts can rely on."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from pydantic import ValidationError
+
+from service.jobs import BatchInvalid, Conflict, IdempotencyMismatch, JobNotFound, Unavailable, UnknownActor
+from service.logs import redact
+from service.queue_control import UnknownQueue
+from service.typed_actor import describe_validation
+
+#: Exit statuses (also in the README).
+OK = 0
+JOB_FAILED = 1  #: `send --wait` saw the job fail or be cancelled, or stopped waiting
+BAD_INPUT = 2  #: usage, unknown actor or queue, invalid JSON or payload
+NOT_ALLOWED = 3  #: no such job, or the job's state does not allow it
+UNREACHABLE = 4  #: RabbitMQ or Redis did not answer
+UNEXPECTED = 70  #: a bug: still one line, never a traceback
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def describe(error: BaseException) -> tuple[str, int]:
+    """(one line, exit status) for any exception."""
+    if isinstance(error, CliError):
+        return str(error), error.code
+    if isinstance(error, click.ClickException):
+        return error.format_message(), BAD_INPUT
+    if isinstance(error, UnknownActor):
+        return f"unknown actor '{error.args[0]}'", BAD_INPUT
+    if isinstance(error, UnknownQueue):
+        return f"unknown queue '{error.args[0]}'", BAD_INPUT
+    if isinstance(error, ValidationError):
+        return describe_validation(error), BAD_INPUT
+    if isinstance(error, BatchInvalid | IdempotencyMismatch):
+        return f"invalid payload: {error}", BAD_INPUT
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON payload: {error.msg} at line {error.lineno} column {error.colno}", BAD_INPUT
+    if isinstance(error, JobNotFound):
+        return f"job not found: {error.args[0]}", NOT_ALLOWED
+    if isinstance(error, Conflict):
+        return str(error), NOT_ALLOWED
+    if isinstance(error, Unavailable):
+        return f"{error.side} unreachable: {_detail(error)}", UNREACHABLE
+    if isinstance(error, TimeoutError):
+        return str(error), JOB_FAILED
+    return f"unexpected error: {type(error).__name__}: {error}", UNEXPECTED
+
+
+def _detail(error: Unavailable) -> str:
+    # "rabbitmq unreachable: <detail>" with the side said once; pika's messages can be empty or repr-like.
+    detail = str(error).split("unreachable: ", 1)[-1].strip()
+    return detail or "no answer"
+
+
+def fail(error: BaseException) -> int:
+    line, code = describe(error)
+    line = " ".join(redact(line).split())  # one line, whatever the exception's text held
+    print(f"error: {line}", file=sys.stderr)
+    return code

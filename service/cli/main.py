@@ -1,0 +1,278 @@
+"""`jobs` commands: parse, call the service layer (the same one the API uses), print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from service.cli import render
+from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
+from service.cli.waiting import wait_with_progress
+from service.jobs import Jobs
+from service.queue_control import QueueControl
+from service.states import JobState, Priority
+
+app = typer.Typer(
+    name="jobs",
+    help="Send, watch and steer background jobs.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+@dataclass(frozen=True)
+class Services:
+    jobs: Jobs
+    queues: QueueControl
+
+
+@cache
+def services() -> Services:
+    """Built on first use, so `jobs --help` and usage errors never touch RabbitMQ or Redis."""
+    from service.actors import broker  # declares every actor, like a worker does
+    from service.broker import redis_client, store
+    from service.dead_letters import DeadLetters
+    from service.pauses import PauseFlags
+
+    if not _verbose:
+        # Log lines on stderr would break "one line per error"; --verbose brings them back.
+        logging.getLogger().setLevel(logging.CRITICAL)
+    jobs = Jobs(broker, store)
+    return Services(jobs, QueueControl(jobs, PauseFlags(redis_client), DeadLetters(broker)))
+
+
+_verbose = False
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show log lines on stderr.")] = False,
+) -> None:
+    global _verbose
+    _verbose = verbose
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    source = sys.stdin.read() if text == "-" else Path(text[1:]).read_text() if text.startswith("@") else text
+    payload = json.loads(source)
+    if not isinstance(payload, dict):
+        raise CliError(f"invalid JSON payload: expected an object, got {type(payload).__name__}", BAD_INPUT)
+    return payload
+
+
+# -- jobs ------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def send(
+    actor: Annotated[str, typer.Argument(help="The job to run, e.g. send_email.")],
+    payload: Annotated[str, typer.Argument(help="JSON object, '-' for stdin or @file.json.")] = "{}",
+    priority: Annotated[Priority | None, typer.Option(help="low, normal or high.")] = None,
+    delay: Annotated[int | None, typer.Option(min=0, help="Run no sooner than this many ms from now.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the job ends; exit 1 if it fails.")] = False,
+    timeout: Annotated[float | None, typer.Option(min=0, help="With --wait: give up after this many seconds.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="The same key again returns the same job.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enqueue a job."""
+    data = parse_payload(payload)
+    jobs = services().jobs
+    enqueued = jobs.enqueue(actor, data, priority=priority, delay_ms=delay or None, idempotency_key=idempotency_key)
+    if not wait:
+        if as_json:
+            render.emit_json({"jobId": enqueued.job_id, "status": enqueued.state.value})
+        else:
+            render.out.print(f"{enqueued.state.value} {enqueued.job_id}")
+        return
+    record = wait_with_progress(jobs, enqueued.job_id, timeout, show=not as_json or render.err.is_terminal)
+    if as_json:
+        render.emit_json(record.model_dump(mode="json"))
+    elif record.state is JobState.COMPLETED:
+        render.out.print(f"completed {record.jobId}  result: {render.short_json(record.result)}")
+    if record.state is not JobState.COMPLETED:
+        print(f"{record.state.value}: {record.failedReason or 'no reason recorded'}", file=sys.stderr)
+        raise typer.Exit(JOB_FAILED)
+
+
+@app.command()
+def show(job_id: str, as_json: JsonFlag = False) -> None:
+    """Show one job: state, progress, payload, result, failure."""
+    record = services().jobs.get(job_id)
+    if as_json:
+        render.emit_json(record.model_dump(mode="json"))
+        return
+    render.out.print(render.record_table(record))
+    if record.traceback and record.state is JobState.FAILED:
+        render.out.print("\n" + record.traceback.rstrip(), markup=False)
+
+
+@app.command("list")
+def list_jobs(
+    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor's jobs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs, newest first."""
+    if actor is not None:
+        services().jobs.actor(actor)
+    page = services().jobs.list(state=state, actor=actor, limit=limit, cursor=cursor)
+    if as_json:
+        render.emit_json({"jobs": [j.model_dump(mode="json") for j in page.jobs], "next": page.next})
+        return
+    if not page.jobs:
+        render.out.print("no jobs")
+        return
+    render.out.print(render.jobs_table(page.jobs))
+    if page.next:
+        render.out.print(f"more: jobs list --cursor {page.next}", markup=False)
+
+
+@app.command()
+def cancel(job_id: str, as_json: JsonFlag = False) -> None:
+    """Cancel a queued or delayed job, or ask an active one to stop."""
+    outcome = services().jobs.cancel(job_id)
+    if as_json:
+        render.emit_json({"jobId": job_id, "status": outcome})
+    else:
+        render.out.print(f"{outcome} {job_id}" + (" (asked to stop)" if outcome == "cancelling" else ""))
+
+
+@app.command()
+def retry(
+    job_id: Annotated[str | None, typer.Argument(help="The failed or cancelled job to run again.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed job.")] = False,
+    actor: Annotated[str | None, typer.Option(help="With --failed: only this actor's jobs.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a failed or cancelled job again, under the same id."""
+    if (job_id is None) == (not failed):
+        raise CliError("give a job id, or --failed (not both)", BAD_INPUT)
+    if actor is not None and not failed:
+        raise CliError("--actor goes with --failed", BAD_INPUT)
+    if job_id is not None:
+        record = services().jobs.retry(job_id)
+        if as_json:
+            render.emit_json({"jobId": record.jobId, "status": record.state.value})
+        else:
+            render.out.print(f"{record.state.value} {record.jobId}")
+        return
+    outcome = services().queues.retry_failed(actor)
+    if as_json:
+        render.emit_json({"retried": outcome.retried, "skipped": outcome.skipped})
+    else:
+        render.out.print(f"retried {len(outcome.retried)} failed jobs" + _skipped(outcome.skipped))
+
+
+def _skipped(count: int) -> str:
+    return f", skipped {count} that changed meanwhile" if count else ""
+
+
+# -- queues ----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def pause(queue: str, as_json: JsonFlag = False) -> None:
+    """Stop every worker from starting jobs of a queue (they stay in RabbitMQ)."""
+    services().queues.pause(queue)
+    _said({"queue": queue, "paused": True}, f"paused {queue}", as_json)
+
+
+@app.command()
+def resume(queue: str, as_json: JsonFlag = False) -> None:
+    """Let workers take jobs from a paused queue again."""
+    services().queues.resume(queue)
+    _said({"queue": queue, "paused": False}, f"resumed {queue}", as_json)
+
+
+@app.command()
+def dead(
+    queue: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Show at most this many.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the messages in a queue's dead-letter queue (they stay there)."""
+    control = services().queues
+    total = control.dead_count(queue)
+    items = control.dead(queue, limit)
+    if as_json:
+        render.emit_json(
+            {
+                "queue": queue,
+                "count": total,
+                "messages": [
+                    {
+                        "jobId": d.letter.job_id,
+                        "actor": d.letter.actor,
+                        "reason": d.reason,
+                        "state": d.record.state.value if d.record else None,
+                        "data": d.letter.message.kwargs if d.letter.message else None,
+                    }
+                    for d in items
+                ],
+            }
+        )
+        return
+    if not items:
+        render.out.print(f"no dead messages in {queue}")
+        return
+    grid = render.table("JOB ID", "ACTOR", "REASON")
+    for item in items:
+        grid.add_row(item.letter.job_id, item.letter.actor, item.reason)
+    render.out.print(grid)
+    if total > len(items):
+        render.out.print(f"showing {len(items)} of {total}")
+
+
+@app.command("requeue-dead")
+def requeue_dead(queue: str, as_json: JsonFlag = False) -> None:
+    """Put a queue's dead messages back for another try."""
+    outcome = services().queues.requeue_dead(queue)
+    text = f"requeued {outcome.requeued} dead messages of {queue}"
+    if outcome.stale:
+        text += f", dropped {outcome.stale} whose job had already run again"
+    if outcome.kept:
+        text += f", left {outcome.kept} that cannot run here"
+    _said({"queue": queue, "requeued": outcome.requeued, "stale": outcome.stale, "kept": outcome.kept}, text, as_json)
+
+
+def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(value)
+    else:
+        render.out.print(text, markup=False)
+
+
+# -- entry point -----------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script. Exit statuses are in service.cli.errors; nothing ever ends in a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=list(argv) if argv is not None else None, prog_name="jobs", standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        code = stop.exit_code
+    except click.exceptions.Abort:
+        print("error: interrupted", file=sys.stderr)
+        code = 130
+    except (Exception, KeyboardInterrupt) as error:  # the one place every error becomes a line
+        code = 130 if isinstance(error, KeyboardInterrupt) else fail(error)
+    sys.exit(code if isinstance(code, int) else OK)
+
+
+__all__ = ["app", "main"]
