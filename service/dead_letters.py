@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import dramatiq
@@ -35,8 +36,8 @@ class DeadLetter:
 def _dead_at(properties: pika.BasicProperties) -> int | None:
     # RabbitMQ stamps each dead-lettering in the x-death header, newest first.
     deaths = (properties.headers or {}).get("x-death") or []
-    when = deaths[0].get("time") if deaths else None
-    return int(when.timestamp() * 1000) if hasattr(when, "timestamp") else None
+    when: Any = deaths[0].get("time") if deaths else None
+    return int(when.timestamp() * 1000) if isinstance(when, datetime) else None
 
 
 def _letter(properties: pika.BasicProperties, body: bytes) -> DeadLetter:

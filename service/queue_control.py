@@ -95,7 +95,8 @@ class QueueControl:
         outcome = {"requeued": 0, "stale": 0}
 
         def handle(letter: DeadLetter) -> bool:
-            if letter.message is None:
+            message = letter.message
+            if message is None:
                 return False
             record = self._record(letter.job_id)
             if record is None:
@@ -104,8 +105,8 @@ class QueueControl:
                     self.jobs.actor(letter.actor)
                 except UnknownActor:
                     return False
-                options = {k: v for k, v in letter.message.options.items() if k not in _ATTEMPT_OPTIONS}
-                self._broker(lambda: self.jobs.broker.enqueue(letter.message.copy(queue_name=name, options=options)))
+                options = {k: v for k, v in message.options.items() if k not in _ATTEMPT_OPTIONS}
+                self._broker(lambda: self.jobs.broker.enqueue(message.copy(queue_name=name, options=options)))
                 outcome["requeued"] += 1
                 return True
             if record.state not in RETRYABLE_STATES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-import click
+import typer
 from pydantic import ValidationError
 
 from service.jobs import BatchInvalid, Conflict, IdempotencyMismatch, JobNotFound, Unavailable, UnknownActor
@@ -32,7 +32,7 @@ def describe(error: BaseException) -> tuple[str, int]:
     """(one line, exit status) for any exception."""
     if isinstance(error, CliError):
         return str(error), error.code
-    if isinstance(error, click.ClickException):
+    if isinstance(error, typer.TyperException):  # usage errors: bad option, missing argument
         return error.format_message(), BAD_INPUT
     if isinstance(error, UnknownActor):
         return f"unknown actor '{error.args[0]}'", BAD_INPUT

@@ -6,12 +6,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from service.cli import render
@@ -47,22 +47,24 @@ def services() -> Services:
     from service.dead_letters import DeadLetters
     from service.pauses import PauseFlags
 
-    if not _verbose:
-        # Log lines on stderr would break "one line per error"; --verbose brings them back.
-        logging.getLogger().setLevel(logging.CRITICAL)
     jobs = Jobs(broker, store)
     return Services(jobs, QueueControl(jobs, PauseFlags(redis_client), DeadLetters(broker)))
 
 
-_verbose = False
+_quiet: ContextVar[bool] = ContextVar("quiet", default=True)
+
+
+def _quieten() -> None:
+    # Log lines on stderr would break "one line per error"; --verbose keeps them.
+    if _quiet.get():
+        logging.disable(logging.CRITICAL)
 
 
 @app.callback()
 def _options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show log lines on stderr.")] = False,
 ) -> None:
-    global _verbose
-    _verbose = verbose
+    """Options for every command (main() reads --verbose before the command runs)."""
 
 
 def parse_payload(text: str) -> dict[str, Any]:
@@ -165,11 +167,9 @@ def retry(
     if actor is not None and not failed:
         raise CliError("--actor goes with --failed", BAD_INPUT)
     if job_id is not None:
+        # Reopened as queued; by the time this prints, a worker may have it already.
         record = services().jobs.retry(job_id)
-        if as_json:
-            render.emit_json({"jobId": record.jobId, "status": record.state.value})
-        else:
-            render.out.print(f"{record.state.value} {record.jobId}")
+        _said({"jobId": record.jobId, "status": "queued"}, f"queued {record.jobId}", as_json)
         return
     outcome = services().queues.retry_failed(actor)
     if as_json:
@@ -263,15 +263,20 @@ def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script. Exit statuses are in service.cli.errors; nothing ever ends in a traceback."""
     command = typer.main.get_command(app)
+    args = list(argv) if argv is not None else sys.argv[1:]
+    _quiet.set("-v" not in args and "--verbose" not in args)
+    _quieten()
     try:
-        code = command.main(args=list(argv) if argv is not None else None, prog_name="jobs", standalone_mode=False)
-    except click.exceptions.Exit as stop:
+        code = command.main(args=args, prog_name="jobs", standalone_mode=False)
+    except typer.Exit as stop:
         code = stop.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         code = 130
     except (Exception, KeyboardInterrupt) as error:  # the one place every error becomes a line
         code = 130 if isinstance(error, KeyboardInterrupt) else fail(error)
+    finally:
+        logging.disable(logging.NOTSET)
     sys.exit(code if isinstance(code, int) else OK)
 
 
