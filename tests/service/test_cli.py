@@ -35,8 +35,9 @@ def test_the_real_jobs_executable_sends_a_job_waits_for_it_and_shows_it(worker: 
     assert all(len(line) <= 80 for line in shown.out.splitlines()), shown.out
 
 
-def test_send_prints_the_state_and_id_and_the_job_runs(capsys: pytest.CaptureFixture[str], jobs: Jobs,
-                                                        worker: WorkerProcess) -> None:
+def test_send_prints_the_state_and_id_and_the_job_runs(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
     sent = run_cli(capsys, "send", "add", '{"a": 2, "b": 40}')
     assert sent.code == 0, sent.err
     state, job_id = sent.out.split()
@@ -54,8 +55,9 @@ def test_send_with_priority_and_delay_records_both(capsys: pytest.CaptureFixture
     jobs.cancel(answer["jobId"])
 
 
-def test_send_wait_follows_the_progress_messages_and_exits_zero(capsys: pytest.CaptureFixture[str],
-                                                                 worker: WorkerProcess) -> None:
+def test_send_wait_follows_the_progress_messages_and_exits_zero(
+    capsys: pytest.CaptureFixture[str], worker: WorkerProcess
+) -> None:
     sent = run_cli(capsys, "send", "slow", '{"key": "cli-wait", "seconds": 1.5, "steps": 5}', "--wait")
     assert sent.code == 0, sent.err
     assert "completed" in sent.out and "result: 5" in sent.out
@@ -63,8 +65,9 @@ def test_send_wait_follows_the_progress_messages_and_exits_zero(capsys: pytest.C
     assert "step 2 of 5" in sent.err and "100%" in sent.err, sent.err
 
 
-def test_send_wait_exits_one_and_prints_the_reason_when_the_job_fails(capsys: pytest.CaptureFixture[str],
-                                                                      worker: WorkerProcess) -> None:
+def test_send_wait_exits_one_and_prints_the_reason_when_the_job_fails(
+    capsys: pytest.CaptureFixture[str], worker: WorkerProcess
+) -> None:
     sent = run_cli(capsys, "send", "flaky", '{"key": "cli-fail", "failures": 99}', "--wait")
     assert sent.code == 1
     assert "failed: RuntimeError: planned failure 4" in sent.err
@@ -134,8 +137,9 @@ def test_show_of_an_unknown_job_says_so_with_exit_status_three(capsys: pytest.Ca
     assert_one_line_error(done.err, "job not found")
 
 
-def test_show_of_a_failed_job_prints_the_reason_and_traceback(capsys: pytest.CaptureFixture[str], jobs: Jobs,
-                                                               worker: WorkerProcess) -> None:
+def test_show_of_a_failed_job_prints_the_reason_and_traceback(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
     job_id = test_actors.flaky.send(key="cli-show", failures=99).message_id
     jobs.wait(job_id, timeout_s=20)
     shown = run_cli(capsys, "show", job_id)
@@ -146,8 +150,9 @@ def test_show_of_a_failed_job_prints_the_reason_and_traceback(capsys: pytest.Cap
     assert as_json["state"] == "failed" and as_json["attempts"] == 4
 
 
-def test_list_filters_by_state_and_actor_and_fits_eighty_columns(capsys: pytest.CaptureFixture[str], jobs: Jobs,
-                                                                 worker: WorkerProcess) -> None:
+def test_list_filters_by_state_and_actor_and_fits_eighty_columns(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
     done_id = test_actors.add.send(a=1, b=2).message_id
     jobs.wait(done_id, timeout_s=15)
     waiting_id = jobs.enqueue("record_run", {"key": "later"}, delay_ms=60_000).job_id
@@ -184,8 +189,9 @@ def test_list_pages_with_a_cursor(capsys: pytest.CaptureFixture[str], jobs: Jobs
         jobs.cancel(job_id)
 
 
-def test_cancel_stops_a_waiting_job_and_refuses_a_finished_one(capsys: pytest.CaptureFixture[str], jobs: Jobs,
-                                                               worker: WorkerProcess) -> None:
+def test_cancel_stops_a_waiting_job_and_refuses_a_finished_one(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
     job_id = jobs.enqueue("record_run", {"key": "cancel-me"}, delay_ms=60_000).job_id
     done = run_cli(capsys, "cancel", job_id)
     assert done.code == 0 and done.out.strip() == f"cancelled {job_id}"
@@ -197,8 +203,9 @@ def test_cancel_stops_a_waiting_job_and_refuses_a_finished_one(capsys: pytest.Ca
     assert_one_line_error(refused.err, "already completed")
 
 
-def test_retry_runs_a_failed_job_again_under_the_same_id(capsys: pytest.CaptureFixture[str], jobs: Jobs,
-                                                         worker: WorkerProcess) -> None:
+def test_retry_runs_a_failed_job_again_under_the_same_id(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
     job_id = test_actors.flaky.send(key="cli-retry", failures=4).message_id
     assert jobs.wait(job_id, timeout_s=20).state is JobState.FAILED
     done = run_cli(capsys, "retry", job_id)
@@ -210,8 +217,9 @@ def test_retry_runs_a_failed_job_again_under_the_same_id(capsys: pytest.CaptureF
     assert_one_line_error(refused.err, "only failed or cancelled jobs can be retried")
 
 
-def test_retry_failed_reruns_every_failed_job_of_an_actor(capsys: pytest.CaptureFixture[str], jobs: Jobs,
-                                                          worker: WorkerProcess) -> None:
+def test_retry_failed_reruns_every_failed_job_of_an_actor(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
     flaky_ids = [test_actors.flaky.send(key=f"cli-all-{i}", failures=4).message_id for i in range(3)]
     other = test_actors.stuck.send(seconds=5).message_id
     for job_id in [*flaky_ids, other]:
