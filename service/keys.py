@@ -35,7 +35,19 @@ def rate_window(name: str, window: int) -> str:
     return f"{PREFIX}rate:{name}:{window}"
 
 
+def throughput(state: str, minute: int) -> str:
+    """Jobs that reached `state` (completed or failed) in one minute (minutes since the epoch); expires after ~2 h."""
+    return f"{PREFIX}throughput:{state}:{minute}"
+
+
+def worker(worker_id: str) -> str:
+    """One worker process's heartbeat; it expires when the process stops beating."""
+    return f"{PREFIX}worker:{worker_id}"
+
+
 ACTORS = f"{PREFIX}actors"
+#: Sorted set of worker ids scored by when their heartbeat expires (ms); lets readers skip a SCAN.
+WORKERS = f"{PREFIX}workers"
 
 
 def once(kind: str, job_id: str) -> str:

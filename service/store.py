@@ -39,6 +39,13 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class MinuteCount:
+    minute_ms: int  #: start of the minute, ms since the epoch
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class Page:
     jobs: list[JobRecord]
     next: str | None
@@ -151,6 +158,41 @@ class JobStore:
 
     def actors(self) -> list[str]:
         return sorted(str(a) for a in self.client.smembers(keys.ACTORS))
+
+    def throughput(self, minutes: int = 60, at_ms: int | None = None) -> list[MinuteCount]:
+        """Jobs completed and failed in each of the last `minutes` minutes, oldest first, the current one last."""
+        current = (at_ms or now_ms()) // 60_000
+        span = range(current - minutes + 1, current + 1)
+        names = [keys.throughput(state, m) for m in span for state in ("completed", "failed")]
+        values = self.client.mget(names)
+        return [
+            MinuteCount(m * 60_000, int(values[2 * i] or 0), int(values[2 * i + 1] or 0)) for i, m in enumerate(span)
+        ]
+
+    def beat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
+        """A worker process says it is alive, for `ttl_s` seconds."""
+        expires = now_ms() + int(ttl_s * 1000)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(keys.worker(worker_id), json.dumps(info), px=int(ttl_s * 1000))
+        pipe.zadd(keys.WORKERS, {worker_id: expires})
+        pipe.execute()
+
+    def forget_worker(self, worker_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.worker(worker_id))
+        pipe.zrem(keys.WORKERS, worker_id)
+        pipe.execute()
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The last heartbeat of each worker process still alive, by id."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zremrangebyscore(keys.WORKERS, "-inf", now_ms())
+        pipe.zrange(keys.WORKERS, 0, -1)
+        _, ids = pipe.execute()
+        if not ids:
+            return []
+        beats = self.client.mget([keys.worker(str(i)) for i in ids])
+        return [json.loads(b) for b in beats if b]
 
     def list(
         self,

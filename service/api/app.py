@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from service.api import errors
 from service.api.limits import BodyLimit
-from service.api.routes import health, jobs
+from service.api.origin import SameOriginOnly
+from service.api.routes import events, health, jobs
 from service.broker import settings
+from service.dashboard import router as dashboard
 
 app = FastAPI(
     title="Job service",
@@ -16,5 +18,9 @@ app = FastAPI(
 )
 errors.install(app)
 app.add_middleware(BodyLimit, max_bytes=settings.max_payload_bytes)
+app.add_middleware(SameOriginOnly)
 app.include_router(health.router)
 app.include_router(jobs.router)
+app.include_router(events.router)
+app.include_router(dashboard.router)
+app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")

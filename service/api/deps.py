@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException
 
 import actors  # noqa: F401  (declares every job, so the API knows their names and payload models)
+from service.activity import Activity
 from service.broker import broker, settings, store
 from service.jobs import Jobs
 
@@ -19,6 +20,14 @@ def get_jobs() -> Jobs:
 
 
 JobsDep = Annotated[Jobs, Depends(get_jobs)]
+
+
+@lru_cache(maxsize=1)
+def get_activity() -> Activity:
+    return Activity(store)
+
+
+ActivityDep = Annotated[Activity, Depends(get_activity)]
 
 
 def require_token(authorization: Annotated[str | None, Header()] = None) -> None:

@@ -52,6 +52,12 @@ if RANK[state] == 2 then
   updates['finishedAt'] = now_iso
   redis.call('ZADD', finished_key(state, actor), now_ms, jid)
   if set['failedReason'] then entry['error'] = set['failedReason'] end
+  if state ~= 'cancelled' then
+    -- Per-minute throughput for the dashboard; kept ~2 h so the last hour is always complete.
+    local tkey = prefix .. 'throughput:' .. state .. ':' .. math.floor(now_ms / 60000)
+    redis.call('INCR', tkey)
+    redis.call('EXPIRE', tkey, 7200)
+  end
 end
 hset_all(key, updates)
 add_history(jid, entry)

@@ -1,0 +1,1 @@
+"""The dashboard served by the web process at `/`: server-rendered pages over the service layer, a little JavaScript."""

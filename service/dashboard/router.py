@@ -1,0 +1,109 @@
+"""The dashboard's pages. Each parses its query, asks the service layer, and renders a template; nothing else."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from service.api.deps import ActivityDep, JobsDep
+from service.dashboard import attempts, queues
+from service.dashboard.chart import throughput_chart
+from service.dashboard.pages import HERE, render
+from service.jobs import JobNotFound
+from service.settings import get_settings
+from service.states import FINAL_STATES, RETRYABLE_STATES, JobState
+
+router = APIRouter(include_in_schema=False)
+static_files = StaticFiles(directory=HERE / "static")
+
+PAGE_SIZE = 25
+CURSOR = re.compile(r"\d+:[^\s]+")
+
+
+def common(request: Request, section: str) -> dict[str, Any]:
+    return {"request": request, "section": section, "token_required": bool(get_settings().api_token)}
+
+
+@router.get("/")
+def overview(request: Request, jobs: JobsDep, activity: ActivityDep) -> Response:
+    return render(
+        "overview.html",
+        {
+            **common(request, "overview"),
+            "queues": queues.figures(jobs),
+            "chart": throughput_chart(activity.throughput(60)),
+            "workers": activity.workers(),
+        },
+    )
+
+
+@router.get("/dashboard")
+def dashboard_root() -> Response:
+    return RedirectResponse("/", status_code=308)
+
+
+@router.get("/dashboard/jobs")
+def job_list(
+    request: Request,
+    jobs: JobsDep,
+    state: Annotated[str, Query()] = "",
+    actor: Annotated[str, Query()] = "",
+    cursor: Annotated[str, Query()] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    context: dict[str, Any] = {
+        **common(request, "jobs"),
+        "actors": jobs.actor_names(),
+        "states": [s.value for s in JobState],
+        "state": state,
+        "actor": actor,
+        "cursor": cursor,
+        "q": q.strip(),
+        "page": None,
+        "missing": None,
+        "problem": None,
+    }
+    if context["q"]:
+        try:
+            jobs.get(context["q"])
+        except JobNotFound:
+            # Said plainly, with a 404: an unknown id is never shown as a job that is "pending".
+            return render("jobs.html", {**context, "missing": context["q"]}, status_code=404)
+        return RedirectResponse(f"/dashboard/jobs/{quote(context['q'], safe='')}", status_code=303)
+    if cursor and not CURSOR.fullmatch(cursor):
+        return render("jobs.html", {**context, "problem": "cursor must be the one an earlier page gave"}, 422)
+    chosen: JobState | None = None
+    if state:
+        try:
+            chosen = JobState(state)
+        except ValueError:
+            problem = f"state must be one of: {', '.join(s.value for s in JobState)}"
+            return render("jobs.html", {**context, "problem": problem}, status_code=422)
+    page = jobs.list(state=chosen, actor=actor or None, limit=PAGE_SIZE, cursor=cursor or None)
+    return render("jobs.html", {**context, "page": page})
+
+
+@router.get("/dashboard/jobs/{job_id}")
+def job_page(request: Request, job_id: str, jobs: JobsDep) -> Response:
+    try:
+        record = jobs.get(job_id)
+    except JobNotFound:
+        return render("missing.html", {**common(request, "jobs"), "job_id": job_id}, status_code=404)
+    tried = attempts.attempts(record.history)
+    return render(
+        "job.html",
+        {
+            **common(request, "jobs"),
+            "job": record,
+            "final": record.state in FINAL_STATES,
+            "retryable": record.state in RETRYABLE_STATES,
+            "attempts": tried,
+            "spans": attempts.timeline(record.createdAt, tried, datetime.now(UTC)),
+        },
+    )

@@ -1,0 +1,203 @@
+// The dashboard's behaviour: the API token for this tab, actions (with confirmation), sending a job,
+// live progress from GET /jobs/{id}/events, and refreshing the overview's figures. Text goes in via textContent only.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "jobs.apiToken";
+  const FINAL = ["completed", "failed", "cancelled"];
+  const tokenRequired = document.body.dataset.tokenRequired === "yes";
+  const statusLine = document.getElementById("status");
+
+  function say(text, kind) {
+    statusLine.textContent = text;
+    statusLine.dataset.kind = kind || "info";
+  }
+
+  // -- the API token, kept in sessionStorage: this tab only, gone when it closes ---------------------------------
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  function showTokenState() {
+    const form = document.getElementById("token-form");
+    const kept = document.getElementById("token-set");
+    if (!form || !kept) return;
+    form.hidden = token() !== "";
+    kept.hidden = token() === "";
+  }
+
+  function askForToken(why) {
+    showTokenState();
+    say(why, "error");
+    const input = document.getElementById("token-input");
+    if (input) input.focus();
+  }
+
+  const tokenForm = document.getElementById("token-form");
+  if (tokenForm) {
+    tokenForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const input = document.getElementById("token-input");
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      input.value = "";
+      showTokenState();
+      say("Token kept for this tab.", "ok");
+    });
+    document.getElementById("token-forget").addEventListener("click", function () {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showTokenState();
+      say("Token forgotten.", "ok");
+    });
+    showTokenState();
+  }
+
+  // -- calling the API ------------------------------------------------------------------------------------------
+
+  function describe(data, response) {
+    if (data && typeof data.detail === "string") return data.detail;
+    if (data && Array.isArray(data.detail)) {
+      return data.detail
+        .map(function (e) {
+          return (Array.isArray(e.loc) ? e.loc.join(".") + ": " : "") + e.msg;
+        })
+        .join("; ");
+    }
+    return "HTTP " + response.status + " " + response.statusText;
+  }
+
+  // Returns {response, data}, or null when no request was made because the token is missing.
+  async function call(method, url, body) {
+    const headers = { Accept: "application/json" };
+    if (tokenRequired) {
+      if (!token()) {
+        askForToken("Enter the API token first: actions need it.");
+        return null;
+      }
+      // A header set by this script is never attached by the browser to a request from another site.
+      headers.Authorization = "Bearer " + token();
+    }
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(url, { method: method, headers: headers, body: body, credentials: "omit" });
+    } catch (error) {
+      say("The service did not answer: " + error.message, "error");
+      return null;
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    if (response.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      askForToken("Refused: " + describe(data, response) + ". Enter the API token.");
+    }
+    return { response: response, data: data };
+  }
+
+  document.addEventListener("click", async function (event) {
+    const button = event.target.closest("button[data-url]");
+    if (!button || button.disabled) return;
+    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    button.disabled = true;
+    const outcome = await call(button.dataset.method || "POST", button.dataset.url);
+    button.disabled = false;
+    if (!outcome) return;
+    if (outcome.response.ok) {
+      say(button.dataset.done || "Done.", "ok");
+      setTimeout(function () { window.location.reload(); }, 600);
+    } else if (outcome.response.status !== 401) {
+      say("Refused: " + describe(outcome.data, outcome.response), "error");
+    }
+  });
+
+  // -- sending a job --------------------------------------------------------------------------------------------
+
+  const sendForm = document.getElementById("send-form");
+  if (sendForm) {
+    sendForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const fields = new FormData(sendForm);
+      const text = String(fields.get("payload") || "{}");
+      try {
+        JSON.parse(text);
+      } catch (error) {
+        say("The payload is not valid JSON: " + error.message, "error");
+        return;
+      }
+      const query = new URLSearchParams();
+      if (fields.get("priority")) query.set("priority", String(fields.get("priority")));
+      if (fields.get("delay")) query.set("delay", String(fields.get("delay")));
+      const url = "/jobs/" + encodeURIComponent(String(fields.get("actor"))) + (query.toString() ? "?" + query.toString() : "");
+      const outcome = await call("POST", url, text);
+      if (!outcome) return;
+      if (outcome.response.ok && outcome.data && outcome.data.jobId) {
+        window.location.assign("/dashboard/jobs/" + encodeURIComponent(outcome.data.jobId));
+      } else if (outcome.response.status !== 401) {
+        say("Not sent: " + describe(outcome.data, outcome.response), "error");
+      }
+    });
+  }
+
+  // -- live progress of one job ---------------------------------------------------------------------------------
+
+  const job = document.querySelector("[data-events]");
+  if (job && window.EventSource) {
+    const bar = document.getElementById("progress");
+    const percent = document.getElementById("progress-percent");
+    const message = document.getElementById("progress-message");
+    const state = document.getElementById("job-state");
+    const attempts = document.getElementById("job-attempts");
+    const source = new EventSource(job.dataset.events);
+    source.addEventListener("job", function (event) {
+      const snapshot = JSON.parse(event.data);
+      bar.value = snapshot.progress;
+      percent.textContent = snapshot.progress + "%";
+      message.textContent = snapshot.progressMessage || "";
+      state.textContent = snapshot.state;
+      state.className = "badge " + snapshot.state;
+      attempts.textContent = String(snapshot.attempts);
+      if (FINAL.indexOf(snapshot.state) !== -1) {
+        // The stream ends here; reload once to show the result or the failure in full.
+        source.close();
+        setTimeout(function () { window.location.reload(); }, 400);
+      }
+    });
+    ["gone", "unavailable"].forEach(function (name) {
+      source.addEventListener(name, function (event) {
+        source.close();
+        say("Live updates stopped: " + JSON.parse(event.data).detail, "error");
+      });
+    });
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) say("Live updates stopped; reload the page to resume.", "error");
+    };
+  }
+
+  // -- the overview refreshes its figures every few seconds while visible ---------------------------------------
+
+  const live = document.querySelectorAll("[data-refresh][id]");
+  if (live.length) {
+    setInterval(async function () {
+      if (document.hidden) return;
+      let html;
+      try {
+        const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+        if (!response.ok) return;
+        html = await response.text();
+      } catch (error) {
+        return;
+      }
+      // The server escaped everything in this HTML; it replaces sections of the same page, same origin.
+      const fresh = new DOMParser().parseFromString(html, "text/html");
+      live.forEach(function (section) {
+        const replacement = fresh.getElementById(section.id);
+        const current = document.getElementById(section.id);
+        if (replacement && current) current.replaceWith(document.importNode(replacement, true));
+      });
+    }, 5000);
+  }
+})();
