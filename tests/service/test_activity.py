@@ -71,6 +71,6 @@ def test_each_worker_process_beats_and_is_gone_once_it_stops(jobs: Jobs, worker:
 
 def test_a_heartbeat_that_is_not_renewed_expires() -> None:
     store.beat("elsewhere:1", {"id": "elsewhere:1", "host": "elsewhere", "pid": 1}, ttl_s=0.3)
-    assert [w.host for w in Activity(store).workers()] == ["elsewhere"]
+    assert "elsewhere" in [w.host for w in Activity(store).workers()]
     time.sleep(0.5)
-    assert Activity(store).workers() == []
+    assert "elsewhere" not in [w.host for w in Activity(store).workers()]
