@@ -10,6 +10,7 @@ from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, progress
+from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.heartbeat import Heartbeat
 from service.middleware.rate_limit import RateLimit
 from service.middleware.retries import Retries
@@ -52,6 +53,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         ShutdownNotifications(),
         CurrentMessage(),
         RateLimit(client),
+        ConcurrencyLimit(client),
         StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes),
         Heartbeat(store),
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),

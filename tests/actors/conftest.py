@@ -14,6 +14,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from service.broker import build_broker, redis_client, settings, store
 from service.typed_actor import TypedActor
 from tests.support import isolation
+from tests.support.http_receiver import Receiver
 from tests.support.smtp import SmtpServer
 from tests.support.workers import WorkerProcess
 
@@ -66,6 +67,12 @@ def lane() -> Iterator[PrivateLane]:
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SmtpServer]:
     with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
         yield server
 
 
