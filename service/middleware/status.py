@@ -23,7 +23,7 @@ from service.errors import JobCancelled
 from service.middleware.retries import describe
 from service.progress import flush_progress
 from service.states import BROKER_PRIORITY, FINAL_STATES, JobState
-from service.store import JobStore
+from service.store import JobStore, Transition
 
 logger = logging.getLogger("service.jobs")
 T = TypeVar("T")
@@ -108,15 +108,7 @@ class StatusMiddleware(Middleware):
         reason = envelope.problem(message, self.max_payload_bytes)
         if reason is not None:
             self._reject(message, reason)
-        outcome = self._patiently(
-            lambda: self.store.transition(
-                message.message_id,
-                JobState.ACTIVE,
-                run=run_of(message),
-                retries=retries_of(message),
-                create=record_fields(message, self.max_payload_bytes),
-            )
-        )
+        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, {}))
         if not outcome.applied:
             # Final already (a redelivery after completion, or cancelled), or a stale copy of an earlier attempt.
             logger.info("skipping %s: job is %s", message.message_id, outcome.state)
@@ -157,30 +149,23 @@ class StatusMiddleware(Middleware):
     def _reject(self, message: Any, reason: str) -> None:
         """Fail a message that cannot run as published (any sender can publish anything): recorded, dead-lettered."""
         message.fail()
-        self._patiently(
-            lambda: self.store.transition(
-                message.message_id,
-                JobState.FAILED,
-                run=run_of(message),
-                retries=retries_of(message),
-                fields={"failedReason": reason},
-                create=record_fields(message, self.max_payload_bytes),
-            )
-        )
+        self._patiently(lambda: self._transition(message, JobState.FAILED, {"failedReason": reason}))
         logger.warning("rejected %s: %s", message.message_id, reason, extra={"event": "failed"})
         raise SkipMessage(reason)
 
-    def _finish(self, message: Any, state: JobState, fields: dict[str, Any]) -> None:
-        outcome = self._patiently(
-            lambda: self.store.transition(
-                message.message_id,
-                state,
-                run=run_of(message),
-                retries=retries_of(message),
-                fields=fields,
-                create=record_fields(message, self.max_payload_bytes),
+    def _transition(self, message: Any, state: JobState, fields: dict[str, Any]) -> Transition:
+        """Write a transition; only when the record is missing (a foreign sender's job) send the whole record."""
+        run, retries = run_of(message), retries_of(message)
+        outcome = self.store.transition(message.message_id, state, run=run, retries=retries, fields=fields)
+        if outcome.state == "missing":
+            create = record_fields(message, self.max_payload_bytes)
+            outcome = self.store.transition(
+                message.message_id, state, run=run, retries=retries, fields=fields, create=create
             )
-        )
+        return outcome
+
+    def _finish(self, message: Any, state: JobState, fields: dict[str, Any]) -> None:
+        outcome = self._patiently(lambda: self._transition(message, state, fields))
         if not outcome.applied and outcome.state not in FINAL_STATES:
             logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.state)
 
