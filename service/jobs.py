@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import time
 import uuid
@@ -17,6 +18,9 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.errors import ConnectionError as BrokerConnectionError
 from pydantic import ValidationError
 
+from service import queues
+from service.publisher import Publisher
+from service.rabbit import RabbitLink, shared_link
 from service.records import JobRecord
 from service.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
 from service.store import JobStore, Page
@@ -60,6 +64,31 @@ class Unavailable(Exception):
         self.side = side
 
 
+class UnknownQueue(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """One queue: `waiting`, `delayed` and `dead` from RabbitMQ; `active`, `completed`, `failed` from the store."""
+
+    name: str
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: bool
+    dead: int
+
+
+@dataclass(frozen=True)
+class Purged:
+    queue: str
+    messages: int  #: messages removed from the queue and its delay queue
+    cancelled: int  #: waiting job records marked cancelled
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
@@ -70,9 +99,12 @@ class Enqueued:
 class Jobs:
     """One object per process, built from the broker and the store that the composition root made."""
 
-    def __init__(self, broker: RabbitmqBroker, store: JobStore) -> None:
+    def __init__(self, broker: RabbitmqBroker, store: JobStore, link: RabbitLink | None = None) -> None:
         self.broker = broker
         self.store = store
+        #: Publishing and queue figures go through a link with a deadline, so callers get an answer in seconds.
+        self.link = link or shared_link(broker)
+        self.publisher = Publisher(self.link)
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -161,12 +193,27 @@ class Jobs:
         if errors:
             raise BatchInvalid(errors, invalid)
         self._store_call(self.store.client.ping)
-        ids = []
-        for payload in normalised:
-            job_id = str(uuid.uuid4())
-            self._publish(actor, job_id, payload, priority, None, None)
-            ids.append(job_id)
-        return ids
+        messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None) for payload in normalised]
+        try:
+            self.publisher.publish_batch(messages)
+        except BROKER_ERRORS as error:
+            raise Unavailable("rabbitmq", str(error)) from error
+        return [m.message_id for m in messages]
+
+    def _message(
+        self,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        idempotency_key: str | None,
+    ) -> dramatiq.Message[Any]:
+        options: dict[str, Any] = {}
+        if priority is not None:
+            options["broker_priority"] = BROKER_PRIORITY[priority]
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        return actor.message_with_options(kwargs=payload, **options).copy(message_id=job_id)
 
     def _publish(
         self,
@@ -177,15 +224,9 @@ class Jobs:
         delay_ms: int | None,
         idempotency_key: str | None,
     ) -> None:
-        options: dict[str, Any] = {}
-        if priority is not None:
-            options["broker_priority"] = BROKER_PRIORITY[priority]
-        if idempotency_key:
-            options["idempotency_key"] = idempotency_key
-        message = actor.message_with_options(kwargs=payload, **options)
-        message = message.copy(message_id=job_id)
+        message = self._message(actor, job_id, payload, priority, idempotency_key)
         try:
-            self.broker.enqueue(message, delay=delay_ms or None)
+            self.publisher.publish(message, delay_ms=delay_ms or None)
         except STORE_ERRORS as error:
             # Published, but the record was not written: the worker records it on first sight. Say so.
             raise Unavailable("redis", str(error)) from error
@@ -224,7 +265,7 @@ class Jobs:
         if outcome == "missing":
             raise JobNotFound(job_id)
         if outcome not in ("cancelled", "cancelling"):
-            raise Conflict(f"job is already {outcome}")
+            raise Conflict(f"job is {outcome}")
         return outcome
 
     def retry(self, job_id: str) -> JobRecord:
@@ -245,12 +286,74 @@ class Jobs:
             message_id=job_id,
         )
         try:
-            self.broker.enqueue(message)
+            self.publisher.publish(message)
         except BROKER_ERRORS as error:
+            # Nothing was published: put the record back as it was rather than leave it queued forever.
+            restore = {"failedReason": record.failedReason or ""}
+            self._quietly(lambda: self.store.transition(job_id, record.state, run=int(value), fields=restore))
             raise Unavailable("rabbitmq", str(error)) from error
         return self.get(job_id)
 
+    # -- queues ----------------------------------------------------------------------------------------------
+
+    def queues(self) -> builtins.list[QueueFigures]:
+        return [self._figures(name) for name in self.queue_names()]
+
+    def _figures(self, queue: str) -> QueueFigures:
+        depth = self._broker_call(lambda: queues.depth(self.link, queue))
+        actors = self._actors_of(queue)
+
+        def count(state: JobState) -> int:
+            return self._store_call(lambda: sum(self.store.count(actor, state) for actor in actors))
+
+        return QueueFigures(
+            name=queue,
+            waiting=depth.waiting,
+            active=count(JobState.ACTIVE),
+            completed=count(JobState.COMPLETED),
+            failed=count(JobState.FAILED),
+            # A running worker holds delayed messages unacked until they are due, so RabbitMQ's count alone would
+            # read 0 while jobs wait; the store knows them.
+            delayed=max(depth.delayed, count(JobState.DELAYED)),
+            paused=self._store_call(lambda: self.store.is_paused(queue)),
+            dead=depth.dead,
+        )
+
+    def purge(self, queue: str) -> Purged:
+        """Empty the queue and its delay queue, and mark their waiting jobs cancelled (the seed's rollback step).
+        Running jobs are left to finish; dead letters are kept."""
+        if queue not in self.queue_names():
+            raise UnknownQueue(queue)
+        self._store_call(self.store.client.ping)
+        removed = self._broker_call(lambda: queues.purge(self.link, queue))
+        cancelled = self._store_call(lambda: self._cancel_waiting(self._actors_of(queue)))
+        return Purged(queue, removed, cancelled)
+
+    def _cancel_waiting(self, actors: tuple[str, ...]) -> int:
+        cancelled = 0
+        for actor in actors:
+            for state in (JobState.QUEUED, JobState.DELAYED):
+                # Always read the first page: each job cancelled leaves the index being read. A job that turned
+                # active meanwhile is left alone (waiting_only) and leaves the index too, so this ends.
+                seen: set[str] = set()
+                while page := [j.jobId for j in self.store.list(actor=actor, state=state, limit=200).jobs]:
+                    if seen.issuperset(page):
+                        break  # nothing left that a cancel would move (a record changed under us): stop, never spin
+                    seen.update(page)
+                    for job_id in page:
+                        cancelled += self.store.cancel(job_id, waiting_only=True, reason="purged") == "cancelled"
+        return cancelled
+
+    def _actors_of(self, queue: str) -> tuple[str, ...]:
+        return tuple(n for n in self.actor_names() if self.broker.get_actor(n).queue_name == queue)
+
     # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _broker_call(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except BROKER_ERRORS as error:
+            raise Unavailable("rabbitmq", str(error)) from error
 
     def _store_call(self, call: Callable[[], T]) -> T:
         try:

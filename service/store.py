@@ -100,11 +100,14 @@ class JobStore:
         applied, _, cancel = self._progress(args=[keys.PREFIX, job_id, percent, message or ""])
         return bool(applied), bool(cancel)
 
-    def cancel(self, job_id: str) -> str:
-        """Returns "cancelled", "cancelling" (active: asked to stop), "missing", or the final state it is in."""
+    def cancel(self, job_id: str, *, waiting_only: bool = False, reason: str = "") -> str:
+        """Returns "cancelled", "cancelling" (active: asked to stop), "missing", or "already <final state>".
+        With `waiting_only`, an active job is left alone and "active" is returned (a purge must not stop work)."""
         stamp = now_ms()
         r = self.retention
-        return str(self._cancel(args=[keys.PREFIX, job_id, stamp, iso_from_ms(stamp), r.failed_s, r.failed_count]))
+        args: list[str | int] = [keys.PREFIX, job_id, stamp, iso_from_ms(stamp), r.failed_s, r.failed_count]
+        args += [int(waiting_only), reason]
+        return str(self._cancel(args=args))
 
     def reopen(self, job_id: str) -> tuple[bool, str]:
         """Put a failed or cancelled job back to queued. Returns (reopened, new run or the blocking state)."""
@@ -149,6 +152,9 @@ class JobStore:
     def state_of(self, job_id: str) -> str | None:
         value = self.client.hget(keys.job(job_id), "state")
         return str(value) if value is not None else None
+
+    def is_paused(self, queue: str) -> bool:
+        return bool(self.client.exists(keys.paused(queue)))
 
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.client.hget(keys.job(job_id), "cancelRequested") == "1")

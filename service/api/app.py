@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from service.api import errors
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
-from service.api.routes import events, health, jobs
+from service.api.routes import events, health, hooks, jobs, queues
 from service.broker import settings
 from service.dashboard import router as dashboard
 
@@ -22,5 +22,7 @@ app.add_middleware(SameOriginOnly)
 app.include_router(health.router)
 app.include_router(jobs.router)
 app.include_router(events.router)
+app.include_router(queues.router)
+app.include_router(hooks.router)
 app.include_router(dashboard.router)
 app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")

@@ -8,7 +8,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from service.jobs import BatchInvalid, Conflict, IdempotencyMismatch, JobNotFound, Unavailable, UnknownActor
+from service.jobs import (
+    BatchInvalid,
+    Conflict,
+    IdempotencyMismatch,
+    JobNotFound,
+    Unavailable,
+    UnknownActor,
+    UnknownQueue,
+)
 
 
 def field_errors(error: ValidationError, *prefix: str | int) -> list[dict[str, Any]]:
@@ -27,6 +35,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(JobNotFound)
     async def job_not_found(request: Request, error: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": "Job not found"}, status_code=404)
+
+    @app.exception_handler(UnknownQueue)
+    async def unknown_queue(request: Request, error: UnknownQueue) -> JSONResponse:
+        return JSONResponse({"detail": f"Unknown queue: {error.args[0]}"}, status_code=404)
 
     @app.exception_handler(Conflict)
     async def conflict(request: Request, error: Conflict) -> JSONResponse:

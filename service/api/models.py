@@ -37,6 +37,23 @@ class ChangeAccepted(BaseModel):
     status: str = Field(description="cancelled, cancelling (an active job was asked to stop), or queued (retried)")
 
 
+class QueueFigures(BaseModel):
+    name: str
+    waiting: int = Field(description="Ready in RabbitMQ (messages a worker has prefetched are not counted)")
+    active: int = Field(description="Running now (job store)")
+    completed: int = Field(description="Completed and still retained (job store)")
+    failed: int = Field(description="Failed and still retained (job store)")
+    delayed: int = Field(description="Waiting for a delay or a retry: RabbitMQ's delay queue or the store, the larger")
+    paused: bool
+    dead: int = Field(description="In the dead-letter queue `<name>.XQ`")
+
+
+class Purged(BaseModel):
+    queue: str
+    messages: int = Field(description="Messages removed from the queue and its delay queue")
+    cancelled: int = Field(description="Waiting jobs marked cancelled")
+
+
 class ErrorDetail(BaseModel):
     detail: str
 

@@ -1,18 +1,20 @@
 -- Cancels a job that has not started, or asks a running one to stop.
--- ARGV: prefix, id, now_ms, now_iso, retention (failed seconds, failed count)
+-- ARGV: prefix, id, now_ms, now_iso, retention (failed seconds, failed count), waiting_only ('1': leave active jobs)
 local jid, now_ms, now_iso = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key = job_key(jid)
 local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'retries')
 local st, actor = cur[1], cur[2]
 if not st then return 'missing' end
-if RANK[st] == 2 then return st end
+if RANK[st] == 2 then return 'already ' .. st end
 if st == 'active' then
+  if ARGV[7] == '1' then return 'active' end
   redis.call('HSET', key, 'cancelRequested', 1)
   return 'cancelling'
 end
 unindex(jid, actor, st)
 index(jid, actor, 'cancelled', tonumber(cur[3]))
-redis.call('HSET', key, 'state', 'cancelled', 'finishedAt', now_iso, 'updatedAt', now_iso, 'failedReason', 'cancelled')
+local reason = (ARGV[8] and ARGV[8] ~= '') and ARGV[8] or 'cancelled'
+redis.call('HSET', key, 'state', 'cancelled', 'finishedAt', now_iso, 'updatedAt', now_iso, 'failedReason', reason)
 redis.call('ZADD', finished_key('cancelled', actor), now_ms, jid)
 add_history(jid, {state = 'cancelled', at = now_iso, run = tonumber(cur[4]), retry = tonumber(cur[5])})
 prune(actor, 'cancelled', now_ms, tonumber(ARGV[5]), tonumber(ARGV[6]))

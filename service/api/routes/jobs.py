@@ -116,3 +116,44 @@ def list_jobs(
 )
 def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep) -> JobRecord:
     return jobs.get(job_id)
+
+
+@router.delete(
+    "/{jobId}",
+    status_code=202,
+    response_model=models.ChangeAccepted,
+    responses={
+        **models.not_found("Job not found"),
+        409: {"model": models.ErrorDetail, "description": "The job has already finished"},
+        **models.INVALID,
+        **models.UNAUTHORIZED,
+        **models.UNAVAILABLE,
+    },
+    dependencies=[Authorized],
+    summary="Cancel a job: a waiting one never runs, an active one is asked to stop",
+)
+def cancel_job(job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep) -> models.ChangeAccepted:
+    return models.ChangeAccepted(jobId=job_id, status=jobs.cancel(job_id))
+
+
+@router.post(
+    "/{jobId}/retry",
+    status_code=202,
+    response_model=models.ChangeAccepted,
+    responses={
+        **models.not_found("Job not found"),
+        409: {"model": models.ErrorDetail, "description": "The job is neither failed nor cancelled"},
+        **models.INVALID,
+        **models.UNAUTHORIZED,
+        **models.UNAVAILABLE,
+    },
+    dependencies=[Authorized],
+    summary="Run a failed or cancelled job again, under the same id, keeping its history",
+)
+def retry_job(
+    job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep, response: Response
+) -> models.ChangeAccepted:
+    jobs.retry(job_id)
+    response.headers["Location"] = f"/jobs/{job_id}"
+    # The state it was put in; a worker may already have taken it by the time this answer is read.
+    return models.ChangeAccepted(jobId=job_id, status=JobState.QUEUED)
