@@ -10,8 +10,11 @@ from fastapi import Depends, Header, HTTPException
 
 import actors  # noqa: F401  (declares every job, so the API knows their names and payload models)
 from service.activity import Activity
-from service.broker import broker, settings, store
+from service.broker import broker, redis_client, settings, store
+from service.dead_letters import DeadLetters
 from service.jobs import Jobs
+from service.pauses import PauseFlags
+from service.queue_control import QueueControl
 
 
 @lru_cache(maxsize=1)
@@ -28,6 +31,14 @@ def get_activity() -> Activity:
 
 
 ActivityDep = Annotated[Activity, Depends(get_activity)]
+
+
+@lru_cache(maxsize=1)
+def get_queue_control() -> QueueControl:
+    return QueueControl(get_jobs(), PauseFlags(redis_client), DeadLetters(broker))
+
+
+QueueControlDep = Annotated[QueueControl, Depends(get_queue_control)]
 
 
 def require_token(authorization: Annotated[str | None, Header()] = None) -> None:

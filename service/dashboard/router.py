@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.api.deps import ActivityDep, JobsDep
-from service.dashboard import attempts, queues
+from service.dashboard import actions, attempts, queues
 from service.dashboard.chart import throughput_chart
 from service.dashboard.pages import HERE, render
 from service.jobs import JobNotFound
@@ -21,6 +21,7 @@ from service.states import FINAL_STATES, RETRYABLE_STATES, JobState
 
 router = APIRouter(include_in_schema=False)
 static_files = StaticFiles(directory=HERE / "static")
+router.include_router(actions.router)
 
 PAGE_SIZE = 25
 CURSOR = re.compile(r"\d+:[^\s]+")

@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from tests.support.web import WebProcess
 
 CHROMIUM = "/usr/bin/chromium"
+TOKEN = "dashboard-test-token"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -34,6 +35,13 @@ CHROMIUM_ARGS = [
 def web() -> Iterator[WebProcess]:
     """The dashboard and API with API_TOKEN empty: open."""
     with WebProcess(env={"API_TOKEN": ""}) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def token_web() -> Iterator[WebProcess]:
+    """The same with API_TOKEN set: every action needs the token."""
+    with WebProcess(env={"API_TOKEN": TOKEN}) as process:
         yield process
 
 

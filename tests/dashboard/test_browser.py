@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import re
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from service.activity import Activity
 from service.broker import store
 from service.jobs import Jobs
+from service.states import JobState
+from tests.dashboard.conftest import TOKEN
 from tests.support import test_actors
-from tests.support.records import put_record
+from tests.support.records import move, put_record
 from tests.support.web import WebProcess
 from tests.support.workers import WorkerProcess
 
@@ -120,3 +126,107 @@ def test_screenshots_in_the_docs_are_refreshed_from_this_run(artifacts: Path) ->
         assert fresh.stat().st_size > 10_000, name
         if not (SCREENSHOTS / name).exists():
             shutil.copy(fresh, SCREENSHOTS / name)
+
+
+def failed_job(data: dict[str, object] | None = None) -> str:
+    """A job of `add` on queue "test" that failed, as the status middleware would have recorded it."""
+    job_id = put_record("add", data or {"a": 20, "b": 22})
+    move(job_id, JobState.ACTIVE)
+    move(job_id, JobState.FAILED, failedReason="RuntimeError: planned", traceback="Traceback: planned")
+    return job_id
+
+
+def test_actions_are_refused_without_the_token_when_one_is_set(
+    token_web: WebProcess, worker: WorkerProcess, jobs: Jobs, browser: Browser
+) -> None:
+    job_id = failed_job()
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("dialog", lambda d: d.accept())
+    actions: list[str] = []
+    page.on("request", lambda r: actions.append(r.url) if r.method == "POST" else None)
+    page.goto(token_web.url + "/")
+    expect(page.locator("#open-warning")).to_have_count(0)
+    expect(page.locator("#token-form")).to_be_visible()
+    retry_all = page.locator('tr[data-queue="test"] button', has_text="Retry failed")
+
+    retry_all.click()  # no token yet: the page asks for it and sends nothing
+    expect(page.locator("#status")).to_contain_text("Enter the API token first")
+    assert actions == []
+
+    page.fill("#token-input", "wrong-token")
+    page.click("#token-form button")
+    retry_all.click()
+    expect(page.locator("#status")).to_contain_text("missing or invalid bearer token")
+    expect(page.locator("#token-form")).to_be_visible()  # the refused token was forgotten
+    assert len(actions) == 1
+    assert jobs.get(job_id).state is JobState.FAILED
+
+    page.fill("#token-input", TOKEN)
+    page.click("#token-form button")
+    expect(page.locator("#token-set")).to_be_visible()
+    retry_all.click()
+    expect(page.locator("#status")).to_contain_text("Failed jobs of test sent again.")
+    assert jobs.wait(job_id, timeout_s=15).state is JobState.COMPLETED
+
+    page.reload()  # kept for the tab...
+    expect(page.locator("#token-set")).to_be_visible()
+    other = context.browser.new_context().new_page() if context.browser else None  # ...and only for the tab
+    assert other is not None
+    other.goto(token_web.url + "/")
+    expect(other.locator("#token-form")).to_be_visible()
+    other.context.close()
+    context.close()
+
+
+@contextlib.contextmanager
+def another_site() -> Iterator[str]:
+    """A plain page on another port of 127.0.0.1: another origin, as a hostile site would be."""
+
+    class Blank(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><title>elsewhere</title><p>elsewhere</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blank)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_forged_by_another_site_is_refused(web: WebProcess, jobs: Jobs, page: Page) -> None:
+    job_id = failed_job()
+    target = f"{web.url}/dashboard/queues/test/retry-failed"
+    with another_site() as elsewhere:
+        page.goto(elsewhere)
+        # A "simple" cross-site POST, which browsers send without asking the target first.
+        page.evaluate(
+            """async (url) => {
+                try {
+                    const headers = {"Content-Type": "text/plain"};
+                    await fetch(url, {method: "POST", mode: "no-cors", body: "x", headers: headers});
+                } catch (error) {}
+            }""",
+            target,
+        )
+    deadline = time.monotonic() + 5
+    while '"POST /dashboard/queues/test/retry-failed HTTP/1.1" 403' not in web.output():
+        assert time.monotonic() < deadline, "the forged request did not arrive, or was not refused"
+        time.sleep(0.1)
+    assert jobs.get(job_id).state is JobState.FAILED
+    # The same request from the dashboard's own page goes through.
+    page.goto(f"{web.url}/dashboard/jobs")
+    assert page.evaluate("async (url) => (await fetch(url, {method: 'POST'})).status", target) == 202
+    assert jobs.get(job_id).state is not JobState.FAILED
