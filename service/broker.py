@@ -11,10 +11,14 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, progress
 from service.middleware.concurrency import ConcurrencyLimit
+from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
+from service.middleware.parking import ParkingLot, install_quiet_parking
+from service.middleware.pause import QueuePause
 from service.middleware.rate_limit import RateLimit
 from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
+from service.pauses import PauseFlags
 from service.settings import Settings, get_settings
 from service.states import MAX_BROKER_PRIORITY
 from service.store import JobStore, Retention
@@ -47,7 +51,12 @@ def build_store(settings: Settings, client: redis.Redis) -> JobStore:
 def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> RabbitmqBroker:
     # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
     # decides before a job is marked active, and the status middleware sees the retry decision already made.
+    # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
+    parking = ParkingLot()
+    install_quiet_parking()
     middleware = [
+        QueuePause(PauseFlags(client), parking),
+        GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s),
         AgeLimit(),
         TimeLimit(time_limit=settings.job_time_limit_ms),
         ShutdownNotifications(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dramatiq.middleware import Shutdown
+
 
 class InvalidPayload(Exception):
     """The payload does not match the actor's model. Never retried."""
@@ -13,3 +15,8 @@ class JobCancelled(Exception):
 
 class PermanentError(Exception):
     """Raise from a job for failures that another attempt cannot fix (a 5xx SMTP reply, a 404). Never retried."""
+
+
+class WorkerStopped(Shutdown):
+    """Raised inside a job still running when its worker's shutdown timeout ends. The job runs again elsewhere;
+    the interruption does not use up its retries."""

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     #: Not in the seed: without it a burst of failures would grow Redis without bound for 7 days.
     job_retention_failed_count: int = Field(10_000, ge=1)
 
+    #: On SIGTERM a worker finishes its jobs for this long, then interrupts the rest (they run again elsewhere).
+    worker_shutdown_timeout_s: float = Field(30.0, ge=0)
+
     api_token: str = ""
     max_payload_bytes: int = Field(262_144, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -8,7 +8,7 @@ import traceback
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, Shutdown
 
 from service.errors import InvalidPayload, JobCancelled, PermanentError
 
@@ -53,6 +53,15 @@ class Retries(Middleware):
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
         if exception is None:
+            return
+        if isinstance(exception, Shutdown):
+            # The worker stopped mid-job: not the job's fault. It runs again at once, elsewhere. The retry count
+            # moves on (so its record can leave `active`) and so does its budget, which stays as it was.
+            message.options["retries"] = message.options.get("retries", 0) + 1
+            message.options["max_retries"] = self.option(broker, message, "max_retries", self.max_retries) + 1
+            message.options["last_error"] = describe(exception)
+            logger.info("requeueing %s: its worker stopped before it finished", message.message_id)
+            broker.enqueue(message)
             return
         throws = self.option(broker, message, "throws", ()) or ()
         if isinstance(exception, NOT_RETRYABLE) or (throws and isinstance(exception, throws)):

@@ -1,0 +1,79 @@
+"""Stopping a worker cleanly: on SIGTERM, finish the jobs in hand and start none, within a timeout.
+
+Dramatiq already lets running jobs finish and leaves unstarted prefetched messages unacknowledged, so RabbitMQ
+requeues them when the worker's channels close. Two gaps remain, closed here:
+- an idle worker thread can still pick up a prefetched message after the stop began; it is parked instead;
+- Dramatiq waits up to --worker-shutdown-timeout (10 minutes) for running jobs. After WORKER_SHUTDOWN_TIMEOUT_S
+  the jobs still running are interrupted with WorkerStopped, which the retry middleware turns into "run again
+  elsewhere", so no record is left `active` by a stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+from dramatiq.middleware.threading import raise_thread_exception
+
+from service.errors import WorkerStopped
+from service.middleware.parking import ParkingLot
+
+logger = logging.getLogger(__name__)
+
+
+class GracefulStop(Middleware):
+    def __init__(self, parking: ParkingLot, *, timeout_s: float) -> None:
+        self.parking = parking
+        self.timeout_s = timeout_s
+        self.stopping = False
+        self._worker: Any = None
+        self._running: dict[int, str] = {}  # worker thread id -> job id
+        self._lock = threading.Lock()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._worker = worker
+        self.stopping = False
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.stopping = True
+        with self._lock:
+            in_hand = len(self._running)
+        logger.info(
+            "stopping: finishing %d job(s) in hand (up to %gs); unstarted messages go back to RabbitMQ",
+            in_hand,
+            self.timeout_s,
+        )
+        threading.Thread(target=self._interrupt_when_late, name="graceful-stop", daemon=True).start()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if self.stopping:
+            self.parking.park(self._worker, message, "worker is stopping")
+        with self._lock:
+            self._running[threading.get_ident()] = message.message_id
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            self._running.pop(threading.get_ident(), None)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._lock:
+            self._running.pop(threading.get_ident(), None)
+
+    def _interrupt_when_late(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(0.1)
+        with self._lock:
+            late = dict(self._running)
+        for thread_id, job_id in late.items():
+            logger.warning("job %s still running after %gs: interrupting it; it will run again", job_id, self.timeout_s)
+            raise_thread_exception(thread_id, WorkerStopped)  # type: ignore[no-untyped-call]
