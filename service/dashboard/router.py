@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.api.deps import ActivityDep, JobsDep
-from service.dashboard import actions, attempts, queues
+from service.dashboard import actions, attempts
 from service.dashboard.chart import throughput_chart
 from service.dashboard.pages import HERE, render
 from service.jobs import JobNotFound
@@ -37,7 +37,7 @@ def overview(request: Request, jobs: JobsDep, activity: ActivityDep) -> Response
         "overview.html",
         {
             **common(request, "overview"),
-            "queues": queues.figures(jobs),
+            "queues": jobs.queues(),
             "chart": throughput_chart(activity.throughput(60)),
             "workers": activity.workers(),
         },

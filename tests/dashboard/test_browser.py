@@ -15,11 +15,11 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
 from service.activity import Activity
-from service.broker import store
+from service.broker import broker, store
 from service.jobs import Jobs
 from service.states import JobState
 from tests.dashboard.conftest import TOKEN
-from tests.support import test_actors
+from tests.support import api_actors, test_actors
 from tests.support.records import move, put_record
 from tests.support.web import WebProcess
 from tests.support.workers import WorkerProcess
@@ -42,11 +42,18 @@ def keep(page: Page, artifacts: Path, name: str) -> None:
     page.screenshot(path=str(artifacts / name), full_page=True)
 
 
-def test_a_job_is_watched_to_completion_through_its_progress_bar(
+def test_a_job_sent_from_the_page_is_watched_to_completion_through_its_progress_bar(
     web: WebProcess, worker: WorkerProcess, jobs: Jobs, page: Page, artifacts: Path
 ) -> None:
-    job_id = test_actors.slow.send(key="watched", seconds=4, steps=20).message_id
-    page.goto(f"{web.url}/dashboard/jobs/{job_id}")
+    page.goto(f"{web.url}/dashboard/jobs")
+    page.click("#send summary")
+    page.select_option("#send-form select[name=actor]", "slow")
+    page.select_option("#send-form select[name=priority]", "high")
+    page.fill("#send-form textarea[name=payload]", '{"key": "watched", "seconds": 4, "steps": 20}')
+    page.click("#send-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard/jobs/[0-9a-f-]{36}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    assert jobs.get(job_id).priority == "high"
     bar = page.locator("#progress")
     seen: set[int] = set()
     expect(page.locator("#job-state")).to_have_text("active")
@@ -64,6 +71,75 @@ def test_a_job_is_watched_to_completion_through_its_progress_bar(
     expect(page.locator("#attempts tbody tr")).to_have_count(1)
     expect(page.locator("#cancel")).to_have_count(0)
     keep(page, artifacts, "job.png")
+
+
+def test_a_bad_payload_sent_from_the_page_is_refused_naming_the_field(web: WebProcess, page: Page) -> None:
+    page.goto(f"{web.url}/dashboard/jobs")
+    page.click("#send summary")
+    page.select_option("#send-form select[name=actor]", "add")
+    page.fill("#send-form textarea[name=payload]", '{"a": "one"}')
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#status")).to_contain_text("Not sent: body.a:")
+    expect(page.locator("#status")).to_contain_text("body.b: Field required")
+    page.fill("#send-form textarea[name=payload]", "{not json")
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#status")).to_contain_text("The payload is not valid JSON")
+    expect(page).to_have_url(f"{web.url}/dashboard/jobs")
+
+
+def test_a_failed_job_is_retried_from_the_page(web: WebProcess, worker: WorkerProcess, jobs: Jobs, page: Page) -> None:
+    job_id = test_actors.flaky.send(key="retried-from-page", failures=4).message_id
+    assert jobs.wait(job_id, timeout_s=20).state is JobState.FAILED
+    page.goto(f"{web.url}/dashboard/jobs/{job_id}")
+    expect(page.locator("#failed-reason")).to_have_text("RuntimeError: planned failure 4")
+    expect(page.locator("#traceback")).to_contain_text("planned failure 4")
+    expect(page.locator("#attempts tbody tr")).to_have_count(4)
+    page.click("#retry")
+    expect(page.locator("#status")).to_contain_text("Job sent again.")
+    expect(page.locator("#job-state")).to_have_text("completed", timeout=15_000)
+    expect(page.locator("#result")).to_have_text("5")
+    expect(page.locator("#attempts tbody tr")).to_have_count(5)
+    expect(page.locator("#attempts tbody tr").last).to_contain_text("(run 2)")
+    expect(page.locator("#retry")).to_have_count(0)
+
+
+def test_a_waiting_job_is_cancelled_from_its_page_after_confirming(web: WebProcess, jobs: Jobs, page: Page) -> None:
+    job_id = put_record("add", {"a": 1, "b": 2})
+    page.goto(f"{web.url}/dashboard/jobs/{job_id}")
+    answers = iter([False, True])
+    questions: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        dialog.accept() if next(answers) else dialog.dismiss()
+
+    page.on("dialog", answer)
+    page.click("#cancel")  # dismissed: nothing happens
+    page.wait_for_timeout(300)
+    assert jobs.get(job_id).state is JobState.QUEUED
+    page.click("#cancel")
+    expect(page.locator("#job-state")).to_have_text("cancelled")
+    assert questions == ["Cancel this job?", "Cancel this job?"]
+    assert jobs.get(job_id).state is JobState.CANCELLED
+
+
+def test_a_queue_is_purged_from_the_overview_only_after_confirming(web: WebProcess, jobs: Jobs, page: Page) -> None:
+    queue = api_actors.QUEUE  # no worker consumes it here
+    broker.declare_queue(queue, ensure=True)
+    broker.flush(queue)
+    waiting = [api_actors.held.send(key="purge").message_id for _ in range(3)]
+    page.goto(web.url + "/")
+    row = page.locator(f'tr[data-queue="{queue}"]')
+    expect(row.locator('[data-figure="waiting"]')).to_have_text("3")
+    confirm = iter([False, True])
+    page.on("dialog", lambda d: d.accept() if next(confirm) else d.dismiss())
+    row.locator("button", has_text="Purge").click()
+    page.wait_for_timeout(300)
+    assert all(jobs.get(j).state is JobState.QUEUED for j in waiting)
+    row.locator("button", has_text="Purge").click()
+    expect(page.locator("#status")).to_contain_text(f"Queue {queue} purged.")
+    expect(page.locator(f'tr[data-queue="{queue}"] [data-figure="waiting"]')).to_have_text("0")
+    assert all(jobs.get(j).state is JobState.CANCELLED for j in waiting)
 
 
 def test_search_by_id_opens_the_job_and_an_unknown_id_is_said_plainly(web: WebProcess, page: Page) -> None:

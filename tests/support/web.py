@@ -23,9 +23,9 @@ def free_port() -> int:
 
 
 class WebProcess:
-    """`uvicorn tests.support.web_app:app` with its own log file; `url` is where it answers."""
+    """`uvicorn tests.support.api_app:app` with its own log file; `url` is where it answers."""
 
-    def __init__(self, *, env: dict[str, str] | None = None, app: str = "tests.support.web_app:app") -> None:
+    def __init__(self, *, env: dict[str, str] | None = None, app: str = "tests.support.api_app:app") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)]
