@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.jobs import (
     BatchInvalid,
@@ -27,7 +29,20 @@ def field_errors(error: ValidationError, *prefix: str | int) -> list[dict[str, A
     ]
 
 
+#: FastAPI's words when a body cannot even be decoded (bytes that are not UTF-8); the contract says 422 for non-JSON.
+UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400 and error.detail == UNPARSABLE_BODY:
+            detail = [
+                {"loc": ["body"], "msg": "Body is not JSON (nor UTF-8 text)", "type": "json_invalid", "input": None}
+            ]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await http_exception_handler(request, error)
+
     @app.exception_handler(UnknownActor)
     async def unknown_actor(request: Request, error: UnknownActor) -> JSONResponse:
         return JSONResponse({"detail": f"Unknown actor: {error.args[0]}"}, status_code=404)

@@ -19,8 +19,8 @@ from service.broker import broker, connect_redis, store
 from service.jobs import Jobs
 from service.rabbit import RabbitLink
 from service.store import JobStore
-from tests.api.conftest import free_port
 from tests.support.api_actors import QUEUE
+from tests.support.api_server import free_port
 
 
 @pytest.fixture
