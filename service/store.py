@@ -78,22 +78,41 @@ class JobStore:
         at_ms: int | None = None,
     ) -> Transition:
         """Move a job to `state` unless it is already further along; `create` makes the record if it is absent."""
-        stamp = at_ms or now_ms()
-        applied, state_after = self._transition(
-            args=[
-                keys.PREFIX,
-                job_id,
-                state.value,
-                run,
-                retries,
-                stamp,
-                iso_from_ms(stamp),
-                json.dumps(fields or {}),
-                json.dumps(create) if create is not None else "",
-                *self.retention.args(),
-            ]
-        )
+        args = self._transition_args(job_id, state, run, retries, fields, create, at_ms)
+        applied, state_after = self._transition(args=args)
         return Transition(bool(applied), str(state_after))
+
+    def record_enqueued(self, jobs: list[tuple[str, JobState, dict[str, Any]]]) -> None:
+        """Many (job id, queued/delayed, record fields) transitions in one round trip, for a batch enqueue. Each is
+        still its own atomic script."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id, state, create in jobs:
+            self._transition(args=self._transition_args(job_id, state, 0, 0, None, create, None), client=pipe)
+        pipe.execute()
+
+    def _transition_args(
+        self,
+        job_id: str,
+        state: JobState,
+        run: int,
+        retries: int,
+        fields: dict[str, Any] | None,
+        create: dict[str, Any] | None,
+        at_ms: int | None,
+    ) -> list[str | int]:
+        stamp = at_ms or now_ms()
+        return [
+            keys.PREFIX,
+            job_id,
+            state.value,
+            run,
+            retries,
+            stamp,
+            iso_from_ms(stamp),
+            json.dumps(fields or {}),
+            json.dumps(create) if create is not None else "",
+            *self.retention.args(),
+        ]
 
     def report_progress(self, job_id: str, percent: int, message: str | None) -> tuple[bool, bool]:
         """Returns (recorded, cancellation requested)."""
