@@ -194,6 +194,21 @@ def test_the_overview_shows_queues_throughput_and_workers_at_laptop_and_phone_wi
     keep(page, artifacts, "overview-phone.png")
 
 
+def test_the_jobs_list_and_a_job_page_fit_a_phone_width_window(
+    web: WebProcess, browser: Browser, artifacts: Path
+) -> None:
+    job_id = failed_job({"a": 1, "b": 2, "note": "x" * 300})
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    for path in ("/dashboard/jobs", f"/dashboard/jobs/{job_id}"):
+        page.goto(web.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    expect(page.locator("#retry")).to_be_visible()
+    expect(page.locator("#failed-reason")).to_be_visible()
+    keep(page, artifacts, "job-phone.png")
+    context.close()
+
+
 def test_screenshots_in_the_docs_are_refreshed_from_this_run(artifacts: Path) -> None:
     # Runs after the tests above (file order): copies the fresh images over the committed ones when asked.
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
