@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from service.dead_letters import DeadLetter, DeadLetters
 from service.jobs import BROKER_ERRORS, STORE_ERRORS, Conflict, Jobs, Unavailable, UnknownActor
+from service.jobs import UnknownQueue as UnknownQueue  # one class for the API, the CLI and the dashboard
 from service.pauses import PauseFlags
 from service.records import JobRecord
 from service.states import RETRYABLE_STATES, JobState
@@ -16,10 +17,6 @@ T = TypeVar("T")
 
 #: Options that belong to the attempt that died, not to the next try.
 _ATTEMPT_OPTIONS = ("retries", "last_error", "traceback", "eta")
-
-
-class UnknownQueue(LookupError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ class Purged(BaseModel):
     cancelled: int = Field(description="Waiting jobs marked cancelled")
 
 
+class QueuePaused(BaseModel):
+    queue: str
+    paused: bool = Field(description="Whether workers start jobs from this queue: false after resume")
+
+
 class ErrorDetail(BaseModel):
     detail: str
 

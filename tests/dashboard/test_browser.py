@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Dialog, Page, expect
 from service.activity import Activity
 from service.broker import broker, store
 from service.jobs import Jobs
+from service.pauses import PauseFlags
 from service.states import JobState
 from tests.dashboard.conftest import TOKEN
 from tests.support import api_actors, test_actors
@@ -140,6 +141,28 @@ def test_a_queue_is_purged_from_the_overview_only_after_confirming(web: WebProce
     expect(page.locator("#status")).to_contain_text(f"Queue {queue} purged.")
     expect(page.locator(f'tr[data-queue="{queue}"] [data-figure="waiting"]')).to_have_text("0")
     assert all(jobs.get(j).state is JobState.CANCELLED for j in waiting)
+
+
+def test_a_queue_is_paused_and_resumed_from_the_overview(
+    web: WebProcess, worker: WorkerProcess, jobs: Jobs, page: Page
+) -> None:
+    page.goto(web.url + "/")
+    row = page.locator('tr[data-queue="test"]')
+    expect(row.locator('[data-figure="paused"]')).to_have_text("running")
+    try:
+        row.locator("button", has_text="Pause").click()
+        expect(page.locator("#status")).to_contain_text("Queue test paused.")
+        expect(page.locator('tr[data-queue="test"] [data-figure="paused"]')).to_have_text("paused")
+        time.sleep(2.5)  # every worker notices the flag within about a second
+        job_id = test_actors.add.send(a=2, b=2).message_id
+        time.sleep(2)
+        assert jobs.get(job_id).state is JobState.QUEUED, "a job started from a paused queue"
+        page.locator('tr[data-queue="test"] button', has_text="Resume").click()
+        expect(page.locator("#status")).to_contain_text("Queue test resumed.")
+        expect(page.locator('tr[data-queue="test"] [data-figure="paused"]')).to_have_text("running")
+        assert jobs.wait(job_id, timeout_s=15).state is JobState.COMPLETED
+    finally:
+        PauseFlags(store.client).resume("test")  # never leave the shared worker paused for the next test
 
 
 def test_search_by_id_opens_the_job_and_an_unknown_id_is_said_plainly(web: WebProcess, page: Page) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from service.api import models
-from service.api.deps import Authorized, JobsDep
+from service.api.deps import Authorized, JobsDep, QueueControlDep
 
 router = APIRouter(prefix="/queues", tags=["queues"])
 
@@ -36,3 +36,29 @@ def list_queues(jobs: JobsDep) -> list[models.QueueFigures]:
 )
 def purge_queue(name: QueueName, jobs: JobsDep) -> models.Purged:
     return models.Purged.model_validate(jobs.purge(name), from_attributes=True)
+
+
+@router.post(
+    "/{name}/pause",
+    status_code=202,
+    response_model=models.QueuePaused,
+    responses=QUEUE_CHANGE_ERRORS,
+    dependencies=[Authorized],
+    summary="Workers stop starting jobs from the queue within seconds; its messages stay in RabbitMQ",
+)
+def pause_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused:
+    control.pause(name)
+    return models.QueuePaused(queue=name, paused=True)
+
+
+@router.post(
+    "/{name}/resume",
+    status_code=202,
+    response_model=models.QueuePaused,
+    responses=QUEUE_CHANGE_ERRORS,
+    dependencies=[Authorized],
+    summary="Workers start jobs from the queue again, where they left off",
+)
+def resume_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused:
+    control.resume(name)
+    return models.QueuePaused(queue=name, paused=False)
