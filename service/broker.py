@@ -10,7 +10,9 @@ from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, progress
+from service.events import EventRelay
 from service.middleware.concurrency import ConcurrencyLimit
+from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
 from service.middleware.parking import ParkingLot, install_quiet_parking
@@ -74,7 +76,9 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     if "heartbeat=" not in url:
         # Heartbeats let a worker notice a silent broker; pika's default would wait minutes.
         url += ("&" if "?" in url else "?") + "heartbeat=30&blocked_connection_timeout=30&connection_attempts=3"
-    return RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
+    broker = RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
+    broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
+    return broker
 
 
 settings = get_settings()

@@ -66,3 +66,15 @@ def semaphore(name: str) -> str:
 
 def lock(name: str) -> str:
     return f"{PREFIX}lock:{name}"
+
+
+#: Lifecycle events waiting to be relayed to RabbitMQ (a list of JSON objects, oldest first), written by the Lua
+#: scripts with each state change; the relay's lock; how many were dropped because the list was full.
+EVENTS_OUTBOX = f"{PREFIX}events:outbox"
+EVENTS_RELAY_LOCK = f"{PREFIX}events:relay"
+EVENTS_DROPPED = f"{PREFIX}events:dropped"
+#: Counters for /metrics, written by the Lua scripts: jobs created per "queue|actor", state entries per
+#: "queue|actor|state", attempt run times per "queue|actor|le" (plus "|sum" and "|count").
+METRICS_CREATED = f"{PREFIX}metrics:created"
+METRICS_ENTERED = f"{PREFIX}metrics:entered"
+METRICS_RUNS = f"{PREFIX}metrics:runs"

@@ -2,7 +2,7 @@
 -- ARGV: prefix, id, now_ms, now_iso, retention (failed seconds, failed count), waiting_only ('1': leave active jobs)
 local jid, now_ms, now_iso = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key = job_key(jid)
-local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'retries')
+local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'retries', 'queue')
 local st, actor = cur[1], cur[2]
 if not st then return 'missing' end
 if RANK[st] == 2 then return 'already ' .. st end
@@ -17,5 +17,6 @@ local reason = (ARGV[8] and ARGV[8] ~= '') and ARGV[8] or 'cancelled'
 redis.call('HSET', key, 'state', 'cancelled', 'finishedAt', now_iso, 'updatedAt', now_iso, 'failedReason', reason)
 redis.call('ZADD', finished_key('cancelled', actor), now_ms, jid)
 add_history(jid, {state = 'cancelled', at = now_iso, run = tonumber(cur[4]), retry = tonumber(cur[5])})
+note_change(jid, actor, cur[6], 'cancelled', now_iso, {run = tonumber(cur[4]), retry = tonumber(cur[5]), error = reason})
 prune(actor, 'cancelled', now_ms, tonumber(ARGV[5]), tonumber(ARGV[6]))
 return 'cancelled'

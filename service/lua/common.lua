@@ -62,3 +62,38 @@ local function hset_all(key, fields)
   end
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
+
+-- Every state change also lands in the events outbox (relayed to RabbitMQ's `jobs.events` by the workers, see
+-- service/events.py) and in the counters GET /metrics reads. Both live here, in the same atomic script as the
+-- change itself, so no state can change without its event and no event can outlive a change that did not happen.
+local OUTBOX_MAX = 100000
+local RUN_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
+
+local function note_change(jid, actor, queue, st, now_iso, extra)
+  queue = queue or 'default'
+  local event = {eventId = redis.call('INCR', prefix .. 'events:seq'), jobId = jid, actor = actor, queue = queue,
+    state = st, at = now_iso}
+  for k, v in pairs(extra) do event[k] = v end
+  local outbox = prefix .. 'events:outbox'
+  if redis.call('RPUSH', outbox, cjson.encode(event)) > OUTBOX_MAX then
+    -- No worker has relayed events for a long while: keep Redis bounded, and count what was dropped.
+    redis.call('LPOP', outbox)
+    redis.call('INCR', prefix .. 'events:dropped')
+  end
+  redis.call('HINCRBY', prefix .. 'metrics:entered', queue .. '|' .. actor .. '|' .. st, 1)
+end
+
+-- How long one attempt ran, in fixed buckets (a Prometheus histogram kept in one hash: "<queue>|<actor>|<le>").
+local function observe_run(actor, queue, seconds)
+  local le = '+Inf'
+  for _, bound in ipairs(RUN_BUCKETS) do
+    if seconds <= bound then
+      le = tostring(bound)
+      break
+    end
+  end
+  local key, label = prefix .. 'metrics:runs', (queue or 'default') .. '|' .. actor .. '|'
+  redis.call('HINCRBY', key, label .. le, 1)
+  redis.call('HINCRBY', key, label .. 'count', 1)
+  redis.call('HINCRBYFLOAT', key, label .. 'sum', seconds)
+end

@@ -2,7 +2,7 @@
 -- ARGV: prefix, id, now_iso
 local jid, now_iso = ARGV[2], ARGV[3]
 local key = job_key(jid)
-local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run')
+local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'queue')
 local st, actor = cur[1], cur[2]
 if not st then return {0, 'missing'} end
 if st ~= 'failed' and st ~= 'cancelled' then return {0, st} end
@@ -14,4 +14,5 @@ redis.call('HSET', key, 'state', 'queued', 'run', new_run, 'retries', 0, 'progre
 redis.call('HDEL', key, 'failedReason', 'traceback', 'result', 'finishedAt', 'startedAt', 'cancelRequested',
   'progressMessage', 'lastError')
 add_history(jid, {state = 'queued', at = now_iso, run = new_run, retry = 0, note = 'retried from ' .. st})
+note_change(jid, actor, cur[5], 'queued', now_iso, {run = new_run, retry = 0, note = 'retried from ' .. st})
 return {1, tostring(new_run)}

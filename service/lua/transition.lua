@@ -9,21 +9,22 @@ local keep_completed_s, keep_completed_n = tonumber(ARGV[10]), tonumber(ARGV[11]
 local keep_failed_s, keep_failed_n = tonumber(ARGV[12]), tonumber(ARGV[13])
 local key = job_key(jid)
 
-local cur = redis.call('HMGET', key, 'state', 'run', 'retries', 'actor', 'createdMs')
-local actor, score, cur_state
+local cur = redis.call('HMGET', key, 'state', 'run', 'retries', 'actor', 'createdMs', 'queue', 'startedMs')
+local actor, score, cur_state, queue
 if not cur[1] then
   if create == '' then return {0, 'missing'} end
   local fields = cjson.decode(create)
   fields['attempts'] = 0
   fields['progress'] = 0
   hset_all(key, fields)
-  actor = fields['actor']
+  actor, queue = fields['actor'], fields['queue']
   score = tonumber(fields['createdMs'])
+  redis.call('HINCRBY', prefix .. 'metrics:created', (queue or 'default') .. '|' .. actor, 1)
   redis.call('SADD', prefix .. 'actors', actor)
   redis.call('ZADD', idx(nil, nil), score, jid)
   redis.call('ZADD', idx(actor, nil), score, jid)
 else
-  cur_state, actor, score = cur[1], cur[4], tonumber(cur[5])
+  cur_state, actor, score, queue = cur[1], cur[4], tonumber(cur[5]), cur[6]
   if RANK[cur_state] == 2 then return {0, cur_state} end
   local cur_run, cur_retries = tonumber(cur[2]), tonumber(cur[3])
   if run < cur_run then return {0, cur_state} end
@@ -46,6 +47,9 @@ local entry = {state = state, at = now_iso, run = run, retry = retries}
 if state == 'active' then
   entry['attempt'] = redis.call('HINCRBY', key, 'attempts', 1)
   updates['startedAt'] = now_iso
+  updates['startedMs'] = now_ms
+elseif cur_state == 'active' and cur[7] then
+  observe_run(actor, queue, math.max(0, now_ms - tonumber(cur[7])) / 1000)
 end
 if set['lastError'] then entry['error'] = set['lastError'] end
 if RANK[state] == 2 then
@@ -61,6 +65,8 @@ if RANK[state] == 2 then
 end
 hset_all(key, updates)
 add_history(jid, entry)
+note_change(jid, actor, queue, state, now_iso, {run = run, retry = retries, attempt = entry['attempt'],
+  error = entry['error']})
 if RANK[state] == 2 then
   if state == 'completed' then
     prune(actor, state, now_ms, keep_completed_s, keep_completed_n)

@@ -1,0 +1,156 @@
+"""Lifecycle events on RabbitMQ's `jobs.events`: a subscriber with its own durable queue sees every completed and
+failed event, none missing, across a worker restart; every state change of a job is published, in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+
+from service import keys
+from service.broker import redis_client
+from service.events import EXCHANGE, EventRelay, declare_exchange
+from service.jobs import Jobs
+from service.states import JobState
+from tests.support import ops_actors, test_actors
+from tests.support.workers import WorkerProcess
+
+
+class Subscriber:
+    """What another service would do: its own durable queue, bound to the events it cares about."""
+
+    def __init__(self, *bindings: str) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
+        self.channel = self.connection.channel()
+        declare_exchange(self.channel)
+        self.queue = f"test-subscriber-{uuid.uuid4().hex[:8]}"
+        self.channel.queue_declare(self.queue, durable=True)
+        for key in bindings:
+            self.channel.queue_bind(self.queue, EXCHANGE, routing_key=key)
+        self.events: list[tuple[str, dict[str, Any], pika.BasicProperties]] = []
+
+    def drain(self) -> list[tuple[str, dict[str, Any], pika.BasicProperties]]:
+        while True:
+            method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return self.events
+            self.events.append((method.routing_key, json.loads(body), properties))
+
+    def wait_for(self, done: Any, timeout_s: float = 20) -> list[tuple[str, dict[str, Any], pika.BasicProperties]]:
+        deadline = time.monotonic() + timeout_s
+        while not done(self.drain()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"events seen after {timeout_s}s: {[e[0] for e in self.events]}")
+            time.sleep(0.1)
+        return self.events
+
+    def close(self) -> None:
+        self.channel.queue_delete(self.queue)
+        self.connection.close()
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Subscriber]:
+    subscriber = Subscriber("*.completed", "*.failed")
+    yield subscriber
+    subscriber.close()
+
+
+def ops_worker() -> WorkerProcess:
+    return WorkerProcess(processes=1, threads=4, queues=["ops"], modules=["tests.support.ops_actors"])
+
+
+@pytest.mark.slow
+def test_a_subscriber_gets_every_completed_and_failed_event_across_worker_restarts(
+    jobs: Jobs, subscriber: Subscriber
+) -> None:
+    assert ops_actors.ops_doomed.queue_name == "ops"
+    first = ops_worker().start()
+    good = [jobs.enqueue("ops_step", {"key": "events", "seconds": 0.1}).job_id for _ in range(30)]
+    bad = [jobs.enqueue("ops_doomed", {"key": f"events-{i}"}).job_id for i in range(5)]
+    deadline = time.monotonic() + 20
+    while jobs.store.count(actor="ops_step", state=JobState.COMPLETED) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.stop()  # a clean restart, mid-stream
+    second = ops_worker().start()
+    while jobs.store.count(actor="ops_step", state=JobState.COMPLETED) < 16 and time.monotonic() < deadline + 20:
+        time.sleep(0.05)
+    second.kill()  # and a crash: events written but not relayed yet wait in Redis
+    with ops_worker():
+        for job_id in good + bad:
+            jobs.wait(job_id, timeout_s=30)
+        events = subscriber.wait_for(lambda seen: len(seen) >= len(good) + len(bad))
+
+    completed = [e for key, e, _ in events if key == "ops_step.completed"]
+    failed = [e for key, e, _ in events if key == "ops_doomed.failed"]
+    assert {e["jobId"] for e in completed} == set(good)
+    assert {e["jobId"] for e in failed} == set(bad)
+    assert len(events) == len({e["eventId"] for _, e, _ in events})  # no other routing keys, no duplicates
+    assert all("not cured yet" in e["error"] for e in failed)
+    for key, event, properties in events:
+        assert key == f"{event['actor']}.{event['state']}"
+        assert event["queue"] == "ops" and event["at"].endswith("Z")
+        assert properties.delivery_mode == 2 and properties.content_type == "application/json"
+        assert properties.message_id == str(event["eventId"])
+    assert redis_client.llen(keys.EVENTS_OUTBOX) == 0
+
+
+def test_every_state_change_of_a_job_is_published_in_order(jobs: Jobs, worker: WorkerProcess) -> None:
+    subscriber = Subscriber("flaky.*", "record_run.*")
+    try:
+        job_id = test_actors.flaky.send(key="events-order", failures=1).message_id
+        jobs.wait(job_id, timeout_s=20)
+        mine = lambda seen: [e for _, e, _ in seen if e["jobId"] == job_id]  # noqa: E731
+        events = mine(subscriber.wait_for(lambda seen: any(e["state"] == "completed" for e in mine(seen))))
+        states = [e["state"] for e in events]
+        # "queued" is published when the store records it; a worker quick enough to start the job first wins,
+        # since states never go backwards, so it may be absent.
+        assert [s for s in states if s != "queued"] == ["active", "delayed", "active", "completed"], states
+        assert [e["eventId"] for e in events] == sorted(e["eventId"] for e in events)
+        assert events[2]["error"] == "RuntimeError: planned failure 1"
+        assert [e["attempt"] for e in events if e["state"] == "active"] == [1, 2]
+
+        # Changes made by the API or CLI (cancel, retry) are events too.
+        waiting = jobs.enqueue("record_run", {"key": "events-cancel"}, delay_ms=60_000).job_id
+        jobs.cancel(waiting)
+        jobs.retry(waiting)
+        seen = subscriber.wait_for(lambda s: len([e for _, e, _ in s if e["jobId"] == waiting]) >= 5)
+        states = [e["state"] for _, e, _ in seen if e["jobId"] == waiting]
+        assert states[:3] == ["delayed", "cancelled", "queued"], states
+    finally:
+        subscriber.close()
+
+
+def test_events_wait_in_redis_while_rabbitmq_cannot_take_them(jobs: Jobs) -> None:
+    subscriber = Subscriber("add.*")
+    try:
+        redis_client.delete(keys.EVENTS_OUTBOX)
+        jobs.enqueue("add", {"a": 1, "b": 2}, delay_ms=60_000)
+        jobs.enqueue("add", {"a": 3, "b": 4}, delay_ms=60_000)
+        waiting = redis_client.llen(keys.EVENTS_OUTBOX)
+        assert waiting >= 2
+
+        unreachable = EventRelay(
+            redis_client, pika.URLParameters("amqp://guest:guest@127.0.0.1:1/?connection_attempts=1")
+        )
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            unreachable.relay_once()
+        assert redis_client.llen(keys.EVENTS_OUTBOX) == waiting  # nothing lost, nothing half-removed
+
+        relay = EventRelay(redis_client, pika.URLParameters(os.environ["RABBITMQ_URL"]))
+        try:
+            while relay.relay_once():
+                pass
+        finally:
+            relay.close()
+        assert redis_client.llen(keys.EVENTS_OUTBOX) == 0
+        delayed = [e for key, e, _ in subscriber.wait_for(lambda s: len(s) >= 2) if key == "add.delayed"]
+        assert len(delayed) == 2
+    finally:
+        subscriber.close()
