@@ -209,6 +209,9 @@ def test_the_overview_shows_queues_throughput_and_workers_at_laptop_and_phone_wi
     expect(page.locator("#throughput .legend")).to_contain_text("3 completed")
     expect(page.locator("#open-warning")).to_contain_text("This dashboard is open.")
     keep(page, artifacts, "overview.png")
+    # The figures refresh by themselves while the page is open.
+    jobs.wait(test_actors.add.send(a=9, b=9).message_id, timeout_s=15)
+    expect(page.locator('tr[data-queue="test"] [data-figure="completed"]')).to_have_text("4", timeout=12_000)
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(web.url + "/")
