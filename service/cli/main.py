@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -183,6 +184,35 @@ def _skipped(count: int) -> str:
 
 
 # -- queues ----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def queues(as_json: JsonFlag = False) -> None:
+    """Every queue: waiting, active, delayed, completed, failed, dead, paused."""
+    figures = services().jobs.queues()
+    if as_json:
+        render.emit_json([dataclasses.asdict(f) for f in figures])
+        return
+    numbers = ("WAITING", "ACTIVE", "DELAYED", "COMPLETED", "FAILED", "DEAD")
+    grid = render.table("QUEUE", *numbers, "PAUSED", right=numbers)
+    for f in figures:
+        counts = (f.waiting, f.active, f.delayed, f.completed, f.failed, f.dead)
+        grid.add_row(f.name, *map(str, counts), "paused" if f.paused else "-")
+    render.out.print(grid)
+
+
+@app.command()
+def purge(
+    queue: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: waiting jobs are dropped and marked cancelled.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Empty a queue and its delay queue; their waiting jobs end cancelled (running jobs finish)."""
+    if not yes:
+        raise CliError(f"purge drops every waiting job of {queue}; add --yes to confirm", BAD_INPUT)
+    purged = services().jobs.purge(queue)
+    text = f"purged {purged.queue}: {purged.messages} messages removed, {purged.cancelled} jobs cancelled"
+    _said(dataclasses.asdict(purged), text, as_json)
 
 
 @app.command()

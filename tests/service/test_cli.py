@@ -8,9 +8,11 @@ import pytest
 
 from service.jobs import Jobs
 from service.states import JobState
-from tests.support import test_actors
+from tests.support import ops_actors, test_actors
 from tests.support.cli import run_cli, run_jobs
 from tests.support.workers import WorkerProcess
+
+assert ops_actors.ops_step.queue_name == "ops"  # declared here too: the in-process CLI sees this process's actors
 
 
 def assert_one_line_error(err: str, *words: str) -> None:
@@ -127,7 +129,19 @@ def test_a_bad_option_is_one_line_and_exit_status_two() -> None:
 def test_help_lists_every_command_of_the_contract() -> None:
     done = run_jobs("--help")
     assert done.code == 0
-    for command in ("send", "show", "list", "cancel", "retry", "pause", "resume", "dead", "requeue-dead"):
+    for command in (
+        "send",
+        "show",
+        "list",
+        "cancel",
+        "retry",
+        "queues",
+        "pause",
+        "resume",
+        "purge",
+        "dead",
+        "requeue-dead",
+    ):
         assert command in done.out, command
 
 
@@ -248,3 +262,42 @@ def test_pause_and_resume_name_a_known_queue(capsys: pytest.CaptureFixture[str])
     assert paused.code == 0 and json.loads(paused.out) == {"queue": "test-limited", "paused": True}
     resumed = run_cli(capsys, "resume", "test-limited")
     assert resumed.code == 0 and resumed.out.strip() == "resumed test-limited"
+
+
+def test_queues_shows_every_queue_with_its_figures_in_eighty_columns(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs
+) -> None:
+    waiting = jobs.enqueue("record_run", {"key": "queues"}, delay_ms=60_000).job_id
+    assert run_cli(capsys, "pause", "test-limited").code == 0
+    try:
+        figures = {q["name"]: q for q in json.loads(run_cli(capsys, "queues", "--json").out)}
+        assert {"default", "test", "test-limited", "ops"} <= set(figures)
+        assert figures["test"]["delayed"] >= 1
+        assert figures["test-limited"]["paused"] is True and figures["test"]["paused"] is False
+        assert set(figures["test"]) >= {"waiting", "active", "completed", "failed", "delayed", "dead", "paused"}
+        table = run_cli(capsys, "queues")
+        assert table.code == 0
+        assert all(len(line) <= 80 for line in table.out.splitlines()), table.out
+        limited = next(line for line in table.out.splitlines() if line.startswith("test-limited"))
+        assert limited.rstrip().endswith("paused")
+    finally:
+        run_cli(capsys, "resume", "test-limited")
+        jobs.cancel(waiting)
+
+
+def test_purge_wants_yes_then_drops_waiting_jobs_and_cancels_them(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs
+) -> None:
+    ids = [jobs.enqueue("ops_step", {"key": "purge", "seconds": 0}).job_id for _ in range(3)]
+    refused = run_cli(capsys, "purge", "ops")
+    assert refused.code == 2
+    assert_one_line_error(refused.err, "add --yes to confirm")
+    assert all(jobs.get(i).state is JobState.QUEUED for i in ids)
+
+    done = run_cli(capsys, "purge", "ops", "--yes", "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out) == {"queue": "ops", "messages": 3, "cancelled": 3}
+    assert all(jobs.get(i).state is JobState.CANCELLED for i in ids)
+    unknown = run_cli(capsys, "purge", "nowhere", "--yes")
+    assert unknown.code == 2
+    assert_one_line_error(unknown.err, "unknown queue 'nowhere'")
