@@ -9,7 +9,7 @@ from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, 
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
-from service import logs, progress
+from service import logs, progress, schedules
 from service.events import EventRelay
 from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.event_relay import EventRelaying
@@ -17,10 +17,12 @@ from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
 from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
+from service.middleware.periodic import Periodic
 from service.middleware.rate_limit import RateLimit
 from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
 from service.pauses import PauseFlags
+from service.schedule_store import ScheduleStore
 from service.settings import Settings, get_settings
 from service.states import MAX_BROKER_PRIORITY
 from service.store import JobStore, Retention
@@ -63,6 +65,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         TimeLimit(time_limit=settings.job_time_limit_ms),
         ShutdownNotifications(),
         CurrentMessage(),
+        Periodic(store, grace_s=settings.schedule_misfire_grace_s),
         RateLimit(client),
         ConcurrencyLimit(client),
         StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes),
@@ -88,5 +91,7 @@ for secret in (settings.api_token, settings.redis_password):
 redis_client = connect_redis(settings.redis_url)
 store = build_store(settings, redis_client)
 progress.bind_store(store)
+schedule_store = ScheduleStore(redis_client)
+schedules.bind_store(schedule_store)
 broker = build_broker(settings, redis_client, store)
 dramatiq.set_broker(broker)

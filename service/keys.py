@@ -45,6 +45,16 @@ def worker(worker_id: str) -> str:
     return f"{PREFIX}worker:{worker_id}"
 
 
+def schedule(actor: str) -> str:
+    """Hash of a schedule's last tick, last run and skipped ticks."""
+    return f"{PREFIX}schedule:{actor}"
+
+
+def schedule_tick(actor: str, tick: str) -> str:
+    """Claimed by the first scheduler to send (or skip) this tick; holds the job id."""
+    return f"{PREFIX}schedule:{actor}:tick:{tick}"
+
+
 ACTORS = f"{PREFIX}actors"
 #: Sorted set of worker ids scored by when their heartbeat expires (ms); lets readers skip a SCAN.
 WORKERS = f"{PREFIX}workers"

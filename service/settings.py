@@ -6,6 +6,7 @@ import sys
 from functools import lru_cache
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    #: Cron (service/schedules.py): how late a missed tick may still run, and the zone cron expressions are read in.
+    schedule_misfire_grace_s: int = Field(300, ge=0)
+    schedule_timezone: str = "UTC"
+
     @field_validator("job_retry_delays_ms", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
@@ -71,6 +76,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Paris") from None
+        return value
 
     @field_validator("rabbitmq_url")
     @classmethod

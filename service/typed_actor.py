@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import dramatiq
 from pydantic import BaseModel, ValidationError
 
+from service import schedules
 from service.errors import InvalidPayload
 from service.states import BROKER_PRIORITY, Priority
 
@@ -42,6 +43,22 @@ class TypedActor(dramatiq.Actor[..., Any]):
         options.setdefault("broker_priority", BROKER_PRIORITY[self.job_priority])
         return super().message_with_options(args=(), kwargs=payload, **options)
 
+    def send_with_options(
+        self,
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay: Any = None,
+        **options: Any,
+    ) -> dramatiq.Message[Any]:
+        # periodiq's Scheduler sends a tick as send_with_options(scheduled_at=...): only the first sender of a tick,
+        # across every scheduler, publishes it. Any other send is a plain send.
+        if "scheduled_at" in options and not args and delay is None and "periodic" in self.options:
+            scheduled_at = options.pop("scheduled_at")
+            sent = schedules.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
+            return next((message for message, published in sent if published), sent[0][0])
+        return super().send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
+
 
 def job(
     payload: type[PayloadT],
@@ -52,8 +69,9 @@ def job(
     **options: Any,
 ) -> Callable[[Callable[[PayloadT], Any]], TypedActor]:
     """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
-    time_limit, rate_limit, periodic, ..."""
+    time_limit, rate_limit, periodic ("0 * * * *" or schedules.Periodic), ..."""
     level = Priority(priority)
+    periodic: str | schedules.Periodic | None = options.pop("periodic", None)
 
     def decorate(fn: Callable[[PayloadT], Any]) -> TypedActor:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -74,9 +92,15 @@ def job(
         # The job store already keeps every result (JobRecord.result); Dramatiq's result backend is there for
         # actors that opt in with store_results=True, e.g. to use group(...).get_results().
         options.setdefault("store_results", False)
-        declare = dramatiq.actor(
-            actor_class=TypedActor, actor_name=actor_name or fn.__name__, queue_name=queue, **options
-        )
+        name = actor_name or fn.__name__
+        if periodic is not None:
+            # periodiq schedules actors whose `periodic` option is set: switched off, the actor keeps only
+            # `schedule`, so it is still listed but never sent.
+            schedule = schedules.declare_or_exit(name, periodic)
+            options["schedule"] = schedule
+            if schedule.cron is not None:
+                options["periodic"] = schedule.cron
+        declare = dramatiq.actor(actor_class=TypedActor, actor_name=name, queue_name=queue, **options)
         actor = declare(run)
         assert isinstance(actor, TypedActor)
         actor.payload_model = payload
