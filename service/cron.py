@@ -47,6 +47,11 @@ FIELDS: list[tuple[str, int, int, list[str]]] = [
 _ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>[0-9]+))?$")
 
 
+def _utc(instant: datetime) -> datetime:
+    """A plain UTC datetime: pendulum's DateTime (which periodiq passes) does its own arithmetic on replace()."""
+    return datetime.fromtimestamp(instant.timestamp(), UTC)
+
+
 class CronError(ValueError):
     """The expression is not a cron expression; the message says which field is wrong and why."""
 
@@ -156,7 +161,7 @@ class ZonedCron(CronSpec):  # type: ignore[misc]
         raise CronError(f"no matching minute found after {wall:%Y-%m-%d %H:%M}")
 
     def wall_of(self, instant: datetime) -> datetime:
-        return instant.astimezone(self.zone).replace(tzinfo=None, second=0, microsecond=0)
+        return _utc(instant).astimezone(self.zone).replace(tzinfo=None, second=0, microsecond=0)
 
     def instant_of(self, wall: datetime) -> datetime:
         """fold=0: a repeated time maps to its first occurrence, a skipped one to the same time before the jump."""
@@ -167,14 +172,14 @@ class ZonedCron(CronSpec):  # type: ignore[misc]
     def ticks_at(self, instant: datetime) -> list[datetime]:
         """The wall-clock ticks (naive) that fall on this instant's minute: usually none or one; two when a
         skipped time in spring lands on a real one."""
-        at = instant.astimezone(UTC).replace(second=0, microsecond=0)
+        at = _utc(instant).replace(second=0, microsecond=0)
         offsets = {self._offset(at - timedelta(hours=h)) for h in range(4)}
         walls = {(at + offset).replace(tzinfo=None) for offset in offsets}
         return sorted(w for w in walls if self.matches(w) and self.instant_of(w) == at)
 
     def next_after(self, last: datetime) -> datetime:
         """The first tick strictly after `last`, as a UTC instant."""
-        last = last.astimezone(UTC)
+        last = _utc(last)
         wall = self._next_wall(self.wall_of(last))
         instant = self.instant_of(wall)
         # Away from a DST change, wall-clock order is instant order and the first match is the answer. Near one:
@@ -186,7 +191,7 @@ class ZonedCron(CronSpec):  # type: ignore[misc]
         return self._next_near_change(last)
 
     def _offset(self, instant: datetime) -> timedelta:
-        return instant.astimezone(self.zone).utcoffset() or timedelta(0)
+        return _utc(instant).astimezone(self.zone).utcoffset() or timedelta(0)
 
     def _next_near_change(self, last: datetime) -> datetime:
         # instant_of(w) lies between w - high and w - low (naive UTC): look at every wall-clock tick that can land

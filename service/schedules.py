@@ -22,7 +22,7 @@ import dramatiq
 import pendulum
 
 from service.cron import CronError, ZonedCron
-from service.schedule_store import ScheduleState, ScheduleStore
+from service.schedule_store import ScheduleStore
 from service.settings import get_settings
 
 logger = logging.getLogger("service.schedules")
@@ -181,59 +181,3 @@ def send_tick(
         logger.info("sent tick %s of %s as job %s", tick, actor.actor_name, job_id)
         outcome.append((message, True))
     return outcome
-
-
-# -- what the API and the CLI show ----------------------------------------------------------------------------
-
-
-def _iso(instant: datetime | None) -> str | None:
-    return instant.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if instant else None
-
-
-@dataclass(frozen=True)
-class ScheduleView:
-    actor: str
-    cron: str  #: the expression in effect, or "off"
-    timezone: str
-    next_run_at: str | None
-    state: ScheduleState
-
-    def as_json(self) -> dict[str, Any]:
-        """The contract's keys (camelCase), then the extra ones."""
-        return {
-            "actor": self.actor,
-            "cron": self.cron,
-            "nextRunAt": self.next_run_at,
-            "lastRunAt": self.state.last_run_at,
-            "lastJobId": self.state.last_job_id,
-            "timezone": self.timezone,
-            "lastSkippedAt": self.state.last_skipped_at,
-            "skippedTicks": self.state.skipped_ticks,
-        }
-
-
-class Schedules:
-    """The service layer for schedules: GET /schedules and `jobs schedules` call list()."""
-
-    def __init__(self, broker: dramatiq.Broker, store: ScheduleStore) -> None:
-        self.broker = broker
-        self.store = store
-
-    def declared(self) -> list[Schedule]:
-        found = (schedule_of(self.broker.get_actor(name)) for name in sorted(self.broker.get_declared_actors()))
-        return [s for s in found if s is not None]
-
-    def list(self, now: datetime | None = None) -> list[ScheduleView]:
-        at = now or datetime.now(UTC)
-        schedules = self.declared()
-        states = self.store.states([s.actor for s in schedules])
-        return [
-            ScheduleView(
-                actor=s.actor,
-                cron=s.expression,
-                timezone=s.timezone,
-                next_run_at=_iso(s.cron.next_after(at)) if s.cron else None,
-                state=states[s.actor],
-            )
-            for s in schedules
-        ]

@@ -43,6 +43,15 @@ def worker() -> Iterator[WorkerProcess]:
         yield process
 
 
+@pytest.fixture(scope="session")
+def periodic_worker() -> Iterator[WorkerProcess]:
+    """A worker for the test-only periodic jobs (queue "test-periodic"), with a 2 s misfire grace period."""
+    env = {"SCHEDULE_MISFIRE_GRACE_S": "2"}
+    modules = ["tests.support.periodic_actors"]
+    with WorkerProcess(processes=1, threads=4, queues=["test-periodic"], env=env, modules=modules) as process:
+        yield process
+
+
 def purge_queues(*names: str) -> None:
     for name in names:
         broker.channel.queue_purge(name)

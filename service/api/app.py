@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from service.api import errors
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
-from service.api.routes import events, health, hooks, jobs, queues
+from service.api.routes import events, health, hooks, jobs, queues, schedules
 from service.broker import settings
 from service.dashboard import router as dashboard
 
@@ -26,3 +26,4 @@ app.include_router(queues.router)
 app.include_router(hooks.router)
 app.include_router(dashboard.router)
 app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")
+app.include_router(schedules.router)

@@ -10,11 +10,12 @@ from fastapi import Depends, Header, HTTPException
 
 import actors  # noqa: F401  (declares every job, so the API knows their names and payload models)
 from service.activity import Activity
-from service.broker import broker, redis_client, settings, store
+from service.broker import broker, redis_client, schedule_store, settings, store
 from service.dead_letters import DeadLetters
 from service.jobs import Jobs
 from service.pauses import PauseFlags
 from service.queue_control import QueueControl
+from service.schedule_views import Schedules
 
 
 @lru_cache(maxsize=1)
@@ -39,6 +40,14 @@ def get_queue_control() -> QueueControl:
 
 
 QueueControlDep = Annotated[QueueControl, Depends(get_queue_control)]
+
+
+@lru_cache(maxsize=1)
+def get_schedules() -> Schedules:
+    return Schedules(broker, schedule_store)
+
+
+SchedulesDep = Annotated[Schedules, Depends(get_schedules)]
 
 
 def require_token(authorization: Annotated[str | None, Header()] = None) -> None:

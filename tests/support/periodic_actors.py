@@ -56,11 +56,18 @@ def tick_paris_night(payload: TickPayload) -> str:
     return payload.tick
 
 
-@job(TickPayload, queue=QUEUE, periodic=Periodic("0 0 1 1 *", payload=tick_payload), max_retries=3, retry_delays=[1500])
+@job(TickPayload, queue=QUEUE, periodic=Periodic("0 0 1 1 *", payload=tick_payload), max_retries=3, retry_delays=[3000])
 def tick_flaky(payload: TickPayload) -> int:
-    """Fails its first two attempts for each tick; each retry waits 1.5 s, longer than the test workers' grace."""
+    """Fails its first attempt for each tick; the retry waits 3 s, longer than the test worker's 2 s grace."""
     attempts = int(redis_client.hincrby(attempts_key("tick_flaky"), payload.tick, 1))
-    if attempts <= 2:
+    if attempts == 1:
         raise RuntimeError(f"planned failure {attempts}")
     redis_client.hincrby(runs_key("tick_flaky"), payload.tick, 1)
     return attempts
+
+
+@job(TickPayload, queue=QUEUE, periodic="off", max_retries=0)
+def tick_off(payload: TickPayload) -> str:
+    """Declared switched off: listed, never scheduled, unless SCHEDULE_TICK_OFF gives it an expression."""
+    redis_client.hincrby(runs_key("tick_off"), payload.tick, 1)
+    return payload.tick
