@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -19,6 +20,10 @@ from service.states import JobState
 def _script(name: str) -> str:
     lua = resources.files("service") / "lua"
     return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+#: Some fields of a batch of jobs (an alias, since JobStore.list shadows `list` inside the class).
+FieldRows = list[dict[str, str | None]]
 
 
 @dataclass(frozen=True)
@@ -262,3 +267,22 @@ class JobStore:
         jobs = [JobRecord.from_redis(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
         more = last is not None and len(ids) == limit
         return Page(jobs, f"{int(last[0])}:{last[1]}" if more and last else None)
+
+    def window(
+        self, actor: str, start_ms: int, end_ms: int, fields: Sequence[str], *, batch: int = 500
+    ) -> Iterator[FieldRows]:
+        """The given fields of an actor's jobs created in [start_ms, end_ms), a batch at a time, oldest first."""
+        offset = 0
+        while True:
+            ids = [
+                str(i)
+                for i in self.client.zrangebyscore(keys.index(actor), start_ms, f"({end_ms}", start=offset, num=batch)
+            ]
+            if not ids:
+                return
+            offset += len(ids)
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), fields)
+            rows = pipe.execute()
+            yield [dict(zip(fields, row, strict=True)) for row in rows if any(v is not None for v in row)]
