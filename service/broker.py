@@ -15,6 +15,7 @@ from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
+from service.middleware.lease import JobLease
 from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
 from service.middleware.periodic import Periodic
@@ -68,6 +69,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         Periodic(store, grace_s=settings.schedule_misfire_grace_s),
         RateLimit(client),
         ConcurrencyLimit(client),
+        JobLease(client, lease_ms=settings.job_lease_ms),
         StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes),
         Heartbeat(store),
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     job_retention_failed_s: int = Field(604_800, ge=1)
     #: Not in the seed: without it a burst of failures would grow Redis without bound for 7 days.
     job_retention_failed_count: int = Field(10_000, ge=1)
+    #: A running job's lease lapses this long after its worker stopped renewing it (cleanup_jobs then requeues it).
+    job_lease_ms: int = Field(30_000, ge=1000, le=3_600_000)
 
     #: On SIGTERM a worker finishes its jobs for this long, then interrupts the rest (they run again elsewhere).
     worker_shutdown_timeout_s: float = Field(30.0, ge=0)

@@ -68,6 +68,8 @@ class JobStore:
         self._reopen = client.register_script(_script("reopen"))
         self._discard = client.register_script(_script("discard"))
         self._prune = client.register_script(_script("prune"))
+        self._requeue_lost = client.register_script(_script("requeue_lost"))
+        self._sweep_index = client.register_script(_script("sweep_index"))
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -286,3 +288,47 @@ class JobStore:
                 pipe.hmget(keys.job(job_id), fields)
             rows = pipe.execute()
             yield [dict(zip(fields, row, strict=True)) for row in rows if any(v is not None for v in row)]
+
+    # -- maintenance ----------------------------------------------------------------------------------------
+
+    def active_without_lease(self, *, batch: int = 500) -> Iterator[tuple[str, str]]:
+        """(job id, updatedAt) of active jobs whose lease is gone: candidates for requeue_lost."""
+        offset = 0
+        while True:
+            ids = [
+                str(i) for i in self.client.zrange(keys.index(None, JobState.ACTIVE.value), offset, offset + batch - 1)
+            ]
+            if not ids:
+                return
+            offset += len(ids)
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(keys.job(job_id), "updatedAt")
+                pipe.exists(keys.lease(job_id))
+            answers = pipe.execute()
+            for i, job_id in enumerate(ids):
+                updated, leased = answers[2 * i], answers[2 * i + 1]
+                if updated is not None and not leased:
+                    yield job_id, str(updated)
+
+    def requeue_lost(self, job_id: str, seen_updated_at: str) -> bool:
+        """Active -> queued for a job no live worker holds (see service/lua/requeue_lost.lua)."""
+        args = [keys.PREFIX, job_id, keys.lease(job_id), seen_updated_at, iso_from_ms(now_ms())]
+        return bool(self._requeue_lost(args=args))
+
+    def index_keys(self) -> Iterator[str]:
+        for pattern in (f"{keys.PREFIX}index*", f"{keys.PREFIX}finished:*"):
+            for key in self.client.scan_iter(match=pattern, count=500, _type="zset"):
+                yield str(key)
+
+    def sweep_index(self, index_key: str, *, batch: int = 500) -> int:
+        """Drop entries of one index whose record is gone; returns how many."""
+        removed = 0
+        cursor = 0
+        while True:
+            cursor, members = self.client.zscan(index_key, cursor, count=batch)
+            if members:
+                ids = [str(member) for member, _ in members]
+                removed += int(self._sweep_index(args=[keys.PREFIX, index_key, *ids]))
+            if cursor == 0:
+                return removed

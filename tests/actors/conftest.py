@@ -49,8 +49,10 @@ class PrivateLane:
         self.broker.enqueue(message)
         return str(message.message_id)
 
-    def worker(self, env: dict[str, str] | None = None, threads: int = 4) -> WorkerProcess:
-        return WorkerProcess(processes=1, threads=threads, queues=QUEUES, env={**self.env, **(env or {})})
+    def worker(
+        self, env: dict[str, str] | None = None, threads: int = 4, queues: list[str] | None = None
+    ) -> WorkerProcess:
+        return WorkerProcess(processes=1, threads=threads, queues=queues or QUEUES, env={**self.env, **(env or {})})
 
 
 @pytest.fixture(scope="session")
