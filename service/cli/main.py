@@ -20,6 +20,7 @@ from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
 from service.jobs import Jobs
 from service.queue_control import QueueControl
+from service.schedule_views import Schedules
 from service.states import JobState, Priority
 
 app = typer.Typer(
@@ -278,6 +279,41 @@ def requeue_dead(queue: str, as_json: JsonFlag = False) -> None:
     if outcome.kept:
         text += f", left {outcome.kept} that cannot run here"
     _said({"queue": queue, "requeued": outcome.requeued, "stale": outcome.stale, "kept": outcome.kept}, text, as_json)
+
+
+# -- schedules -------------------------------------------------------------------------------------------------
+
+
+@cache
+def _schedules() -> Schedules:
+    from service.actors import broker  # declares every actor, and with them their schedules
+    from service.broker import schedule_store
+
+    return Schedules(broker, schedule_store)
+
+
+@app.command()
+def schedules(as_json: JsonFlag = False) -> None:
+    """Every schedule: its cron expression (or off), next run, last run and that run's job id."""
+    views = _schedules().list()
+    if as_json:
+        render.emit_json([view.as_json() for view in views])
+        return
+    # Ticks are whole minutes, so "MM-DD HH:MM" is exact, and leaves room for the job id in 80 columns.
+    grid = render.table("ACTOR", "CRON", "NEXT RUN", "LAST RUN", "LAST JOB ID")
+    grid.columns[-1].overflow = "fold"  # a narrow terminal breaks the id over two lines rather than cutting it
+    for view in views:
+        last = view.state
+        grid.add_row(
+            view.actor, view.cron, _minute(view.next_run_at), _minute(last.last_run_at), last.last_job_id or "-"
+        )
+    render.out.print(grid)
+    zoned = "".join(f", {v.actor}'s in {v.timezone}" for v in views if v.timezone != "UTC")
+    render.out.print(f"run times in UTC; cron read in UTC{zoned}", markup=False)
+
+
+def _minute(iso: str | None) -> str:
+    return render.when(iso)[:11]
 
 
 def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
