@@ -32,6 +32,7 @@ class CleanupResult(BaseModel):
     max_retries=1,
     retry_delays=[60_000],
     time_limit=TIME_LIMIT_MS,
+    periodic="0 * * * *",  # hourly; SCHEDULE_CLEANUP_JOBS overrides it
 )
 def cleanup_jobs(payload: CleanupPayload) -> CleanupResult:
     """Runs hourly by cron; sending it by hand is harmless."""

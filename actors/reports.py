@@ -16,6 +16,7 @@ from service.broker import store
 from service.clock import now_ms
 from service.context import current_job
 from service.progress import report_progress
+from service.schedules import Periodic
 from service.typed_actor import job
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def _email_after(result: reports.Written, fmt: str) -> None:
     retry_delays=[30_000, 120_000],
     time_limit=600_000,
     concurrency_limit=2,
+    periodic=Periodic("0 0 * * *", payload=lambda tick: {"until": tick.isoformat(), "hours": 24}),
 )
 def generate_report(payload: ReportPayload) -> ReportResult:
     """Counts by state, mean and p95 duration and the top failure reasons per actor, for jobs created in the window."""

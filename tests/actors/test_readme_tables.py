@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.broker import broker, settings
+from service.schedules import schedule_of
 from service.typed_actor import TypedActor
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -78,6 +79,13 @@ def test_the_readme_table_of_each_job_matches_its_real_options(name: str) -> Non
         assert rows["concurrency"].startswith("`JOB_CONCURRENCY`"), rows["concurrency"]
 
     assert rows["priority"] == actor.job_priority.value
+
+    schedule = schedule_of(actor)
+    if schedule is None:
+        assert rows["schedule"] == "none"
+    else:
+        assert rows["schedule"].startswith(f"`{schedule.declared}`"), rows["schedule"]
+        assert f"`{schedule.variable}`" in rows["schedule"]
 
     spec = options.get("rate_limit")
     if spec:

@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from service import reports
 from service.api import app
 from service.clock import iso_from_ms
 from service.jobs import Jobs
+from service.schedules import schedule_of
 from service.states import JobState
 from tests.actors.conftest import PrivateLane
 from tests.support.seed import seed
@@ -158,3 +160,12 @@ def test_a_wrong_payload_from_a_foreign_client_fails_without_retries_naming_the_
     reason = record.failedReason or ""
     assert "hours: Input should be greater than 0" in reason
     assert "format: Input should be 'csv' or 'json'" in reason
+
+
+def test_the_daily_schedule_reports_on_the_24_hours_before_its_tick() -> None:
+    schedule = schedule_of(generate_report)
+    assert schedule is not None and schedule.payload is not None
+    tick = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    payload = generate_report.validate(schedule.payload(tick))
+    assert payload["until"].startswith("2026-03-02T00:00:00")
+    assert payload["hours"] == 24
