@@ -65,8 +65,8 @@ def requeue_lost(store: JobStore, *, min_age_ms: int) -> list[str]:
     """Active jobs that no worker holds go back to queued; RabbitMQ redelivers their unacknowledged message.
 
     Never `failed`: the message is not lost, so the job will run again, and a final state could not be undone.
-    `min_age_ms` spares jobs that changed very recently (a worker between writing its lease and the job's state
-    during a Redis blip).
+    A live worker renews its jobs' leases every third of the lease time, so a job unchanged for `min_age_ms` (the
+    lease time) that has no lease has no live worker.
     """
     candidates = list(store.active_without_lease())
     requeued = [
