@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.api.deps import ActivityDep, JobsDep
+from service.api.deps import ActivityDep, JobsDep, SchedulesDep
 from service.dashboard import actions, attempts
 from service.dashboard.chart import throughput_chart
 from service.dashboard.pages import HERE, render
@@ -108,3 +109,14 @@ def job_page(request: Request, job_id: str, jobs: JobsDep) -> Response:
             "spans": attempts.timeline(record.createdAt, tried, datetime.now(UTC)),
         },
     )
+
+
+@router.get("/dashboard/schedules")
+def schedules_page(request: Request, jobs: JobsDep, schedules: SchedulesDep) -> Response:
+    views = schedules.list()
+    last_states: dict[str, str] = {}
+    for view in views:
+        if view.state.last_job_id:
+            with contextlib.suppress(JobNotFound):  # removed by retention: the page says so
+                last_states[view.actor] = jobs.get(view.state.last_job_id).state.value
+    return render("schedules.html", {**common(request, "schedules"), "schedules": views, "last_states": last_states})

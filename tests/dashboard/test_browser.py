@@ -9,13 +9,14 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
 from service.activity import Activity
-from service.broker import broker, store
+from service.broker import broker, schedule_store, store
 from service.jobs import Jobs
 from service.pauses import PauseFlags
 from service.states import JobState
@@ -347,3 +348,28 @@ def test_a_request_forged_by_another_site_is_refused(web: WebProcess, jobs: Jobs
     page.goto(f"{web.url}/dashboard/jobs")
     assert page.evaluate("async (url) => (await fetch(url, {method: 'POST'})).status", target) == 202
     assert jobs.get(job_id).state is not JobState.FAILED
+
+
+def test_the_schedules_page_shows_each_cron_jobs_next_and_last_run(web: WebProcess, page: Page) -> None:
+    def next_hour() -> str:
+        return (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%d %H:00:00")
+
+    before = next_hour()
+    page.goto(f"{web.url}/dashboard/schedules")
+    hours = {before, next_hour()}  # two only if the hour turned meanwhile
+    row = page.locator('tr[data-actor="cleanup_jobs"]')
+    expect(row).to_contain_text("0 * * * *")
+    expect(row.locator('[data-field="next"]')).to_contain_text(re.compile("|".join(map(re.escape, hours))))
+    expect(row.locator('[data-field="last"]')).to_have_text("never")
+    expect(page.locator('tr[data-actor="generate_report"]')).to_contain_text("0 0 * * *")
+
+    # What a scheduler records when it sends a tick, and the job that tick became.
+    job_id = put_record("cleanup_jobs", {}, queue="maintenance")
+    tick = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    schedule_store.record_run("cleanup_jobs", tick, job_id)
+    page.reload()
+    expect(row.locator('[data-field="last"]')).to_contain_text(tick.strftime("%Y-%m-%d %H:00:00"))
+    expect(row.locator('[data-field="job"]')).to_contain_text(job_id[:8])
+    expect(row.locator('[data-field="job"] .badge')).to_have_text("queued")
+    row.locator('[data-field="job"] a').click()
+    expect(page.locator("#job-id")).to_have_text(job_id)
