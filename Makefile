@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench services browser clean
+.PHONY: run test lint typecheck pytest bench services browser promtool clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,12 @@ browser:
 	  || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) \
 	  || echo "warning: /usr/bin/chromium missing; browser tests will fail" >&2
 
+# Debian's promtool (package prometheus): the metrics tests check /metrics, the alert rules and the scrape config.
+promtool:
+	@command -v promtool >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -q --no-install-recommends \
+	  prometheus >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends \
+	  prometheus >/dev/null))) || echo "warning: promtool missing (Debian package prometheus); metrics tests will fail" >&2
+
 run: $(STAMP) services
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile -p 8000
 
@@ -31,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy service actors
 
-pytest: $(STAMP) services browser
+pytest: $(STAMP) services browser promtool
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
 
 test: lint typecheck pytest

@@ -27,6 +27,7 @@ from service.schedule_store import ScheduleStore
 from service.settings import Settings, get_settings
 from service.states import MAX_BROKER_PRIORITY
 from service.store import JobStore, Retention
+from service.worker_metrics import WorkerMetrics
 
 
 def connect_redis(url: str) -> redis.Redis:
@@ -60,6 +61,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     parking = ParkingLot()
     install_quiet_parking()
     middleware = [
+        WorkerMetrics(settings.worker_metrics_port),  # first, so it sees every message, parked ones too
         QueuePause(PauseFlags(client), parking),
         GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s),
         AgeLimit(),

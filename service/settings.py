@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     #: On SIGTERM a worker finishes its jobs for this long, then interrupts the rest (they run again elsewhere).
     worker_shutdown_timeout_s: float = Field(30.0, ge=0)
+    #: Each `dramatiq` command serves its workers' Prometheus metrics here; 0 turns that off.
+    worker_metrics_port: int = Field(9191, ge=0, le=65535)
 
     api_token: str = ""
     max_payload_bytes: int = Field(262_144, ge=1)

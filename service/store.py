@@ -51,6 +51,15 @@ class MinuteCount:
 
 
 @dataclass(frozen=True)
+class Counters:
+    created: dict[str, int]  #: "queue|actor" -> jobs created
+    entered: dict[str, int]  #: "queue|actor|state" -> times a job entered the state
+    runs: dict[str, float]  #: "queue|actor|le", "...|sum", "...|count" -> attempt run times (see common.lua)
+    events_waiting: int  #: events in the outbox, not relayed to RabbitMQ yet
+    events_dropped: int  #: events dropped because the outbox was full
+
+
+@dataclass(frozen=True)
 class Page:
     jobs: list[JobRecord]
     next: str | None
@@ -187,6 +196,31 @@ class JobStore:
 
     def count(self, actor: str | None = None, state: JobState | None = None) -> int:
         return int(self.client.zcard(keys.index(actor, state.value if state else None)))
+
+    def counts(self, actors: list[str]) -> dict[tuple[str, JobState], int]:
+        """How many jobs each actor has in each state, in one round trip."""
+        pairs = [(actor, state) for actor in actors for state in JobState]
+        pipe = self.client.pipeline(transaction=False)
+        for actor, state in pairs:
+            pipe.zcard(keys.index(actor, state.value))
+        return dict(zip(pairs, (int(n) for n in pipe.execute()), strict=True))
+
+    def counters(self) -> Counters:
+        """The totals the Lua scripts keep for /metrics, and the events outbox, read together."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys.METRICS_CREATED)
+        pipe.hgetall(keys.METRICS_ENTERED)
+        pipe.hgetall(keys.METRICS_RUNS)
+        pipe.llen(keys.EVENTS_OUTBOX)
+        pipe.get(keys.EVENTS_DROPPED)
+        created, entered, runs, outbox, dropped = pipe.execute()
+        return Counters(
+            created={k: int(v) for k, v in created.items()},
+            entered={k: int(v) for k, v in entered.items()},
+            runs={k: float(v) for k, v in runs.items()},
+            events_waiting=int(outbox),
+            events_dropped=int(dropped or 0),
+        )
 
     def actors(self) -> list[str]:
         return sorted(str(a) for a in self.client.smembers(keys.ACTORS))

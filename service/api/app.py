@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from service.api import errors
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
-from service.api.routes import events, health, hooks, jobs, queues, reports, schedules
+from service.api.routes import events, health, hooks, jobs, metrics, queues, reports, schedules
 from service.broker import settings
 from service.dashboard import router as dashboard
 
@@ -25,6 +25,7 @@ app.include_router(events.router)
 app.include_router(queues.router)
 app.include_router(hooks.router)
 app.include_router(reports.router)
+app.include_router(metrics.router)
 app.include_router(dashboard.router)
 app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")
 app.include_router(schedules.router)
