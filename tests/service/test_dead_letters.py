@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -27,6 +28,10 @@ def test_dead_lists_without_consuming_and_requeue_dead_runs_them_again(
         ids = [jobs.enqueue("ops_doomed", {"key": f"dead-{i}"}).job_id for i in range(3)]
         for job_id in ids:
             assert jobs.wait(job_id, timeout_s=20).state is JobState.FAILED
+        # The record says failed just before the worker's nack moves the message to the dead-letter queue.
+        deadline = time.monotonic() + 10
+        while dead_in_rabbitmq("ops") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert dead_in_rabbitmq("ops") == 3
 
         listed = run_cli(capsys, "dead", "ops", "--json")
