@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
 import re
 import shutil
 import threading
@@ -40,8 +41,11 @@ def wait_for_heartbeat() -> None:
 
 
 def keep(page: Page, artifacts: Path, name: str) -> None:
-    """Written to artifacts/ on every run; docs/screenshots/ holds the copy the README shows."""
+    """Written to artifacts/ on every run; with REFRESH_SCREENSHOTS=1 also over the copy the README shows."""
     page.screenshot(path=str(artifacts / name), full_page=True)
+    assert (artifacts / name).stat().st_size > 10_000, f"{name} looks empty"
+    if os.environ.get("REFRESH_SCREENSHOTS") == "1" and (SCREENSHOTS / name).exists():
+        shutil.copy(artifacts / name, SCREENSHOTS / name)
 
 
 def test_a_job_sent_from_the_page_is_watched_to_completion_through_its_progress_bar(
@@ -234,16 +238,6 @@ def test_the_jobs_list_and_a_job_page_fit_a_phone_width_window(
     expect(page.locator("#failed-reason")).to_be_visible()
     keep(page, artifacts, "job-phone.png")
     context.close()
-
-
-def test_screenshots_in_the_docs_are_refreshed_from_this_run(artifacts: Path) -> None:
-    # Runs after the tests above (file order): copies the fresh images over the committed ones when asked.
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name in ("overview.png", "job.png", "overview-phone.png"):
-        fresh = artifacts / name
-        assert fresh.stat().st_size > 10_000, name
-        if not (SCREENSHOTS / name).exists():
-            shutil.copy(fresh, SCREENSHOTS / name)
 
 
 def failed_job(data: dict[str, object] | None = None) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -104,3 +106,11 @@ def test_the_dashboard_pages_stay_out_of_the_openapi_document(client: httpx.Clie
     paths = client.get("/openapi.json").json()["paths"]
     assert "/" not in paths and not [p for p in paths if p.startswith("/dashboard")]
     assert "/jobs/{jobId}/events" in paths
+
+
+def test_every_screenshot_the_readme_shows_is_in_the_repository() -> None:
+    root = Path(__file__).resolve().parents[2]
+    shown = re.findall(r"!\[[^\]]*\]\((docs/screenshots/[^)]+)\)", (root / "README.md").read_text())
+    assert {"docs/screenshots/overview.png", "docs/screenshots/job.png"} <= set(shown)
+    for path in shown:
+        assert (root / path).stat().st_size > 10_000, path
