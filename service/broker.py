@@ -18,7 +18,7 @@ from service.middleware.heartbeat import Heartbeat
 from service.middleware.lease import JobLease
 from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
-from service.middleware.periodic import Periodic
+from service.middleware.periodic import PeriodicJobs
 from service.middleware.rate_limit import RateLimit
 from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
@@ -68,7 +68,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         TimeLimit(time_limit=settings.job_time_limit_ms),
         ShutdownNotifications(),
         CurrentMessage(),
-        Periodic(store, grace_s=settings.schedule_misfire_grace_s),
+        PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s),
         RateLimit(client),
         ConcurrencyLimit(client),
         JobLease(client, lease_ms=settings.job_lease_ms),

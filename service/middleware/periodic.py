@@ -22,7 +22,7 @@ from service.store import JobStore
 logger = logging.getLogger("service.schedules")
 
 
-class Periodic(Middleware):
+class PeriodicJobs(Middleware):
     def __init__(self, store: JobStore, *, grace_s: int) -> None:
         self.store = store
         self.grace_s = grace_s
