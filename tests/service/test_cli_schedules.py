@@ -10,7 +10,7 @@ import pytest
 
 from service import schedules
 from tests.support import periodic_actors
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, run_jobs
 
 
 def test_schedules_are_listed_with_cron_next_run_last_run_and_job_id(capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,3 +32,21 @@ def test_schedules_are_listed_with_cron_next_run_last_run_and_job_id(capsys: pyt
     assert "0 0 1 1 *" in row and "01-01 00:00" in row and job_id[:8] in row
     [off] = [line for line in table.out.splitlines() if "tick_off" in line]
     assert " off " in off
+
+
+def test_the_jobs_executable_lists_the_production_schedules_and_their_overrides() -> None:
+    listed = run_jobs("schedules", "--json", env={"SCHEDULE_GENERATE_REPORT": "off"})
+    assert listed.code == 0, listed.err
+    by_actor = {item["actor"]: item for item in json.loads(listed.out)}
+    assert by_actor["cleanup_jobs"]["cron"] == "0 * * * *"
+    assert by_actor["cleanup_jobs"]["nextRunAt"].endswith(":00:00Z")
+    assert by_actor["generate_report"]["cron"] == "off"
+    assert by_actor["generate_report"]["nextRunAt"] is None
+
+
+def test_a_malformed_schedule_variable_makes_the_jobs_executable_exit_with_one_line() -> None:
+    refused = run_jobs("schedules", env={"SCHEDULE_CLEANUP_JOBS": "0 0 30 2 *"})
+    assert refused.code == 2
+    assert refused.err.strip().splitlines() == [
+        "invalid configuration: SCHEDULE_CLEANUP_JOBS: '0 0 30 2 *' is not a valid cron expression: it matches no date"
+    ]

@@ -110,3 +110,31 @@ def test_an_unknown_schedule_time_zone_stops_the_scheduler_at_start_with_one_lin
     assert last.startswith("invalid configuration: SCHEDULE_TIMEZONE: ")
     assert "unknown time zone 'Mars/Olympus_Mons'" in last
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_the_procfile_scheduler_sends_the_production_schedules_as_overridden(jobs: Jobs) -> None:
+    """Exactly `periodiq service.actors`: cleanup_jobs every minute by its variable, generate_report switched off."""
+    env = {"SCHEDULE_CLEANUP_JOBS": "* * * * *", "SCHEDULE_GENERATE_REPORT": "off"}
+    broker.declare_queue("maintenance", ensure=True)
+    try:
+        with SchedulerProcess(env=env) as process:
+            output = process.wait_for(lambda out: "of cleanup_jobs as job" in out)
+        [line] = [line for line in output.splitlines() if "of cleanup_jobs as job" in line]
+        tick = line.split("sent tick ", 1)[1].split(" of ", 1)[0]
+        job_id = schedules.tick_job_id("cleanup_jobs", tick)
+        assert line.endswith(job_id)
+        assert [r.jobId for r in jobs.list(actor="cleanup_jobs").jobs] == [job_id]
+        assert "generate_report@" not in output and "cleanup_jobs@maintenance" in output
+    finally:
+        purge_queues("maintenance")
+
+
+def test_a_malformed_production_schedule_stops_the_procfile_scheduler_with_one_line() -> None:
+    result = run_to_exit(env={"SCHEDULE_CLEANUP_JOBS": "every hour"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "invalid configuration: SCHEDULE_CLEANUP_JOBS: 'every hour' is not a valid cron expression: "
+        "expected 5 fields (minute hour day-of-month month day-of-week), got 2"
+    )
+    assert "Traceback" not in result.stderr + result.stdout
