@@ -54,6 +54,26 @@ def build_store(settings: Settings, client: redis.Redis) -> JobStore:
     )
 
 
+#: Added to RABBITMQ_URL unless it sets them itself. Heartbeats let a worker notice a silent broker (pika's default
+#: would wait minutes); two quick connection attempts let the API answer 503 within seconds while the broker is away
+#: (Dramatiq itself tries an enqueue 6 times, so a blip of a few seconds is still ridden out).
+CONNECTION_DEFAULTS = {
+    "heartbeat": "30",
+    "blocked_connection_timeout": "30",
+    "connection_attempts": "2",
+    "retry_delay": "1",
+}
+
+
+def with_connection_defaults(url: str) -> str:
+    """RABBITMQ_URL with CONNECTION_DEFAULTS for every parameter it does not set (each URL of a ;-list)."""
+    urls = []
+    for one in url.split(";"):
+        missing = [f"{k}={v}" for k, v in CONNECTION_DEFAULTS.items() if f"{k}=" not in one]
+        urls.append(one + ("&" if "?" in one else "?") + "&".join(missing) if missing else one)
+    return ";".join(urls)
+
+
 def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> RabbitmqBroker:
     # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
     # decides before a job is marked active, and the status middleware sees the retry decision already made.
@@ -72,17 +92,14 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         RateLimit(client),
         ConcurrencyLimit(client),
         JobLease(client, lease_ms=settings.job_lease_ms),
-        StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes),
+        StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes, lease_ms=settings.job_lease_ms),
         Heartbeat(store),
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
         Callbacks(),
         Pipelines(),
         Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
     ]
-    url = settings.rabbitmq_url
-    if "heartbeat=" not in url:
-        # Heartbeats let a worker notice a silent broker; pika's default would wait minutes.
-        url += ("&" if "?" in url else "?") + "heartbeat=30&blocked_connection_timeout=30&connection_attempts=3"
+    url = with_connection_defaults(settings.rabbitmq_url)
     broker = RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
     broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
     return broker

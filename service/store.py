@@ -41,6 +41,10 @@ class Retention:
 class Transition:
     applied: bool
     state: str  #: the state the job is in afterwards ("missing" when there is no record)
+    #: for "active": how often this same attempt had started before (its worker died mid-run)
+    restarts: int = 0
+    #: for "running" (this attempt already runs under a live lease): the ms left on that lease
+    lease_left_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,15 @@ class JobStore:
         fields: dict[str, Any] | None = None,
         create: dict[str, Any] | None = None,
         at_ms: int | None = None,
+        lease: tuple[str, int] | None = None,
     ) -> Transition:
         """Move a job to `state` unless it is already further along; `create` makes the record if it is absent."""
-        args = self._transition_args(job_id, state, run, retries, fields, create, at_ms)
-        applied, state_after = self._transition(args=args)
-        return Transition(bool(applied), str(state_after))
+        args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease)
+        applied, state_after, *extra = self._transition(args=args)
+        number = int(extra[0]) if extra else 0
+        if state_after == "running":
+            return Transition(False, "running", lease_left_ms=number)
+        return Transition(bool(applied), str(state_after), restarts=number if applied else 0)
 
     def record_enqueued(self, jobs: list[tuple[str, JobState, dict[str, Any]]]) -> None:
         """Many (job id, queued/delayed, record fields) transitions in one round trip, for a batch enqueue. Each is
@@ -115,8 +123,10 @@ class JobStore:
         fields: dict[str, Any] | None,
         create: dict[str, Any] | None,
         at_ms: int | None,
+        lease: tuple[str, int] | None = None,
     ) -> list[str | int]:
         stamp = at_ms or now_ms()
+        holder, lease_ms = lease or ("", 0)
         return [
             keys.PREFIX,
             job_id,
@@ -128,6 +138,8 @@ class JobStore:
             json.dumps(fields or {}),
             json.dumps(create) if create is not None else "",
             *self.retention.args(),
+            holder,
+            lease_ms,
         ]
 
     def report_progress(self, job_id: str, percent: int, message: str | None) -> tuple[bool, bool]:

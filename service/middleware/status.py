@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import traceback as tb
@@ -73,9 +75,17 @@ class StatusMiddleware(Middleware):
         outage_grace_s: float = 60.0,
         cancel_poll_s: float = 1.0,
         max_payload_bytes: int = 262_144,
+        max_restarts: int = 2,
+        lease_ms: int = 30_000,
     ) -> None:
         self.store = store
         self.max_payload_bytes = max_payload_bytes
+        #: How often one attempt may start again after its worker died mid-run before it is failed instead: a job
+        #: that gets its worker killed every time (the kernel's out-of-memory killer) must not loop forever.
+        self.max_restarts = max_restarts
+        #: "active" takes the job's lease (renewed by service/middleware/lease.py), in the same step.
+        self.lease_ms = lease_ms
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.outage_grace_s = outage_grace_s
         self.cancel_poll_s = cancel_poll_s
         self._running: dict[int, str] = {}  # worker thread id -> job id
@@ -107,6 +117,7 @@ class StatusMiddleware(Middleware):
     # -- worker side -----------------------------------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"  # the forked process's own pid
         self._watcher = threading.Thread(target=self._watch_cancellations, name="cancel-watcher", daemon=True)
         self._watcher.start()
 
@@ -114,11 +125,20 @@ class StatusMiddleware(Middleware):
         reason = envelope.problem(message, self.max_payload_bytes)
         if reason is not None:
             self._reject(message, reason)
-        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, {}))
+        lease = (self.holder, self.lease_ms)
+        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, {}, lease=lease))
+        if outcome.state == "running":
+            self._defer(broker, message, outcome.lease_left_ms + 1000)
         if not outcome.applied:
             # Final already (a redelivery after completion, or cancelled), or a stale copy of an earlier attempt.
             logger.info("skipping %s: job is %s", message.message_id, outcome.state)
             raise SkipMessage(f"job is {outcome.state}")
+        if outcome.restarts > self.max_restarts:
+            self._reject(
+                message,
+                f"the worker running this job died {outcome.restarts} times before it finished (killed by a signal or"
+                " the kernel's out-of-memory killer?); not starting it again",
+            )
         attempt = retries_of(message) + 1
         current_job.set(JobContext(message.message_id, message.actor_name, q_name(message.queue_name), attempt))
         with self._lock:
@@ -152,6 +172,13 @@ class StatusMiddleware(Middleware):
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
+    def _defer(self, broker: dramatiq.Broker, message: Any, delay_ms: int) -> None:
+        """A live worker holds this attempt: its message was redelivered (after a broker blip) while it still runs.
+        Look again once that lease could have lapsed, rather than run it twice now or drop it (it may yet die)."""
+        logger.info("%s is running in another worker; looking again in %d ms", message.message_id, delay_ms)
+        broker.enqueue(message, delay=delay_ms)
+        raise SkipMessage("running in another worker")
+
     def _reject(self, message: Any, reason: str) -> None:
         """Fail a message that cannot run as published (any sender can publish anything): recorded, dead-lettered."""
         message.fail()
@@ -159,14 +186,16 @@ class StatusMiddleware(Middleware):
         logger.warning("rejected %s: %s", message.message_id, reason, extra={"event": "failed"})
         raise SkipMessage(reason)
 
-    def _transition(self, message: Any, state: JobState, fields: dict[str, Any]) -> Transition:
+    def _transition(
+        self, message: Any, state: JobState, fields: dict[str, Any], lease: tuple[str, int] | None = None
+    ) -> Transition:
         """Write a transition; only when the record is missing (a foreign sender's job) send the whole record."""
         run, retries = run_of(message), retries_of(message)
-        outcome = self.store.transition(message.message_id, state, run=run, retries=retries, fields=fields)
+        outcome = self.store.transition(message.message_id, state, run=run, retries=retries, fields=fields, lease=lease)
         if outcome.state == "missing":
             create = record_fields(message, self.max_payload_bytes)
             outcome = self.store.transition(
-                message.message_id, state, run=run, retries=retries, fields=fields, create=create
+                message.message_id, state, run=run, retries=retries, fields=fields, create=create, lease=lease
             )
         return outcome
 

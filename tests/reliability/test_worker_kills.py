@@ -9,7 +9,16 @@ import uuid
 import pytest
 
 from service.jobs import Jobs
-from tests.reliability.harness import REPORTS, FaultReport, Fleet, Tally, scale, summarise, wait_until_final
+from tests.reliability.harness import (
+    REPORTS,
+    FaultReport,
+    Fleet,
+    Tally,
+    scale,
+    summarise,
+    wait_until_final,
+    worker_env,
+)
 from tests.support.chaos_actors import tally
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -21,7 +30,8 @@ def test_jobs_survive_worker_processes_killed_every_few_seconds(jobs: Jobs) -> N
     run = uuid.uuid4().hex[:8]
     total = scale(1000)
     report = FaultReport("SIGKILL a worker process every 1.5 s (2 workers x 4 threads)", "all complete, none active")
-    with Fleet(2, threads=THREADS) as fleet:
+    # A 5 s lease (30 s by default) so that the jobs of killed workers are taken over within the test's time.
+    with Fleet(2, threads=THREADS, env={**worker_env(), "JOB_LEASE_MS": "5000"}) as fleet:
         stop = threading.Event()
 
         def chaos() -> None:

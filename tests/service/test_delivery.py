@@ -93,7 +93,9 @@ def test_a_retry_attempt_supersedes_the_attempt_before_it(jobs: Jobs) -> None:
 
 
 def test_a_worker_killed_mid_job_has_the_job_redelivered_and_completed_once(jobs: Jobs) -> None:
-    with WorkerProcess(processes=1, threads=2, queues=[test_actors.SOLO_QUEUE]) as victim:
+    # A short lease: the redelivered job waits until the dead worker's lease lapses before it runs again.
+    lease = {"JOB_LEASE_MS": "3000"}
+    with WorkerProcess(processes=1, threads=2, queues=[test_actors.SOLO_QUEUE], env=lease) as victim:
         message = test_actors.slow_solo.send(key="killed", seconds=4, steps=40)
         deadline = time.monotonic() + 15
         while jobs.store.client.get("test:starts:killed") is None and time.monotonic() < deadline:
@@ -103,7 +105,7 @@ def test_a_worker_killed_mid_job_has_the_job_redelivered_and_completed_once(jobs
             os.kill(pid, signal.SIGKILL)
         victim.kill()
     assert jobs.get(message.message_id).state is JobState.ACTIVE  # unacked: RabbitMQ still holds the message
-    with WorkerProcess(processes=1, threads=2, queues=[test_actors.SOLO_QUEUE]):
+    with WorkerProcess(processes=1, threads=2, queues=[test_actors.SOLO_QUEUE], env=lease):
         record = jobs.wait(message.message_id, timeout_s=30)
     assert record.state is JobState.COMPLETED
     assert record.attempts == 2

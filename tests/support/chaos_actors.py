@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import time
+from typing import Literal
 
 import redis
 from pydantic import BaseModel, Field
@@ -19,6 +22,20 @@ tally_client = redis.Redis.from_url(
     os.environ.get("TALLY_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
     decode_responses=True,
 )
+
+
+def _limit_memory() -> None:
+    """CHAOS_MEMORY_LIMIT_MB caps this process's heap at what it uses now plus that much (RLIMIT_DATA)."""
+    extra_mb = os.environ.get("CHAOS_MEMORY_LIMIT_MB")
+    if not extra_mb:
+        return
+    with open("/proc/self/status") as status:
+        used_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+    limit = used_kb * 1024 + int(extra_mb) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+
+
+_limit_memory()
 
 
 def tally_key(run: str, what: str) -> str:
@@ -44,14 +61,18 @@ def tally(payload: TallyPayload) -> int:
 
 class SpinPayload(BaseModel):
     seconds: float = Field(3600, gt=0)
+    #: "cpu" burns CPU in pure Python; "sleep" naps 50 ms at a time, forever as far as anyone can tell.
+    mode: Literal["cpu", "sleep"] = "cpu"
 
 
-@job(SpinPayload, queue=QUEUE, max_retries=0, time_limit=1_000)
+@job(SpinPayload, queue=QUEUE, max_retries=0, time_limit=6_000)
 def spin(payload: SpinPayload) -> None:
-    """Burns CPU in pure Python and never yields on its own: only the time limit stops it."""
+    """Never returns on its own: only the time limit stops it."""
     deadline = time.monotonic() + payload.seconds
     counter = 0
     while time.monotonic() < deadline:
+        if payload.mode == "sleep":
+            time.sleep(0.05)
         counter += 1
 
 
@@ -64,3 +85,14 @@ def hog(payload: HogPayload) -> int:
     """Allocates memory 16 MB at a time until it has `megabytes` (or the process limit says no)."""
     chunks = [bytearray(16 * 1024 * 1024) for _ in range(payload.megabytes // 16 + 1)]
     return len(chunks)
+
+
+class CrashPayload(BaseModel):
+    run: str
+
+
+@job(CrashPayload, queue=QUEUE, max_retries=3)
+def crash(payload: CrashPayload) -> None:
+    """Kills the process running it, as the kernel's out-of-memory killer would: SIGKILL, no cleanup."""
+    tally_client.rpush(tally_key(payload.run, "starts"), str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
