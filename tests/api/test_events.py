@@ -18,12 +18,6 @@ from tests.support.workers import WorkerProcess
 
 
 @pytest.fixture(scope="module")
-def web() -> Iterator[WebProcess]:
-    with WebProcess() as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
 def tight_web() -> Iterator[WebProcess]:
     """One stream at a time, each at most 1.5 s long."""
     with WebProcess(env={"SSE_MAX_STREAMS": "1", "SSE_MAX_SECONDS": "1.5"}) as process:
@@ -41,11 +35,11 @@ def read_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, objec
 
 
 def test_progress_streams_until_the_job_completes_and_then_the_stream_ends(
-    web: WebProcess, worker: WorkerProcess, jobs: Jobs
+    server: str, worker: WorkerProcess, jobs: Jobs
 ) -> None:
     job_id = test_actors.slow.send(key="sse", seconds=2, steps=10).message_id
     started = time.monotonic()
-    with httpx.stream("GET", f"{web.url}/jobs/{job_id}/events", timeout=20) as response:
+    with httpx.stream("GET", f"{server}/jobs/{job_id}/events", timeout=20) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = list(read_events(response))
@@ -59,24 +53,24 @@ def test_progress_streams_until_the_job_completes_and_then_the_stream_ends(
     assert (last["state"], last["progress"], last["jobId"]) == ("completed", 100, job_id)
 
 
-def test_a_failed_job_ends_its_stream_with_the_reason(web: WebProcess, worker: WorkerProcess, jobs: Jobs) -> None:
+def test_a_failed_job_ends_its_stream_with_the_reason(server: str, worker: WorkerProcess, jobs: Jobs) -> None:
     job_id = test_actors.stuck.send(seconds=60).message_id
-    with httpx.stream("GET", f"{web.url}/jobs/{job_id}/events", timeout=20) as response:
+    with httpx.stream("GET", f"{server}/jobs/{job_id}/events", timeout=20) as response:
         events = list(read_events(response))
     assert events[-1][1]["state"] == "failed"
     assert "TimeLimitExceeded" in str(events[-1][1]["failedReason"])
 
 
-def test_a_finished_job_gives_one_event_and_the_stream_ends_at_once(web: WebProcess, jobs: Jobs) -> None:
+def test_a_finished_job_gives_one_event_and_the_stream_ends_at_once(server: str, jobs: Jobs) -> None:
     job_id = put_record()
     jobs.cancel(job_id)
-    with httpx.stream("GET", f"{web.url}/jobs/{job_id}/events", timeout=5) as response:
+    with httpx.stream("GET", f"{server}/jobs/{job_id}/events", timeout=5) as response:
         events = list(read_events(response))
     assert [(name, e["state"]) for name, e in events] == [("job", "cancelled")]
 
 
-def test_an_unknown_job_is_a_404_not_a_stream(web: WebProcess) -> None:
-    response = httpx.get(f"{web.url}/jobs/no-such-job/events", timeout=5)
+def test_an_unknown_job_is_a_404_not_a_stream(server: str) -> None:
+    response = httpx.get(f"{server}/jobs/no-such-job/events", timeout=5)
     assert response.status_code == 404
     assert response.json() == {"detail": "Job not found"}
 
