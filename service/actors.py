@@ -3,9 +3,14 @@ then import every job in `actors`."""
 
 from __future__ import annotations
 
+import logging
+
 import actors
 from service import scheduler
-from service.broker import broker
+from service.broker import broker, settings
+from service.settings import public_view
+
+logging.getLogger("service.actors").info("configuration: %s", public_view(settings))
 
 # Only takes effect in the `periodiq` program: see hook_into_periodiq for why this is the start-up hook.
 scheduler.hook_into_periodiq()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service import logs
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -127,12 +130,50 @@ def describe_error(error: ValidationError) -> str:
 
 
 def exit_on_invalid(load: type[SettingsT]) -> SettingsT:
-    """Build a settings class, or stop the process with one line and exit status 2."""
+    """Build a settings class, or stop the process with one line and exit status 2. Its secrets (by name, and
+    passwords inside URLs) are registered with the log formatters, so no log line of this process shows them."""
     try:
-        return load()
+        loaded = load()
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         raise SystemExit(2) from None
+    for secret in secrets_of(loaded):
+        logs.register_secret(secret)
+    return loaded
+
+
+#: A setting whose name matches holds a secret: tokens, passwords, signing secrets, keys.
+_SECRET_NAME = re.compile(r"password|secret|token|(^|_)key$", re.IGNORECASE)
+
+
+def secrets_of(settings: BaseSettings) -> list[str]:
+    found: list[str] = []
+    for name, value in settings:
+        if not isinstance(value, str) or not value:
+            continue
+        if _SECRET_NAME.search(name):
+            found.append(value)
+            if value.startswith("whsec_"):
+                found.append(value.removeprefix("whsec_"))  # the part that is the actual key
+        elif "://" in value:
+            for url in value.split(";"):
+                password = urlsplit(url).password
+                if password:
+                    found += [password, unquote(password)]
+    return found
+
+
+def public_view(settings: BaseSettings) -> dict[str, object]:
+    """The settings as they may be logged: secrets shown as "***" (or "" when unset), passwords cut from URLs."""
+    view: dict[str, object] = {}
+    for name, value in settings:
+        if isinstance(value, str) and _SECRET_NAME.search(name):
+            view[name] = "***" if value else ""
+        elif isinstance(value, str):
+            view[name] = logs.redact(value)
+        else:
+            view[name] = value
+    return view
 
 
 @lru_cache(maxsize=1)

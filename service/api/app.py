@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 
 from service.api import errors
@@ -10,6 +12,7 @@ from service.api.origin import SameOriginOnly
 from service.api.routes import events, health, hooks, jobs, metrics, queues, reports, schedules
 from service.broker import settings
 from service.dashboard import router as dashboard
+from service.settings import public_view
 
 app = FastAPI(
     title="Job service",
@@ -17,6 +20,7 @@ app = FastAPI(
     description="Enqueue, watch and steer background jobs run by Dramatiq workers on RabbitMQ.",
 )
 errors.install(app)
+logging.getLogger("service.api").info("configuration: %s", public_view(settings))
 app.add_middleware(BodyLimit, max_bytes=settings.max_payload_bytes)
 app.add_middleware(SameOriginOnly)
 app.include_router(health.router)

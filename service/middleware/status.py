@@ -150,7 +150,12 @@ class StatusMiddleware(Middleware):
         with self._lock:
             self._running.pop(threading.get_ident(), None)
         flush_progress()
-        current_job.set(None)
+        try:
+            self._record_outcome(message, result, exception)
+        finally:
+            current_job.set(None)  # only now: the outcome's log line still names the job
+
+    def _record_outcome(self, message: Any, result: Any, exception: BaseException | None) -> None:
         if exception is None:
             self._finish(message, JobState.COMPLETED, {"result": to_json(result), "progress": 100})
             logger.info("job completed", extra={"event": "completed"})

@@ -141,6 +141,7 @@ def test_help_lists_every_command_of_the_contract() -> None:
         "purge",
         "dead",
         "requeue-dead",
+        "schedules",
     ):
         assert command in done.out, command
 
