@@ -57,8 +57,12 @@ class EventRelay:
         batch: int = 500,
         idle_s: float = 0.05,
         lock_ms: int = 15_000,
+        outbox: str = keys.EVENTS_OUTBOX,
+        lock: str = keys.EVENTS_RELAY_LOCK,
     ) -> None:
         self.client = client
+        self.outbox = outbox
+        self.lock = lock
         self.parameters = parameters
         self.batch = batch
         self.idle_s = idle_s
@@ -76,20 +80,20 @@ class EventRelay:
         """Publish the oldest waiting events, up to `batch`. Returns how many went out (0: none, or another
         process holds the lock)."""
         token = uuid.uuid4().hex
-        if not self.client.set(keys.EVENTS_RELAY_LOCK, token, nx=True, px=self.lock_ms):
+        if not self.client.set(self.lock, token, nx=True, px=self.lock_ms):
             return 0
         try:
-            raw = self.client.lrange(keys.EVENTS_OUTBOX, 0, self.batch - 1)
+            raw = self.client.lrange(self.outbox, 0, self.batch - 1)
             if not raw:
                 return 0
             channel = self._confirming_channel()
             for item in raw:
                 self._publish(channel, str(item))
-            self._trim(keys=[keys.EVENTS_RELAY_LOCK, keys.EVENTS_OUTBOX], args=[token, len(raw)])
+            self._trim(keys=[self.lock, self.outbox], args=[token, len(raw)])
             return len(raw)
         finally:
             with contextlib.suppress(redis.RedisError):
-                self._release(keys=[keys.EVENTS_RELAY_LOCK], args=[token])
+                self._release(keys=[self.lock], args=[token])
 
     def _publish(self, channel: Any, item: str) -> None:
         try:
