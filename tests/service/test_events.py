@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -53,6 +56,23 @@ class Subscriber:
     def close(self) -> None:
         self.channel.queue_delete(self.queue)
         self.connection.close()
+
+    @staticmethod
+    def consumed(name: str) -> bool:
+        """Whether someone consumes the queue (so whoever declared it has bound it already)."""
+        connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
+        try:
+            return bool(connection.channel().queue_declare(name, passive=True).method.consumer_count)
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+        finally:
+            connection.close()
+
+    @staticmethod
+    def delete_queue(name: str) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
+        connection.channel().queue_delete(name)
+        connection.close()
 
 
 @pytest.fixture
@@ -163,3 +183,33 @@ def test_events_wait_in_redis_while_rabbitmq_cannot_take_them() -> None:
         assert [e for _, e, _ in seen] == events  # in order
     finally:
         subscriber.close()
+
+
+def test_the_readme_subscriber_prints_completed_and_failed_jobs(jobs: Jobs, worker: WorkerProcess) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("A subscriber binds its own durable queue:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 12
+    queue = f"test-readme-{uuid.uuid4().hex[:8]}"
+    code = code.replace("amqp://guest:guest@localhost:5672/", os.environ["RABBITMQ_URL"])
+    code = code.replace("billing.job-events", queue)
+    process = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not Subscriber.consumed(queue):  # bound before the jobs are sent
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        done = test_actors.add.send(a=1, b=1).message_id
+        failed = test_actors.flaky.send(key="readme", failures=99).message_id
+        jobs.wait(done, timeout_s=20)
+        jobs.wait(failed, timeout_s=20)
+        lines: list[str] = []
+        while len(lines) < 2:
+            assert time.monotonic() < deadline, lines
+            lines.append(process.stdout.readline().strip() if process.stdout else "")
+        assert sorted(lines) == sorted(
+            [f"add completed {done}", f"flaky failed {failed} RuntimeError: planned failure 4"]
+        )
+    finally:
+        process.kill()
+        process.wait(5)
+        Subscriber.delete_queue(queue)
