@@ -11,13 +11,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(1800)
 def test_the_fault_suite_holds_at_full_scale() -> None:
     env = {**os.environ, "RELIABILITY_SCALE": "5"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/reliability",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-o",
+            "timeout=900",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
