@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,10 +24,27 @@ from service.jobs import (
 )
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and Infinity are not JSON. Python's parser takes them in a request, but an answer echoing them back could
+    not be written (a 500): they are echoed as the strings "nan" and "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def field_errors(error: ValidationError, *prefix: str | int) -> list[dict[str, Any]]:
     """FastAPI's own 422 shape, so a client handles one kind of validation error whichever layer found it."""
     return [
-        {"loc": [*prefix, *item["loc"]], "msg": item["msg"], "type": item["type"], "input": item.get("input")}
+        {
+            "loc": [*prefix, *item["loc"]],
+            "msg": item["msg"],
+            "type": item["type"],
+            "input": json_safe(item.get("input")),
+        }
         for item in error.errors(include_url=False, include_context=False)
     ]
 
@@ -42,6 +62,11 @@ def install(app: FastAPI) -> None:
             ]
             return JSONResponse({"detail": detail}, status_code=422)
         return await http_exception_handler(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer, but one that can always be written.
+        return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
     @app.exception_handler(UnknownActor)
     async def unknown_actor(request: Request, error: UnknownActor) -> JSONResponse:
