@@ -59,7 +59,8 @@ def worker_env(
     *, rabbit: FaultProxy | None = None, redis: FaultProxy | None = None, heartbeat: int | None = None
 ) -> dict[str, str]:
     """Environment for a worker whose broker and/or store connections run through fault proxies."""
-    env = {"TALLY_REDIS_URL": os.environ["REDIS_URL"]}
+    # Retention would prune completed records (1000 per actor by default) before the checks could read them.
+    env = {"TALLY_REDIS_URL": os.environ["REDIS_URL"], "JOB_RETENTION_COMPLETED_COUNT": "1000000"}
     if rabbit is not None:
         query = {"heartbeat": str(heartbeat)} if heartbeat else {}
         env["RABBITMQ_URL"] = through(os.environ["RABBITMQ_URL"], rabbit, **query)
