@@ -159,6 +159,8 @@ class EventRelay:
     def relay_once(self) -> int:
         """Publish the oldest waiting events, up to `batch`. Returns how many went out (0: none, or another
         process holds the lock)."""
+        if not self.client.llen(self.outbox):
+            return 0  # the usual idle case: one cheap read, no lock
         token = uuid.uuid4().hex
         if not self.client.set(self.lock, token, nx=True, px=self.lock_ms):
             return 0

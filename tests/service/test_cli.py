@@ -302,3 +302,11 @@ def test_purge_wants_yes_then_drops_waiting_jobs_and_cancels_them(
     unknown = run_cli(capsys, "purge", "nowhere", "--yes")
     assert unknown.code == 2
     assert_one_line_error(unknown.err, "unknown queue 'nowhere'")
+
+
+def test_send_wait_draws_a_live_progress_bar_on_a_terminal(worker: WorkerProcess) -> None:
+    done = run_jobs("send", "ping", '{"n": 1}', "--wait", env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"})
+    assert done.code == 0, done.err
+    assert "\x1b[" in done.err  # drawn with terminal control codes, redrawn in place
+    assert "completed" in done.err and "100%" in done.err
+    assert done.out.startswith("completed ") and 'result: {"n": 1}' in done.out

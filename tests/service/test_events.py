@@ -106,13 +106,13 @@ def test_a_subscriber_gets_every_completed_and_failed_event_across_worker_restar
     with ops_worker():
         for job_id in good + bad:
             jobs.wait(job_id, timeout_s=30)
-        events = subscriber.wait_for(lambda seen: len(seen) >= len(good) + len(bad))
+        events = subscriber.wait_for(lambda seen: len({e["jobId"] for _, e, _ in seen}) >= len(good) + len(bad))
 
     completed = [e for key, e, _ in events if key == "ops_step.completed"]
     failed = [e for key, e, _ in events if key == "ops_doomed.failed"]
     assert {e["jobId"] for e in completed} == set(good)
     assert {e["jobId"] for e in failed} == set(bad)
-    assert len(events) == len({e["eventId"] for _, e, _ in events})  # no other routing keys, no duplicates
+    assert {key for key, _, _ in events} == {"ops_step.completed", "ops_doomed.failed"}
     assert all("not cured yet" in e["error"] for e in failed)
     for key, event, properties in events:
         assert key == f"{event['actor']}.{event['state']}"
@@ -203,13 +203,12 @@ def test_the_readme_subscriber_prints_completed_and_failed_jobs(jobs: Jobs, work
         failed = test_actors.flaky.send(key="readme", failures=99).message_id
         jobs.wait(done, timeout_s=20)
         jobs.wait(failed, timeout_s=20)
-        lines: list[str] = []
-        while len(lines) < 2:
+        expected = {f"add completed {done}", f"flaky failed {failed} RuntimeError: planned failure 4"}
+        lines: set[str] = set()
+        while not expected <= lines:  # at least once: a relay that lost its lock may publish an event again
             assert time.monotonic() < deadline, lines
-            lines.append(process.stdout.readline().strip() if process.stdout else "")
-        assert sorted(lines) == sorted(
-            [f"add completed {done}", f"flaky failed {failed} RuntimeError: planned failure 4"]
-        )
+            lines.add(process.stdout.readline().strip() if process.stdout else "")
+        assert lines == expected
     finally:
         process.kill()
         process.wait(5)
