@@ -85,8 +85,10 @@ if RANK[state] == 2 then
 end
 hset_all(key, updates)
 add_history(jid, entry)
-note_change(jid, actor, queue, state, now_iso, {run = run, retry = retries, attempt = entry['attempt'],
-  error = entry['error']})
+if state ~= cur_state or state == 'active' then  -- queued again is no news; a new attempt is
+  note_change(jid, actor, queue, state, now_iso, {run = run, retry = retries, attempt = entry['attempt'],
+    error = entry['error']})
+end
 if RANK[state] == 2 then
   if state == 'completed' then
     prune(actor, state, now_ms, keep_completed_s, keep_completed_n)

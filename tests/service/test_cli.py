@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
+from service.broker import broker
 from service.jobs import Jobs
 from service.states import JobState
 from tests.support import ops_actors, test_actors
@@ -13,6 +15,14 @@ from tests.support.cli import run_cli, run_jobs
 from tests.support.workers import WorkerProcess
 
 assert ops_actors.ops_step.queue_name == "ops"  # declared here too: the in-process CLI sees this process's actors
+
+
+@pytest.fixture(autouse=True)
+def empty_ops_queue() -> Iterator[None]:
+    """Jobs that must wait (delayed, never run) go to "ops", which no shared worker consumes, and are dropped after
+    each test: a delayed message left on a consumed queue would run in a later test."""
+    yield
+    broker.flush("ops")
 
 
 def assert_one_line_error(err: str, *words: str) -> None:
@@ -48,7 +58,7 @@ def test_send_prints_the_state_and_id_and_the_job_runs(
 
 
 def test_send_with_priority_and_delay_records_both(capsys: pytest.CaptureFixture[str], jobs: Jobs) -> None:
-    sent = run_cli(capsys, "send", "add", '{"a": 1, "b": 1}', "--priority", "high", "--delay", "60000", "--json")
+    sent = run_cli(capsys, "send", "ops_step", '{"key": "p"}', "--priority", "high", "--delay", "60000", "--json")
     assert sent.code == 0, sent.err
     answer = json.loads(sent.out)
     assert answer["status"] == "delayed"
@@ -76,7 +86,7 @@ def test_send_wait_exits_one_and_prints_the_reason_when_the_job_fails(
 
 
 def test_send_wait_gives_up_after_its_timeout(capsys: pytest.CaptureFixture[str], jobs: Jobs) -> None:
-    sent = run_cli(capsys, "send", "add", '{"a": 1, "b": 2}', "--delay", "60000", "--wait", "--timeout", "0.5")
+    sent = run_cli(capsys, "send", "ops_step", '{"key": "t"}', "--delay", "60000", "--wait", "--timeout", "0.5")
     assert sent.code == 1
     progress, error = sent.err.strip().splitlines()
     assert progress.strip() == "0% delayed"
@@ -170,7 +180,7 @@ def test_list_filters_by_state_and_actor_and_fits_eighty_columns(
 ) -> None:
     done_id = test_actors.add.send(a=1, b=2).message_id
     jobs.wait(done_id, timeout_s=15)
-    waiting_id = jobs.enqueue("record_run", {"key": "later"}, delay_ms=60_000).job_id
+    waiting_id = jobs.enqueue("ops_step", {"key": "later"}, delay_ms=60_000).job_id
 
     table = run_cli(capsys, "list")
     assert table.code == 0
@@ -192,7 +202,7 @@ def test_list_filters_by_state_and_actor_and_fits_eighty_columns(
 
 
 def test_list_pages_with_a_cursor(capsys: pytest.CaptureFixture[str], jobs: Jobs) -> None:
-    ids = [jobs.enqueue("record_run", {"key": f"page{i}"}, delay_ms=60_000).job_id for i in range(3)]
+    ids = [jobs.enqueue("ops_step", {"key": f"page{i}"}, delay_ms=60_000).job_id for i in range(3)]
     first = json.loads(run_cli(capsys, "list", "--limit", "2", "--json").out)
     assert len(first["jobs"]) == 2 and first["next"]
     second = json.loads(run_cli(capsys, "list", "--limit", "2", "--cursor", first["next"], "--json").out)
@@ -207,7 +217,7 @@ def test_list_pages_with_a_cursor(capsys: pytest.CaptureFixture[str], jobs: Jobs
 def test_cancel_stops_a_waiting_job_and_refuses_a_finished_one(
     capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
 ) -> None:
-    job_id = jobs.enqueue("record_run", {"key": "cancel-me"}, delay_ms=60_000).job_id
+    job_id = jobs.enqueue("ops_step", {"key": "cancel-me"}, delay_ms=60_000).job_id
     done = run_cli(capsys, "cancel", job_id)
     assert done.code == 0 and done.out.strip() == f"cancelled {job_id}"
     assert jobs.get(job_id).state is JobState.CANCELLED
@@ -268,12 +278,12 @@ def test_pause_and_resume_name_a_known_queue(capsys: pytest.CaptureFixture[str])
 def test_queues_shows_every_queue_with_its_figures_in_eighty_columns(
     capsys: pytest.CaptureFixture[str], jobs: Jobs
 ) -> None:
-    waiting = jobs.enqueue("record_run", {"key": "queues"}, delay_ms=60_000).job_id
+    waiting = jobs.enqueue("ops_step", {"key": "queues"}, delay_ms=60_000).job_id
     assert run_cli(capsys, "pause", "test-limited").code == 0
     try:
         figures = {q["name"]: q for q in json.loads(run_cli(capsys, "queues", "--json").out)}
         assert {"default", "test", "test-limited", "ops"} <= set(figures)
-        assert figures["test"]["delayed"] >= 1
+        assert figures["ops"]["delayed"] >= 1
         assert figures["test-limited"]["paused"] is True and figures["test"]["paused"] is False
         assert set(figures["test"]) >= {"waiting", "active", "completed", "failed", "delayed", "dead", "paused"}
         table = run_cli(capsys, "queues")
