@@ -46,9 +46,13 @@ def test_a_broker_cut_loses_no_accepted_job_and_runs_none_twice(jobs: Jobs) -> N
         answers: Counter[int] = Counter()
         slowest = [0.0]
         with api_using(api_jobs) as api:
+            broker_back = threading.Event()
 
             def enqueue() -> None:
-                for i in range(total):
+                # Keeps sending through the outage, and until `total` requests were made and the broker is back.
+                i = 0
+                while i < total or not broker_back.is_set():
+                    i += 1
                     # A few long jobs, so that some are still running when the connection drops.
                     ms = 3000 if i % 50 == 0 else 50
                     asked = time.monotonic()
@@ -63,11 +67,13 @@ def test_a_broker_cut_loses_no_accepted_job_and_runs_none_twice(jobs: Jobs) -> N
             sender = threading.Thread(target=enqueue)
             sender.start()
             assert wait_for(lambda: tally_client.llen(tally_key(run, "done")) >= total // 5, timeout=60) is not None
+            assert sender.is_alive()
             rabbit.down()
             cut_at = time.monotonic()
             time.sleep(AWAY_S)
             rabbit.up()
             back_at = time.monotonic()
+            broker_back.set()
             done_then = tally_client.llen(tally_key(run, "done"))
             resumed = wait_for(lambda: tally_client.llen(tally_key(run, "done")) > done_then + 10, timeout=60)
             sender.join(120)
