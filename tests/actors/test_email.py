@@ -9,7 +9,7 @@ import pytest
 from pydantic import NameEmail
 
 from actors.email import send_email
-from service import mail
+from service import keys, mail
 from service.errors import PermanentError
 from service.jobs import Jobs
 from service.states import JobState
@@ -136,7 +136,11 @@ def test_a_worker_killed_after_the_server_accepted_a_message_does_not_send_it_ag
         with lane.worker({**job_env, "EMAIL_TEST_PAUSE_AFTER_ACCEPT_MS": "30000"}) as pausing:
             job_id = lane.send(send_email, to="once@example.com", subject="Only once", text="x")
             smtp_server.handler.wait_for(message_id(job_id))
-            time.sleep(0.3)  # past the record of the acceptance, inside the pause, before any ack
+            # Past the record of the acceptance, inside the pause, before any ack (polled: a loaded machine is slow).
+            deadline = time.monotonic() + 15
+            while '"accepted"' not in (jobs.store.client.get(keys.once("email", job_id)) or ""):
+                assert time.monotonic() < deadline, "the acceptance was never recorded"
+                time.sleep(0.05)
             assert jobs.get(job_id).state is JobState.ACTIVE
             pausing.kill()
     finally:
