@@ -133,7 +133,9 @@ def test_a_worker_killed_after_the_server_accepted_a_message_does_not_send_it_ag
 ) -> None:
     jobs_worker.stop()  # only the pausing worker below may take the message
     try:
-        with lane.worker({**job_env, "EMAIL_TEST_PAUSE_AFTER_ACCEPT_MS": "30000"}) as pausing:
+        # A short lease: the redelivered copy waits until the killed worker's lease could have lapsed.
+        env = {**job_env, "EMAIL_TEST_PAUSE_AFTER_ACCEPT_MS": "30000", "JOB_LEASE_MS": "3000"}
+        with lane.worker(env) as pausing:
             job_id = lane.send(send_email, to="once@example.com", subject="Only once", text="x")
             smtp_server.handler.wait_for(message_id(job_id))
             # Past the record of the acceptance, inside the pause, before any ack (polled: a loaded machine is slow).
@@ -145,7 +147,7 @@ def test_a_worker_killed_after_the_server_accepted_a_message_does_not_send_it_ag
             pausing.kill()
     finally:
         jobs_worker.start()  # RabbitMQ redelivers the unacknowledged message to this one
-    record = jobs.wait(job_id, timeout_s=30)
+    record = jobs.wait(job_id, timeout_s=60)
     assert record.state is JobState.COMPLETED
     assert record.attempts == 2
     assert record.result["alreadySent"] is True
