@@ -14,6 +14,7 @@ import redis
 from service import keys
 from service.clock import iso_from_ms, now_ms
 from service.records import JobRecord
+from service.script_batcher import ScriptBatcher
 from service.states import JobState
 
 
@@ -21,6 +22,11 @@ def _script(name: str) -> str:
     lua = resources.files("service") / "lua"
     return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
+
+#: transition.lua returns this many values per transition: applied, state after, a number (see the script).
+TRANSITION_RESULT_WIDTH = 3
+#: At most this many jobs of a batch enqueue go into one script call, so none holds Redis up for long.
+RECORD_CHUNK = 100
 
 #: Some fields of a batch of jobs (an alias, since JobStore.list shadows `list` inside the class).
 FieldRows = list[dict[str, str | None]]
@@ -76,6 +82,9 @@ class JobStore:
         self.client = client
         self.retention = retention or Retention()
         self._transition = client.register_script(_script("transition"))
+        self._transitions = ScriptBatcher(
+            client, self._transition, head=[keys.PREFIX, *self.retention.args()], result_width=TRANSITION_RESULT_WIDTH
+        )
         self._progress = client.register_script(_script("progress"))
         self._cancel = client.register_script(_script("cancel"))
         self._reopen = client.register_script(_script("reopen"))
@@ -100,18 +109,21 @@ class JobStore:
     ) -> Transition:
         """Move a job to `state` unless it is already further along; `create` makes the record if it is absent."""
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease)
-        applied, state_after, *extra = self._transition(args=args)
-        number = int(extra[0]) if extra else 0
+        applied, state_after, number = self._transitions.call(args)
+        number = int(number)
         if state_after == "running":
             return Transition(False, "running", lease_left_ms=number)
         return Transition(bool(applied), str(state_after), restarts=number if applied else 0)
 
     def record_enqueued(self, jobs: list[tuple[str, JobState, dict[str, Any]]]) -> None:
         """Many (job id, queued/delayed, record fields) transitions in one round trip, for a batch enqueue. Each is
-        still its own atomic script."""
+        taken as if alone, RECORD_CHUNK to a script call."""
+        head: list[str | int] = [keys.PREFIX, *self.retention.args()]
         pipe = self.client.pipeline(transaction=False)
-        for job_id, state, create in jobs:
-            self._transition(args=self._transition_args(job_id, state, 0, 0, None, create, None), client=pipe)
+        for start in range(0, len(jobs), RECORD_CHUNK):
+            groups = [self._transition_args(job_id, state, 0, 0, None, create, None)
+                      for job_id, state, create in jobs[start : start + RECORD_CHUNK]]  # fmt: skip
+            self._transition(args=head + [arg for group in groups for arg in group], client=pipe)
         pipe.execute()
 
     def _transition_args(
@@ -127,8 +139,7 @@ class JobStore:
     ) -> list[str | int]:
         stamp = at_ms or now_ms()
         holder, lease_ms = lease or ("", 0)
-        return [
-            keys.PREFIX,
+        return [  # one group of transition.lua's arguments
             job_id,
             state.value,
             run,
@@ -137,7 +148,6 @@ class JobStore:
             iso_from_ms(stamp),
             json.dumps(fields or {}),
             json.dumps(create) if create is not None else "",
-            *self.retention.args(),
             holder,
             lease_ms,
         ]

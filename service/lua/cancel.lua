@@ -17,6 +17,8 @@ local reason = (ARGV[8] and ARGV[8] ~= '') and ARGV[8] or 'cancelled'
 redis.call('HSET', key, 'state', 'cancelled', 'finishedAt', now_iso, 'updatedAt', now_iso, 'failedReason', reason)
 redis.call('ZADD', finished_key('cancelled', actor), now_ms, jid)
 add_history(jid, {state = 'cancelled', at = now_iso, run = tonumber(cur[4]), retry = tonumber(cur[5])})
-note_change(jid, actor, cur[6], 'cancelled', now_iso, {run = tonumber(cur[4]), retry = tonumber(cur[5]), error = reason})
+local later = new_tally()
+later.change(jid, actor, cur[6], 'cancelled', now_iso, {run = tonumber(cur[4]), retry = tonumber(cur[5]), error = reason})
+later.flush()
 prune(actor, 'cancelled', now_ms, tonumber(ARGV[5]), tonumber(ARGV[6]))
 return 'cancelled'

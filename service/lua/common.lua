@@ -64,36 +64,72 @@ local function hset_all(key, fields)
 end
 
 -- Every state change also lands in the events outbox (relayed to RabbitMQ's `jobs.events` by the workers, see
--- service/events.py) and in the counters GET /metrics reads. Both live here, in the same atomic script as the
+-- service/events.py) and in the counters GET /metrics reads. Both are written by the same atomic script as the
 -- change itself, so no state can change without its event and no event can outlive a change that did not happen.
+-- A script notes them in a tally and writes the tally once at its end: a batch of changes then costs one write
+-- per counter instead of one per change.
 local OUTBOX_MAX = 100000
 local RUN_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 
-local function note_change(jid, actor, queue, st, now_iso, extra)
-  queue = queue or 'default'
-  local event = {eventId = redis.call('INCR', prefix .. 'events:seq'), jobId = jid, actor = actor, queue = queue,
-    state = st, at = now_iso}
-  for k, v in pairs(extra) do event[k] = v end
-  local outbox = prefix .. 'events:outbox'
-  if redis.call('RPUSH', outbox, cjson.encode(event)) > OUTBOX_MAX then
-    -- No worker has relayed events for a long while: keep Redis bounded, and count what was dropped.
-    redis.call('LPOP', outbox)
-    redis.call('INCR', prefix .. 'events:dropped')
-  end
-  redis.call('HINCRBY', prefix .. 'metrics:entered', queue .. '|' .. actor .. '|' .. st, 1)
-end
+local function new_tally()
+  local t = {events = {}, entered = {}, created = {}, runs = {}, run_sums = {}, throughput = {}, actors = {}}
 
--- How long one attempt ran, in fixed buckets (a Prometheus histogram kept in one hash: "<queue>|<actor>|<le>").
-local function observe_run(actor, queue, seconds)
-  local le = '+Inf'
-  for _, bound in ipairs(RUN_BUCKETS) do
-    if seconds <= bound then
-      le = tostring(bound)
-      break
-    end
+  function t.count(counts, key, n) counts[key] = (counts[key] or 0) + n end
+
+  function t.change(jid, actor, queue, st, now_iso, extra)
+    queue = queue or 'default'
+    local event = {jobId = jid, actor = actor, queue = queue, state = st, at = now_iso}
+    for k, v in pairs(extra) do event[k] = v end
+    t.events[#t.events + 1] = event
+    t.count(t.entered, queue .. '|' .. actor .. '|' .. st, 1)
   end
-  local key, label = prefix .. 'metrics:runs', (queue or 'default') .. '|' .. actor .. '|'
-  redis.call('HINCRBY', key, label .. le, 1)
-  redis.call('HINCRBY', key, label .. 'count', 1)
-  redis.call('HINCRBYFLOAT', key, label .. 'sum', seconds)
+
+  -- How long one attempt ran, in fixed buckets (a Prometheus histogram kept in one hash: "<queue>|<actor>|<le>").
+  function t.observe_run(actor, queue, seconds)
+    local le = '+Inf'
+    for _, bound in ipairs(RUN_BUCKETS) do
+      if seconds <= bound then
+        le = tostring(bound)
+        break
+      end
+    end
+    local label = (queue or 'default') .. '|' .. actor .. '|'
+    t.count(t.runs, label .. le, 1)
+    t.count(t.runs, label .. 'count', 1)
+    t.count(t.run_sums, label .. 'sum', seconds)
+  end
+
+  local function hincr_all(key, counts)
+    for field, n in pairs(counts) do redis.call('HINCRBY', key, field, n) end
+  end
+
+  function t.flush()
+    local n = #t.events
+    if n > 0 then
+      local first = redis.call('INCRBY', prefix .. 'events:seq', n) - n
+      local encoded = {}
+      for i, event in ipairs(t.events) do
+        event['eventId'] = first + i
+        encoded[i] = cjson.encode(event)
+      end
+      local outbox = prefix .. 'events:outbox'
+      local size = redis.call('RPUSH', outbox, unpack(encoded))
+      if size > OUTBOX_MAX then
+        -- No worker has relayed events for a long while: keep Redis bounded, and count what was dropped.
+        redis.call('LTRIM', outbox, size - OUTBOX_MAX, -1)
+        redis.call('INCRBY', prefix .. 'events:dropped', size - OUTBOX_MAX)
+      end
+    end
+    hincr_all(prefix .. 'metrics:entered', t.entered)
+    hincr_all(prefix .. 'metrics:created', t.created)
+    hincr_all(prefix .. 'metrics:runs', t.runs)
+    for field, seconds in pairs(t.run_sums) do redis.call('HINCRBYFLOAT', prefix .. 'metrics:runs', field, seconds) end
+    for key, n in pairs(t.throughput) do
+      redis.call('INCRBY', key, n)
+      redis.call('EXPIRE', key, 7200)
+    end
+    for actor in pairs(t.actors) do redis.call('SADD', prefix .. 'actors', actor) end
+  end
+
+  return t
 end

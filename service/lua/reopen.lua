@@ -14,5 +14,7 @@ redis.call('HSET', key, 'state', 'queued', 'run', new_run, 'retries', 0, 'progre
 redis.call('HDEL', key, 'failedReason', 'traceback', 'result', 'finishedAt', 'startedAt', 'cancelRequested',
   'progressMessage', 'lastError')
 add_history(jid, {state = 'queued', at = now_iso, run = new_run, retry = 0, note = 'retried from ' .. st})
-note_change(jid, actor, cur[5], 'queued', now_iso, {run = new_run, retry = 0, note = 'retried from ' .. st})
+local later = new_tally()
+later.change(jid, actor, cur[5], 'queued', now_iso, {run = new_run, retry = 0, note = 'retried from ' .. st})
+later.flush()
 return {1, tostring(new_run)}

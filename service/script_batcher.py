@@ -1,0 +1,121 @@
+"""Runs the calls that many threads make to one Lua script as one call per Redis round trip.
+
+A worker process runs JOB_CONCURRENCY jobs at once, and each writes two transitions. Sent one by one, each pays a
+whole redis-py round trip and a whole script start, which cost more than the transition itself. Here the first
+caller to arrive while none is in flight sends its own call at once (no added wait when idle); callers that arrive
+meanwhile queue up, and the next of them sends the whole queue as one script call. The script takes its arguments
+as a list of same-width groups and returns a same-width group of results for each, in order.
+
+Each caller still gets only its own result, or the exception of the round trip its call went out in; the script
+runs each group exactly as if it had been called alone.
+
+Only one thread sends at a time, so the batcher keeps one connection of its own and talks on it directly: redis-py's
+client path (pool, retry and instrumentation layers) cost several times the CPU of the write itself. A failed round
+trip drops the connection and raises to its callers, who decide whether to try again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+Args = Sequence[str | int | float]
+
+
+class _Call:
+    __slots__ = ("args", "error", "finished", "result", "wake")
+
+    def __init__(self, args: Args) -> None:
+        self.args = args
+        self.wake = threading.Event()
+        self.finished = False
+        self.result: list[Any] = []
+        self.error: BaseException | None = None
+
+
+class ScriptBatcher:
+    def __init__(
+        self, client: redis.Redis, script: Script, *, head: Args, result_width: int, max_batch: int = 64
+    ) -> None:
+        self.pool = client.connection_pool
+        self.script = script
+        self.head = list(head)  #: the arguments every call shares, sent once before the groups
+        self.result_width = result_width
+        self.max_batch = max_batch
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a lock held by a thread that is gone would never open
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Call] = []
+        self._in_flight = False  # some thread is sending, or has been chosen to send next
+        self._connection: Any = None  # used only by the thread that sends
+
+    def call(self, args: Args) -> list[Any]:
+        """Run the script for one group of arguments; returns that group's results."""
+        call = _Call(args)
+        with self._lock:
+            self._waiting.append(call)
+            send_now = not self._in_flight
+            self._in_flight = True
+        if not send_now:
+            call.wake.wait()  # woken either finished or chosen to send the next batch
+        if not call.finished:
+            self._send_batch()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _send_batch(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+        try:
+            flat: list[Any] = list(self.head)
+            for call in batch:
+                flat.extend(call.args)
+            results = self._evalsha(flat)
+            width = self.result_width
+            for n, call in enumerate(batch):
+                call.result = results[n * width : (n + 1) * width]
+        except BaseException as error:  # every caller of this round trip sees its failure, and may try again
+            for call in batch:
+                call.error = error
+        finally:
+            for call in batch:
+                call.finished = True
+                call.wake.set()
+            self._hand_on()
+
+    def _evalsha(self, args: list[Any]) -> list[Any]:
+        if self._connection is None:
+            self._connection = self.pool.make_connection()
+        try:
+            try:
+                return self._command(args)
+            except NoScriptError:  # a restarted or flushed Redis forgets scripts
+                self._connection.send_command("SCRIPT", "LOAD", self.script.script)
+                self.script.sha = self._connection.read_response()
+                return self._command(args)
+        except BaseException:
+            connection, self._connection = self._connection, None
+            connection.disconnect()  # mid-reply, the connection's state is unknown
+            raise
+
+    def _command(self, args: list[Any]) -> list[Any]:
+        self._connection.send_command("EVALSHA", self.script.sha, 0, *args)
+        result: list[Any] = self._connection.read_response()
+        return result
+
+    def _hand_on(self) -> None:
+        """The next waiting caller sends what has queued up meanwhile; with none waiting, the next to come will."""
+        with self._lock:
+            if self._waiting:
+                self._waiting[0].wake.set()
+            else:
+                self._in_flight = False
