@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -105,6 +108,8 @@ class Jobs:
         #: Publishing and queue figures go through a link with a deadline, so callers get an answer in seconds.
         self.link = link or shared_link(broker)
         self.publisher = Publisher(self.link)
+        #: Runs the blocking calls of async callers; as many threads as a sync route would have had from anyio.
+        self._callers = ThreadPoolExecutor(max_workers=40, thread_name_prefix="jobs-async")
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -175,6 +180,18 @@ class Jobs:
                 self._quietly(lambda: self.store.release_idempotency_key(f"{actor_name}:{idempotency_key}", job_id))
             raise
         return Enqueued(job_id, JobState.DELAYED if delay_ms else JobState.QUEUED)
+
+    async def enqueue_async(self, actor_name: str, payload: dict[str, Any], **options: Any) -> Enqueued:
+        """`enqueue` for async callers (the API), on a thread of this object's pool: a lighter hop than a sync
+        FastAPI route's (anyio's, with its capacity limiter and cancel scopes, took a tenth of the server's CPU)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._callers, functools.partial(self.enqueue, actor_name, payload, **options)
+        )
+
+    async def enqueue_batch_async(self, actor_name: str, payloads: list[dict[str, Any]], **options: Any) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._callers, functools.partial(self.enqueue_batch, actor_name, payloads, **options)
+        )
 
     def enqueue_batch(
         self, actor_name: str, payloads: list[dict[str, Any]], *, priority: Priority | None = None

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the service layer, and the bearer-token check for routes that change state."""
+"""FastAPI dependencies: the service layer, and the bearer-token check for routes that change state.
+
+The dependencies themselves are `async def` although they never wait: FastAPI runs a plain function on its thread
+pool, and those hops (two or three a request) cost more than most routes' own work. Each service object is built
+once, by the cached `get_*` functions, which other code may call directly."""
 
 from __future__ import annotations
 
@@ -23,7 +27,11 @@ def get_jobs() -> Jobs:
     return Jobs(broker, store)
 
 
-JobsDep = Annotated[Jobs, Depends(get_jobs)]
+async def provide_jobs() -> Jobs:
+    return get_jobs()
+
+
+JobsDep = Annotated[Jobs, Depends(provide_jobs)]
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +39,11 @@ def get_activity() -> Activity:
     return Activity(store)
 
 
-ActivityDep = Annotated[Activity, Depends(get_activity)]
+async def provide_activity() -> Activity:
+    return get_activity()
+
+
+ActivityDep = Annotated[Activity, Depends(provide_activity)]
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +51,11 @@ def get_queue_control() -> QueueControl:
     return QueueControl(get_jobs(), PauseFlags(redis_client), DeadLetters(broker))
 
 
-QueueControlDep = Annotated[QueueControl, Depends(get_queue_control)]
+async def provide_queue_control() -> QueueControl:
+    return get_queue_control()
+
+
+QueueControlDep = Annotated[QueueControl, Depends(provide_queue_control)]
 
 
 @lru_cache(maxsize=1)
@@ -47,10 +63,14 @@ def get_schedules() -> Schedules:
     return Schedules(broker, schedule_store)
 
 
-SchedulesDep = Annotated[Schedules, Depends(get_schedules)]
+async def provide_schedules() -> Schedules:
+    return get_schedules()
 
 
-def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+SchedulesDep = Annotated[Schedules, Depends(provide_schedules)]
+
+
+async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
     """Every route that changes state depends on this. With API_TOKEN empty the API is open."""
     expected = settings.api_token
     if not expected:

@@ -14,7 +14,7 @@ from httpx import Response
 
 from service import keys
 from service.api import app
-from service.api.deps import get_jobs
+from service.api.deps import provide_jobs
 from service.broker import broker, connect_redis, store
 from service.jobs import Jobs
 from service.rabbit import RabbitLink
@@ -40,12 +40,12 @@ def jobs_with_broker_at(port: int) -> Jobs:
 
 
 def use(jobs: Jobs) -> Iterator[TestClient]:
-    app.dependency_overrides[get_jobs] = lambda: jobs
+    app.dependency_overrides[provide_jobs] = lambda: jobs
     try:
         with TestClient(app) as client:
             yield client
     finally:
-        app.dependency_overrides.pop(get_jobs, None)
+        app.dependency_overrides.pop(provide_jobs, None)
 
 
 @pytest.fixture(params=["refused", "silent"])

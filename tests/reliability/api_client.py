@@ -8,16 +8,16 @@ from contextlib import contextmanager
 from fastapi.testclient import TestClient
 
 from service.api import app
-from service.api.deps import get_jobs
+from service.api.deps import provide_jobs
 from service.jobs import Jobs
 
 
 @contextmanager
 def api_using(jobs: Jobs) -> Iterator[TestClient]:
     """A TestClient whose routes get `jobs` (e.g. built by harness.jobs_through) as their service layer."""
-    app.dependency_overrides[get_jobs] = lambda: jobs
+    app.dependency_overrides[provide_jobs] = lambda: jobs
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client
     finally:
-        app.dependency_overrides.pop(get_jobs, None)
+        app.dependency_overrides.pop(provide_jobs, None)
