@@ -22,8 +22,9 @@ from dramatiq.errors import ConnectionError as BrokerConnectionError
 from pydantic import ValidationError
 
 from service import queues
+from service.pauses import PauseFlags
 from service.publisher import Publisher
-from service.rabbit import RabbitLink, shared_link
+from service.rabbit import BrokerUnreachable, RabbitLink, shared_link
 from service.records import JobRecord
 from service.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
 from service.store import JobStore, Page
@@ -38,8 +39,6 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
-#: A broker connection that was never opened or already dropped shows up as AttributeError in Dramatiq.
-PROBE_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, AttributeError)
 STORE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -121,9 +120,9 @@ class Jobs:
         except STORE_ERRORS:
             down.append("redis")
         try:
-            self.broker.channel.connection.process_data_events(0)
-        except PROBE_ERRORS:
-            del self.broker.connection  # the next use opens a fresh one
+            # Through the link: one connection attempt and a deadline, so a probe answers within seconds.
+            self.link.run(lambda link: link.channel().connection.process_data_events(0))
+        except BrokerUnreachable:
             down.append("rabbitmq")
         return down
 
@@ -332,7 +331,7 @@ class Jobs:
             # A running worker holds delayed messages unacked until they are due, so RabbitMQ's count alone would
             # read 0 while jobs wait; the store knows them.
             delayed=max(depth.delayed, count(JobState.DELAYED)),
-            paused=self._store_call(lambda: self.store.is_paused(queue)),
+            paused=self._store_call(lambda: PauseFlags(self.store.client).is_paused(queue)),
             dead=depth.dead,
         )
 

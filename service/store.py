@@ -210,9 +210,6 @@ class JobStore:
         value = self.client.hget(keys.job(job_id), "state")
         return str(value) if value is not None else None
 
-    def is_paused(self, queue: str) -> bool:
-        return bool(self.client.exists(keys.paused(queue)))
-
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.client.hget(keys.job(job_id), "cancelRequested") == "1")
 

@@ -122,3 +122,19 @@ def test_with_redis_away_every_route_is_503_within_5_seconds_and_nothing_is_publ
         assert response.json() == {"detail": "redis unreachable; try again shortly"}
         assert took < 5, path
     assert held_messages() == 0
+
+
+def test_with_rabbitmq_away_readyz_names_it_within_5_seconds(broker_away: TestClient) -> None:
+    started = time.monotonic()
+    response = broker_away.get("/readyz")
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503, response.text
+    assert response.json()["down"] == ["rabbitmq"]
+
+
+def test_with_redis_away_readyz_names_it_within_5_seconds(store_away: TestClient) -> None:
+    started = time.monotonic()
+    response = store_away.get("/readyz")
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503, response.text
+    assert response.json()["down"] == ["redis"]
