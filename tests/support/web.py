@@ -25,10 +25,17 @@ def free_port() -> int:
 class WebProcess:
     """`uvicorn tests.support.api_app:app` with its own log file; `url` is where it answers."""
 
-    def __init__(self, *, env: dict[str, str] | None = None, app: str = "tests.support.api_app:app") -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        app: str = "tests.support.api_app:app",
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.command += extra_args or []
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = Path(tempfile.mkstemp(prefix="web-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
