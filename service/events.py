@@ -219,7 +219,9 @@ class EventRelay:
                 self._stop.wait(pause)
                 pause = min(pause * 2, 10.0)
                 continue
-            if not sent:
+            if sent < self.batch // 4:
+                # Little was waiting: let more gather first. Each round costs a few Redis round trips and a
+                # confirm whatever its size, so under load bigger rounds are far cheaper per event.
                 self._idle()
 
     def _idle(self) -> None:
