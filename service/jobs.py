@@ -181,16 +181,19 @@ class Jobs:
         return Enqueued(job_id, JobState.DELAYED if delay_ms else JobState.QUEUED)
 
     async def enqueue_async(self, actor_name: str, payload: dict[str, Any], **options: Any) -> Enqueued:
-        """`enqueue` for async callers (the API), on a thread of this object's pool: a lighter hop than a sync
-        FastAPI route's (anyio's, with its capacity limiter and cancel scopes, took a tenth of the server's CPU)."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._callers, functools.partial(self.enqueue, actor_name, payload, **options)
-        )
+        return await self.in_thread(functools.partial(self.enqueue, actor_name, payload, **options))
 
     async def enqueue_batch_async(self, actor_name: str, payloads: list[dict[str, Any]], **options: Any) -> list[str]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._callers, functools.partial(self.enqueue_batch, actor_name, payloads, **options)
-        )
+        return await self.in_thread(functools.partial(self.enqueue_batch, actor_name, payloads, **options))
+
+    async def get_async(self, job_id: str) -> JobRecord:
+        return await self.in_thread(functools.partial(self.get, job_id))
+
+    async def in_thread(self, call: Callable[[], T]) -> T:
+        """For async callers (the API's busiest routes): run a blocking call on a thread of this object's pool, a
+        lighter hop than a sync FastAPI route's (anyio's, with its capacity limiter and cancel scopes, took a tenth
+        of the server's CPU)."""
+        return await asyncio.get_running_loop().run_in_executor(self._callers, call)
 
     def enqueue_batch(
         self, actor_name: str, payloads: list[dict[str, Any]], *, priority: Priority | None = None
