@@ -212,7 +212,8 @@ def test_the_overview_shows_queues_throughput_and_workers_at_laptop_and_phone_wi
     completed = figure(row, "completed", at_least=3)
     figure(row, "failed", at_least=1)
     expect(page.locator("#workers-count")).not_to_have_text("0")
-    expect(page.locator("#throughput .legend")).to_contain_text("3 completed")
+    # At least this test's 3: a job of an earlier test may have finished in the same minute.
+    expect(page.locator("#throughput .legend")).to_contain_text(re.compile(r"\b([3-9]|[1-9][0-9]+) completed"))
     expect(page.locator("#open-warning")).to_contain_text("This dashboard is open.")
     keep(page, artifacts, "overview.png")
     # The figures refresh by themselves while the page is open.
