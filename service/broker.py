@@ -22,6 +22,7 @@ from service.middleware.periodic import PeriodicJobs
 from service.middleware.rate_limit import RateLimit
 from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
+from service.middleware.worker_logs import DirectWorkerLogs
 from service.pauses import PauseFlags
 from service.schedule_store import ScheduleStore
 from service.settings import Settings, get_settings
@@ -81,6 +82,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     parking = ParkingLot()
     install_quiet_parking()
     middleware = [
+        DirectWorkerLogs(),
         WorkerMetrics(settings.worker_metrics_port),  # first, so it sees every message, parked ones too
         QueuePause(PauseFlags(client), parking),
         GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import select
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
@@ -96,6 +99,41 @@ class ConsoleFormatter(logging.Formatter):
         if record.exc_info:
             text += "\n" + shorten(self.formatException(record.exc_info))
         return redact(text)
+
+
+class DirectLines:
+    """A stream for the log handler of a `dramatiq` worker process: each line goes straight to the process's own
+    stderr (file descriptor 2, which it shares with its parent) instead of through Dramatiq's pipe to the parent,
+    which copied every line again (two processes' CPU for each `completed` line).
+
+    A write of at most PIPE_BUF bytes to a pipe, or any write to a file opened for appending, is never interleaved
+    with another process's, so such lines stay whole. A longer line (a traceback) still goes through the pipe,
+    where the parent keeps it whole.
+    """
+
+    def __init__(self, fallback: TextIO, fd: int = 2) -> None:
+        self.fallback = fallback
+        self.fd = fd
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", errors="replace")
+        if len(data) > select.PIPE_BUF:
+            self.fallback.write(text)
+            self.fallback.flush()
+            return len(text)
+        while data:
+            data = data[os.write(self.fd, data) :]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def write_lines_directly() -> None:
+    """In a worker process: send this module's log lines straight to stderr (see DirectLines)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, DirectLines):
+            handler.setStream(DirectLines(handler.stream))
 
 
 def configure(level: str, fmt: str) -> None:
