@@ -108,9 +108,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
 
 
 settings = get_settings()
-logs.configure(settings.log_level, settings.log_format)
-for secret in (settings.api_token, settings.redis_password):
-    logs.register_secret(secret)
+logs.configure(settings.log_level, settings.log_format)  # its secrets were registered when they were loaded
 redis_client = connect_redis(settings.redis_url)
 store = build_store(settings, redis_client)
 progress.bind_store(store)

@@ -107,6 +107,7 @@ class Jobs:
         #: Publishing and queue figures go through a link with a deadline, so callers get an answer in seconds.
         self.link = link or shared_link(broker)
         self.publisher = Publisher(self.link)
+        self.pauses = PauseFlags(store.client)
         #: Runs the blocking calls of async callers; as many threads as a sync route would have had from anyio.
         self._callers = ThreadPoolExecutor(max_workers=40, thread_name_prefix="jobs-async")
 
@@ -334,7 +335,7 @@ class Jobs:
             # A running worker holds delayed messages unacked until they are due, so RabbitMQ's count alone would
             # read 0 while jobs wait; the store knows them.
             delayed=max(depth.delayed, count(JobState.DELAYED)),
-            paused=self._store_call(lambda: PauseFlags(self.store.client).is_paused(queue)),
+            paused=self._store_call(lambda: self.pauses.is_paused(queue)),
             dead=depth.dead,
         )
 

@@ -82,8 +82,10 @@ class JobStore:
         self.client = client
         self.retention = retention or Retention()
         self._transition = client.register_script(_script("transition"))
+        #: transition.lua's arguments before the groups: the key prefix and the retention
+        self._transition_head: list[str | int] = [keys.PREFIX, *self.retention.args()]
         self._transitions = ScriptBatcher(
-            client, self._transition, head=[keys.PREFIX, *self.retention.args()], result_width=TRANSITION_RESULT_WIDTH
+            client, self._transition, head=self._transition_head, result_width=TRANSITION_RESULT_WIDTH
         )
         self._progress = client.register_script(_script("progress"))
         self._cancel = client.register_script(_script("cancel"))
@@ -118,12 +120,11 @@ class JobStore:
     def record_enqueued(self, jobs: list[tuple[str, JobState, dict[str, Any]]]) -> None:
         """Many (job id, queued/delayed, record fields) transitions in one round trip, for a batch enqueue. Each is
         taken as if alone, RECORD_CHUNK to a script call."""
-        head: list[str | int] = [keys.PREFIX, *self.retention.args()]
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(jobs), RECORD_CHUNK):
             groups = [self._transition_args(job_id, state, 0, 0, None, create, None)
                       for job_id, state, create in jobs[start : start + RECORD_CHUNK]]  # fmt: skip
-            self._transition(args=head + [arg for group in groups for arg in group], client=pipe)
+            self._transition(args=self._transition_head + [arg for group in groups for arg in group], client=pipe)
         pipe.execute()
 
     def _transition_args(
