@@ -229,7 +229,11 @@ class Jobs:
         message = self._message(actor, job_id, payload, priority, idempotency_key)
         state = JobState.DELAYED if delay_ms else JobState.QUEUED
         record = record_fields(message, self.max_payload_bytes)
-        store_call(lambda: self.store.transition(job_id, state, create=record))
+        try:
+            store_call(lambda: self.store.transition(job_id, state, create=record))
+        except BaseException:
+            self._quietly(lambda: self.store.discard(job_id))  # a write that timed out may have been applied
+            raise
         try:
             broker_call(lambda: self.publisher.publish(message, delay_ms=delay_ms or None))
         except BaseException:
@@ -285,7 +289,11 @@ class Jobs:
         messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None) for payload in normalised]
         # As one job: every record first, then the messages in one transaction, or no record left.
         records = [(m.message_id, JobState.QUEUED, record_fields(m, self.max_payload_bytes)) for m in messages]
-        store_call(lambda: self.store.record_enqueued(records))
+        try:
+            store_call(lambda: self.store.record_enqueued(records))
+        except BaseException:
+            self._quietly(lambda: self.store.discard_many([m.message_id for m in messages]))  # some may be written
+            raise
         try:
             broker_call(lambda: self.publisher.publish_batch(messages))
         except BaseException:
