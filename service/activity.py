@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.jobs import STORE_ERRORS, Unavailable
 from service.store import JobStore, MinuteCount
+from service.unavailable import store_call
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,11 @@ class Activity:
 
     def throughput(self, minutes: int = 60) -> list[MinuteCount]:
         """Completed and failed per minute over the last `minutes`, oldest first."""
-        try:
-            return self.store.throughput(minutes)
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
+        return store_call(lambda: self.store.throughput(minutes))
 
     def workers(self) -> list[WorkerBeat]:
         """Worker processes whose heartbeat has not expired, by host then pid."""
-        try:
-            beats = self.store.workers()
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
+        beats = store_call(self.store.workers)
         alive = [
             WorkerBeat(
                 id=str(b.get("id", "")),

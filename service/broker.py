@@ -20,6 +20,7 @@ from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
 from service.middleware.periodic import PeriodicJobs
 from service.middleware.rate_limit import RateLimit
+from service.middleware.redis_check import RedisConfigCheck
 from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
 from service.middleware.worker_logs import DirectWorkerLogs
@@ -104,6 +105,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     url = with_connection_defaults(settings.rabbitmq_url)
     broker = RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
     broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
+    broker.add_middleware(RedisConfigCheck(client))  # warns at each worker's start when Redis may lose records
     return broker
 
 

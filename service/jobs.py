@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -14,32 +15,35 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import dramatiq
-import pika.exceptions
-import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ActorNotFound
-from dramatiq.errors import ConnectionError as BrokerConnectionError
 from pydantic import ValidationError
 
 from service import queues
+from service.middleware.status import record_fields
 from service.pauses import PauseFlags
 from service.publisher import Publisher
 from service.rabbit import BrokerUnreachable, RabbitLink, shared_link
 from service.records import JobRecord
+from service.settings import get_settings
 from service.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
 from service.store import JobStore, Page
 from service.typed_actor import TypedActor
+from service.unavailable import BROKER_ERRORS as BROKER_ERRORS  # their old home: other modules import them from here
+from service.unavailable import STORE_ERRORS as STORE_ERRORS
+from service.unavailable import Unavailable as Unavailable
+from service.unavailable import broker_call, store_call
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
-#: What "unreachable" looks like from each side; the API maps these to 503.
-BROKER_ERRORS: tuple[type[BaseException], ...] = (
-    BrokerConnectionError,
-    pika.exceptions.AMQPError,
-    ConnectionError,
-    OSError,
-)
-STORE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+#: An Idempotency-Key stays claimed this long after its enqueue was confirmed (the contract's 24 h).
+IDEMPOTENCY_TTL_S = 86_400
+#: A claim not confirmed yet lapses after this long: longer than any enqueue takes (Redis's 5 s timeout and the
+#: RabbitMQ link's deadline), so the key of a request whose process died mid-way is free again for the retry.
+IDEMPOTENCY_PENDING_S = 30
+#: How often a request waiting on another with the same key looks again.
+IDEMPOTENCY_POLL_S = 0.02
 
 
 class UnknownActor(LookupError):
@@ -58,12 +62,8 @@ class IdempotencyMismatch(Exception):
     """The same Idempotency-Key was used before with a different payload."""
 
 
-class Unavailable(Exception):
-    """RabbitMQ or Redis did not answer. `side` says which."""
-
-    def __init__(self, side: str, detail: str) -> None:
-        super().__init__(f"{side} unreachable: {detail}")
-        self.side = side
+class EnqueueInProgress(Exception):
+    """Another request with the same Idempotency-Key is still being published; the client should try again."""
 
 
 class UnknownQueue(LookupError):
@@ -107,6 +107,10 @@ class Jobs:
         #: Publishing and queue figures go through a link with a deadline, so callers get an answer in seconds.
         self.link = link or shared_link(broker)
         self.publisher = Publisher(self.link)
+        self.max_payload_bytes = get_settings().max_payload_bytes
+        #: How long a request waits for another with the same Idempotency-Key to be confirmed: that one's publish
+        #: ends within the link's deadline, its record write within Redis's timeout.
+        self.idempotency_wait_s = 2 * self.link.deadline_s
         self.pauses = PauseFlags(store.client)
         #: Runs the blocking calls of async callers; as many threads as a sync route would have had from anyio.
         self._callers = ThreadPoolExecutor(max_workers=40, thread_name_prefix="jobs-async")
@@ -159,27 +163,97 @@ class Jobs:
         delay_ms: int | None = None,
         idempotency_key: str | None = None,
     ) -> Enqueued:
+        """Recorded and confirmed by RabbitMQ, or Unavailable naming the server that failed and nothing left behind."""
         actor = self.actor(actor_name)
         normalised = actor.validate(payload)
-        job_id = str(uuid.uuid4())
-        if idempotency_key:
-            owner, same = self._store_call(
-                lambda: self.store.claim_idempotency_key(f"{actor_name}:{idempotency_key}", job_id, normalised)
+        if not idempotency_key:
+            return self._enqueue_new(actor, str(uuid.uuid4()), normalised, priority, delay_ms, None)
+        key = f"{actor_name}:{idempotency_key}"
+        give_up_at = time.monotonic() + self.idempotency_wait_s
+        while True:
+            job_id = str(uuid.uuid4())
+            claim = store_call(
+                functools.partial(
+                    self.store.claim_idempotency_key, key, job_id, normalised, pending_s=IDEMPOTENCY_PENDING_S
+                )
             )
-            if not same:
+            if not claim.same_payload:
                 raise IdempotencyMismatch(idempotency_key)
-            if owner != job_id:
-                state = self._store_call(lambda: self.store.state_of(owner))
-                return Enqueued(owner, JobState(state) if state else JobState.QUEUED, duplicate=True)
-        else:
-            self._store_call(self.store.client.ping)  # fail fast, before anything is published
+            if claim.job_id == job_id:
+                return self._enqueue_claimed(key, actor, job_id, normalised, priority, delay_ms, idempotency_key)
+            if not claim.pending:
+                state = store_call(functools.partial(self.store.state_of, claim.job_id))
+                return Enqueued(claim.job_id, JobState(state) if state else JobState.QUEUED, duplicate=True)
+            # The first request with this key is still publishing: its id is not worth handing out until RabbitMQ
+            # confirmed it. If it fails, its key is released and this request claims the key itself.
+            if time.monotonic() > give_up_at:
+                raise EnqueueInProgress(idempotency_key)
+            time.sleep(IDEMPOTENCY_POLL_S)
+
+    def _enqueue_claimed(
+        self,
+        key: str,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        delay_ms: int | None,
+        idempotency_key: str,
+    ) -> Enqueued:
         try:
-            self._publish(actor, job_id, normalised, priority, delay_ms, idempotency_key)
+            enqueued = self._enqueue_new(actor, job_id, payload, priority, delay_ms, idempotency_key)
         except BaseException:
-            if idempotency_key:
-                self._quietly(lambda: self.store.release_idempotency_key(f"{actor_name}:{idempotency_key}", job_id))
+            self._quietly(lambda: self.store.release_idempotency_key(key, job_id))
             raise
-        return Enqueued(job_id, JobState.DELAYED if delay_ms else JobState.QUEUED)
+        try:
+            self.store.confirm_idempotency_key(key, job_id, ttl_s=IDEMPOTENCY_TTL_S)
+        except Exception:
+            # The job is recorded and published, so it is answered; only its key lapses early (with the pending
+            # claim, in IDEMPOTENCY_PENDING_S), after which the same key would enqueue again.
+            logger.warning("job %s: its Idempotency-Key could not be kept for 24 h", job_id, exc_info=True)
+        return enqueued
+
+    def _enqueue_new(
+        self,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        delay_ms: int | None,
+        idempotency_key: str | None,
+    ) -> Enqueued:
+        """The record first, then the message: a 202 always finds its record (never a 404 for a real job), and a
+        Redis that cannot take the record (away, full, read-only) stops the enqueue before anything is published. A
+        message RabbitMQ does not confirm takes its record away again, so no record waits for a message that does
+        not exist."""
+        message = self._message(actor, job_id, payload, priority, idempotency_key)
+        state = JobState.DELAYED if delay_ms else JobState.QUEUED
+        record = record_fields(message, self.max_payload_bytes)
+        try:
+            store_call(lambda: self.store.transition(job_id, state, create=record))
+        except BaseException:
+            self._quietly(lambda: self.store.discard(job_id))  # a write that timed out may have been applied
+            raise
+        try:
+            broker_call(lambda: self.publisher.publish(message, delay_ms=delay_ms or None))
+        except BaseException:
+            self._unrecord([job_id])
+            raise
+        return Enqueued(job_id, state)
+
+    def _unrecord(self, job_ids: builtins.list[str]) -> None:
+        """Remove the records of jobs whose messages were not published (those a worker took meanwhile stay)."""
+        try:
+            self.store.discard_many(job_ids)
+        except Exception as error:
+            # Redis failed too, between two calls: these records would stay queued with no message to move them.
+            logger.error(
+                "%d job(s) recorded but not published, and their records could not be removed (%s): cancel them "
+                "with `jobs cancel ID`: %s",
+                len(job_ids),
+                error,
+                " ".join(job_ids[:20]),
+            )
 
     async def enqueue_async(self, actor_name: str, payload: dict[str, Any], **options: Any) -> Enqueued:
         return await self.in_thread(functools.partial(self.enqueue, actor_name, payload, **options))
@@ -212,12 +286,19 @@ class Jobs:
                 errors.extend(f"[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         if errors:
             raise BatchInvalid(errors, invalid)
-        self._store_call(self.store.client.ping)
         messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None) for payload in normalised]
+        # As one job: every record first, then the messages in one transaction, or no record left.
+        records = [(m.message_id, JobState.QUEUED, record_fields(m, self.max_payload_bytes)) for m in messages]
         try:
-            self.publisher.publish_batch(messages)
-        except BROKER_ERRORS as error:
-            raise Unavailable("rabbitmq", str(error)) from error
+            store_call(lambda: self.store.record_enqueued(records))
+        except BaseException:
+            self._quietly(lambda: self.store.discard_many([m.message_id for m in messages]))  # some may be written
+            raise
+        try:
+            broker_call(lambda: self.publisher.publish_batch(messages))
+        except BaseException:
+            self._unrecord([m.message_id for m in messages])
+            raise
         return [m.message_id for m in messages]
 
     def _message(
@@ -234,24 +315,6 @@ class Jobs:
         if idempotency_key:
             options["idempotency_key"] = idempotency_key
         return actor.message_with_options(kwargs=payload, **options).copy(message_id=job_id)
-
-    def _publish(
-        self,
-        actor: TypedActor,
-        job_id: str,
-        payload: dict[str, Any],
-        priority: Priority | None,
-        delay_ms: int | None,
-        idempotency_key: str | None,
-    ) -> None:
-        message = self._message(actor, job_id, payload, priority, idempotency_key)
-        try:
-            self.publisher.publish(message, delay_ms=delay_ms or None)
-        except STORE_ERRORS as error:
-            # Published, but the record was not written: the worker records it on first sight. Say so.
-            raise Unavailable("redis", str(error)) from error
-        except BROKER_ERRORS as error:
-            raise Unavailable("rabbitmq", str(error)) from error
 
     # -- read ------------------------------------------------------------------------------------------------
 
@@ -270,7 +333,7 @@ class Jobs:
         """Block until the job is completed, failed or cancelled. Raises TimeoutError with the last record seen."""
         deadline = time.monotonic() + timeout_s
         while True:
-            record = self.store.get(job_id)
+            record = store_call(lambda: self.store.get(job_id))
             if record is not None and record.state in FINAL_STATES:
                 return record
             if time.monotonic() > deadline:
@@ -306,12 +369,12 @@ class Jobs:
             message_id=job_id,
         )
         try:
-            self.publisher.publish(message)
-        except BROKER_ERRORS as error:
+            broker_call(lambda: self.publisher.publish(message))
+        except BaseException:
             # Nothing was published: put the record back as it was rather than leave it queued forever.
             restore = {"failedReason": record.failedReason or ""}
             self._quietly(lambda: self.store.transition(job_id, record.state, run=int(value), fields=restore))
-            raise Unavailable("rabbitmq", str(error)) from error
+            raise
         return self.get(job_id)
 
     # -- queues ----------------------------------------------------------------------------------------------
@@ -369,17 +432,13 @@ class Jobs:
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
-    def _broker_call(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except BROKER_ERRORS as error:
-            raise Unavailable("rabbitmq", str(error)) from error
+    @staticmethod
+    def _broker_call(call: Callable[[], T]) -> T:
+        return broker_call(call)
 
-    def _store_call(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
+    @staticmethod
+    def _store_call(call: Callable[[], T]) -> T:
+        return store_call(call)
 
     @staticmethod
     def _quietly(call: Callable[[], object]) -> None:

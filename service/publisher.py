@@ -9,14 +9,17 @@ import dramatiq
 import pika
 from dramatiq.common import current_millis, dq_name
 
+from service.middleware.status import StatusMiddleware
 from service.rabbit import RabbitLink
 
 logger = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Does what `broker.enqueue` does (the enqueue hooks run, so the job store records each job), but through a
-    RabbitLink, so a missing broker costs seconds, not minutes; and a batch costs one round trip, not one each."""
+    """Does what `broker.enqueue` does, but through a RabbitLink, so a missing broker costs seconds, not minutes; and
+    a batch costs one round trip, not one each. The enqueue hooks run, except the status middleware's: the caller
+    (service.jobs) writes each job's record before publishing it, so that a store that cannot take the record stops
+    the publish instead of being logged and swallowed by Dramatiq's emit_after."""
 
     def __init__(self, link: RabbitLink) -> None:
         self.link = link
@@ -39,7 +42,7 @@ class Publisher:
             )
 
         self.link.run(send)
-        self.broker.emit_after("enqueue", message, delay_ms)
+        self._after_enqueue([message], delay_ms)
         return message
 
     def publish_batch(self, messages: list[dramatiq.Message[Any]]) -> None:
@@ -58,16 +61,16 @@ class Publisher:
             channel.tx_commit()
 
         self.link.run(send)
-        # As emit_after does (reverse order, failures logged and swallowed), but a middleware that can record the
-        # whole batch at once (after_enqueue_batch) gets it in one call: one Redis round trip instead of hundreds.
+        self._after_enqueue(messages, None)
+
+    def _after_enqueue(self, messages: list[dramatiq.Message[Any]], delay_ms: int | None) -> None:
+        # As emit_after does (reverse order, failures logged and swallowed), without the recorder (see the class).
         for middleware in reversed(self.broker.middleware):
+            if isinstance(middleware, StatusMiddleware):
+                continue
             try:
-                many = getattr(middleware, "after_enqueue_batch", None)
-                if many is not None:
-                    many(self.broker, messages)
-                else:
-                    for message in messages:
-                        middleware.after_enqueue(self.broker, message, None)  # type: ignore[arg-type]
+                for message in messages:
+                    middleware.after_enqueue(self.broker, message, delay_ms)  # type: ignore[arg-type]
             except Exception:
                 logger.critical("Unexpected failure in after_enqueue of %r.", middleware, exc_info=True)
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from service.dead_letters import DeadLetter, DeadLetters
-from service.jobs import BROKER_ERRORS, STORE_ERRORS, Conflict, Jobs, Unavailable, UnknownActor
+from service.jobs import Conflict, Jobs, UnknownActor
 from service.jobs import UnknownQueue as UnknownQueue  # one class for the API, the CLI and the dashboard
 from service.pauses import PauseFlags
 from service.records import JobRecord
 from service.states import RETRYABLE_STATES, JobState
+from service.unavailable import broker_call, store_call
 
 T = TypeVar("T")
 
@@ -149,16 +150,8 @@ class QueueControl:
 
     @staticmethod
     def _store(call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
+        return store_call(call)
 
     @staticmethod
     def _broker(call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
-        except BROKER_ERRORS as error:
-            raise Unavailable("rabbitmq", str(error)) from error
+        return broker_call(call)  # dead letters are handled with their records: either server may fail

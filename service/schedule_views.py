@@ -9,8 +9,8 @@ from typing import Any
 import dramatiq
 
 from service import schedules
-from service.jobs import STORE_ERRORS, Unavailable
 from service.schedule_store import ScheduleState, ScheduleStore
+from service.unavailable import store_call
 
 
 def _iso(instant: datetime | None) -> str | None:
@@ -55,10 +55,7 @@ class Schedules:
     def list(self, now: datetime | None = None) -> list[ScheduleView]:
         at = now or datetime.now(UTC)
         declared = self.declared()
-        try:
-            states = self.store.states([s.actor for s in declared])
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
+        states = store_call(lambda: self.store.states([s.actor for s in declared]))
         return [
             ScheduleView(
                 actor=s.actor,

@@ -17,6 +17,7 @@ import periodiq
 
 from service import schedules
 from service.cron import ZonedCron
+from service.redis_config import warn_if_unsafe
 from service.settings import get_settings
 
 logger = logging.getLogger("service.schedules")
@@ -118,6 +119,7 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
 
     def __init__(self, actors: list[dramatiq.Actor[..., Any]]) -> None:
         super().__init__(actors)
+        warn_if_unsafe(schedules.bound_store().client, "scheduler")
         scheduled = [a for a in dramatiq.get_broker().actors.values() if schedules.schedule_of(a)]
         warn_unknown_variables(scheduled)
         catch_up(actors)

@@ -70,6 +70,30 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class IdempotencyClaim:
+    job_id: str  #: the job that owns the key
+    same_payload: bool  #: whether its payload is the one this caller sent
+    pending: bool  #: its enqueue is not confirmed yet: it may still fail and release the key
+
+
+#: Idempotency keys change only while the same job holds them (KEYS: the key; ARGV: job id, then the ttl).
+_CONFIRM_KEY = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local claim = cjson.decode(raw)
+if claim.jobId ~= ARGV[1] then return 0 end
+claim.pending = nil
+redis.call('SET', KEYS[1], cjson.encode(claim), 'EX', tonumber(ARGV[2]))
+return 1
+"""
+_RELEASE_KEY = """
+local raw = redis.call('GET', KEYS[1])
+if raw and cjson.decode(raw).jobId == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
 class Page:
     jobs: list[JobRecord]
     next: str | None
@@ -94,6 +118,8 @@ class JobStore:
         self._prune = client.register_script(_script("prune"))
         self._requeue_lost = client.register_script(_script("requeue_lost"))
         self._sweep_index = client.register_script(_script("sweep_index"))
+        self._confirm_key = client.register_script(_CONFIRM_KEY)
+        self._release_key = client.register_script(_RELEASE_KEY)
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -176,25 +202,37 @@ class JobStore:
         """Remove a record that never started; used when its message could not be published."""
         return bool(self._discard(args=[keys.PREFIX, job_id]))
 
+    def discard_many(self, job_ids: Sequence[str]) -> int:
+        """discard() for each, in one round trip; returns how many were removed."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._discard(args=[keys.PREFIX, job_id], client=pipe)
+        return sum(bool(removed) for removed in pipe.execute())
+
     def prune(self, actor: str) -> int:
         return int(self._prune(args=[keys.PREFIX, actor, now_ms(), *self.retention.args()]))
 
-    def claim_idempotency_key(self, key: str, job_id: str, payload: Any, ttl_s: int = 86_400) -> tuple[str, bool]:
-        """First caller wins. Returns (job id that owns the key, whether the payload matches the first one)."""
+    def claim_idempotency_key(self, key: str, job_id: str, payload: Any, *, pending_s: int) -> IdempotencyClaim:
+        """First caller wins, its claim pending (for `pending_s` at most) until confirm_idempotency_key()."""
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        value = json.dumps({"jobId": job_id, "fingerprint": fingerprint})
-        if self.client.set(keys.idempotency(key), value, nx=True, ex=ttl_s):
-            return job_id, True
-        raw = self.client.get(keys.idempotency(key))
-        if raw is None:  # expired between the two calls: try once more
-            return self.claim_idempotency_key(key, job_id, payload, ttl_s)
-        owner = json.loads(raw)
-        return str(owner["jobId"]), owner["fingerprint"] == fingerprint
+        value = json.dumps({"jobId": job_id, "fingerprint": fingerprint, "pending": True})
+        while True:
+            if self.client.set(keys.idempotency(key), value, nx=True, ex=pending_s):
+                return IdempotencyClaim(job_id, same_payload=True, pending=True)
+            raw = self.client.get(keys.idempotency(key))
+            if raw is not None:  # else released or expired between the two calls: try again
+                owner = json.loads(raw)
+                # A claim written before claims could be pending has no "pending": it was confirmed.
+                pending = bool(owner.get("pending", False))
+                return IdempotencyClaim(str(owner["jobId"]), owner["fingerprint"] == fingerprint, pending)
+
+    def confirm_idempotency_key(self, key: str, job_id: str, ttl_s: int) -> bool:
+        """The claimant's job is recorded and published: the key now answers with its id, for `ttl_s`."""
+        return bool(self._confirm_key(keys=[keys.idempotency(key)], args=[job_id, ttl_s]))
 
     def release_idempotency_key(self, key: str, job_id: str) -> None:
-        raw = self.client.get(keys.idempotency(key))
-        if raw is not None and json.loads(raw)["jobId"] == job_id:
-            self.client.delete(keys.idempotency(key))
+        """Free the key, if `job_id` still holds it (its enqueue failed), for the next request to claim."""
+        self._release_key(keys=[keys.idempotency(key)], args=[job_id])
 
     # -- reads ----------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -16,12 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.jobs import (
     BatchInvalid,
     Conflict,
+    EnqueueInProgress,
     IdempotencyMismatch,
     JobNotFound,
     Unavailable,
     UnknownActor,
     UnknownQueue,
 )
+from service.unavailable import store_failure
 
 
 def json_safe(value: Any) -> Any:
@@ -51,6 +54,10 @@ def field_errors(error: ValidationError, *prefix: str | int) -> list[dict[str, A
 
 #: FastAPI's words when a body cannot even be decoded (bytes that are not UTF-8); the contract says 422 for non-JSON.
 UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def try_again(detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
 
 def install(app: FastAPI) -> None:
@@ -86,9 +93,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"{error.side} unreachable; try again shortly"}, status_code=503, headers={"Retry-After": "5"}
-        )
+        return try_again(f"{error.summary}; try again shortly")
+
+    @app.exception_handler(redis.RedisError)
+    async def store_error(request: Request, error: redis.RedisError) -> Response:
+        # A Redis error that a service call let through: the same answer as if it had said Unavailable.
+        found = store_failure(error)
+        if found is None:
+            raise error  # not about Redis's state: a bug, and Starlette's 500
+        return await unavailable(request, found)
+
+    @app.exception_handler(EnqueueInProgress)
+    async def in_progress(request: Request, error: EnqueueInProgress) -> JSONResponse:
+        return try_again("a request with this Idempotency-Key is still being enqueued; try again shortly")
 
     @app.exception_handler(ValidationError)
     async def invalid_payload(request: Request, error: ValidationError) -> JSONResponse:

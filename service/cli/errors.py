@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import sys
 
+import redis
 import typer
 from pydantic import ValidationError
 
-from service.jobs import BatchInvalid, Conflict, IdempotencyMismatch, JobNotFound, Unavailable, UnknownActor
+from service.jobs import (
+    BatchInvalid,
+    Conflict,
+    EnqueueInProgress,
+    IdempotencyMismatch,
+    JobNotFound,
+    Unavailable,
+    UnknownActor,
+)
 from service.logs import redact
 from service.queue_control import UnknownQueue
 from service.typed_actor import describe_validation
+from service.unavailable import failure
 
 #: Exit statuses (also in the README).
 OK = 0
@@ -48,8 +58,10 @@ def describe(error: BaseException) -> tuple[str, int]:
         return f"job not found: {error.args[0]}", NOT_ALLOWED
     if isinstance(error, Conflict):
         return str(error), NOT_ALLOWED
-    if isinstance(error, Unavailable):
-        return f"{error.side} unreachable: {_detail(error)}", UNREACHABLE
+    if (unavailable := failure(error) if isinstance(error, Unavailable | redis.RedisError) else None) is not None:
+        return f"{unavailable.summary}: {_detail(unavailable)}", UNREACHABLE
+    if isinstance(error, EnqueueInProgress):
+        return f"a request with Idempotency-Key {error.args[0]!r} is still being enqueued; try again", UNREACHABLE
     if isinstance(error, TimeoutError):
         return str(error), JOB_FAILED
     return f"unexpected error: {type(error).__name__}: {error}", UNEXPECTED
@@ -57,8 +69,7 @@ def describe(error: BaseException) -> tuple[str, int]:
 
 def _detail(error: Unavailable) -> str:
     # "rabbitmq unreachable: <detail>" with the side said once; pika's messages can be empty or repr-like.
-    detail = str(error).split("unreachable: ", 1)[-1].strip()
-    return detail or "no answer"
+    return error.detail.strip() or "no answer"
 
 
 def fail(error: BaseException) -> int:

@@ -106,7 +106,7 @@ async def job_events(jobs: Jobs, record: JobRecord, max_seconds: float) -> Async
             yield frame("gone", {"jobId": record.jobId, "detail": "Job not found"})
             return
         except Unavailable as error:
-            yield frame("unavailable", {"jobId": record.jobId, "detail": f"{error.side} unreachable"})
+            yield frame("unavailable", {"jobId": record.jobId, "detail": error.summary})
             return
 
 
