@@ -8,7 +8,6 @@ import os
 import socket
 import threading
 import time
-import traceback as tb
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,7 +21,7 @@ from service import envelope
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
 from service.errors import JobCancelled
-from service.middleware.retries import describe
+from service.middleware.retries import describe, stored_traceback
 from service.progress import flush_progress
 from service.states import BROKER_PRIORITY, FINAL_STATES, JobState
 from service.store import JobStore, Transition
@@ -163,7 +162,7 @@ class StatusMiddleware(Middleware):
             self._finish(message, JobState.CANCELLED, {"failedReason": describe(exception)})
         elif message.failed:
             reason = describe(exception)[:2000]
-            trace = "".join(tb.format_exception(exception, limit=30))[-8000:]
+            trace = stored_traceback(exception)
             self._finish(message, JobState.FAILED, {"failedReason": reason, "traceback": trace})
             logger.warning("job failed: %s", reason, extra={"event": "failed"})
         else:
