@@ -20,7 +20,7 @@ from dramatiq.middleware.threading import raise_thread_exception
 from service import envelope
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
-from service.errors import JobCancelled
+from service.errors import JobCancelled, ResultTooLarge
 from service.middleware.retries import describe, stored_traceback
 from service.progress import flush_progress
 from service.states import BROKER_PRIORITY, FINAL_STATES, JobState
@@ -58,10 +58,17 @@ def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, A
     return fields
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, max_bytes: int | None = None) -> str:
+    """A result as the record stores it. Over `max_bytes` (MAX_RESULT_BYTES) it raises ResultTooLarge: the job
+    itself checks (service.typed_actor), so the result fails the job like any error and is never stored."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
-    return json.dumps(value, default=str)
+    text = json.dumps(value, default=str)
+    if max_bytes is not None and len(text) * 4 > max_bytes:  # a character is at most 4 bytes: most texts stop here
+        size = len(text.encode())
+        if size > max_bytes:
+            raise ResultTooLarge(f"result is {size} bytes, over MAX_RESULT_BYTES={max_bytes}")
+    return text
 
 
 class StatusMiddleware(Middleware):
