@@ -10,7 +10,7 @@ import select
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
@@ -32,7 +32,7 @@ MAX_CHARS = 8_000
 def register_secret(value: str) -> None:
     """Make sure this value never appears in a log line (tokens, passwords, signing secrets), neither as it is
     nor in the forms a line may carry it in: escaped inside JSON (quotes, backslashes, non-ASCII as \\uXXXX, and
-    JSON inside JSON), inside a Python repr, or percent-encoded in a URL."""
+    JSON inside JSON), inside a Python repr, or percent-encoded in a URL (path or query)."""
     if not value or len(value) < 4:
         return
     escaped = json.dumps(value)[1:-1]
@@ -43,6 +43,7 @@ def register_secret(value: str) -> None:
         json.dumps(escaped)[1:-1],
         repr(value)[1:-1],
         quote(value, safe=""),
+        quote_plus(value),
     }
     global _ORDERED
     _SECRETS.update(forms)
@@ -56,6 +57,22 @@ def shorten(text: str, limit: int = MAX_CHARS) -> str:
     if len(text) <= limit:
         return redact(text)
     return f"{redact(text[: limit + 1024])[:limit]}... ({len(text) - limit} more characters)"
+
+
+#: The longest text the URL pattern matches (scheme, "://", user, ":", password, "@").
+_URL_MATCH_MAX = 31 + 3 + 256 + 1 + 256 + 1
+
+
+def shorten_tail(text: str, limit: int = MAX_CHARS) -> str:
+    """Redacted, then at most its last `limit` characters (the end of a traceback says what failed).
+
+    Only a window a little longer than the limit is redacted, which bounds the work. Its first cut may split a
+    secret (or a URL with a password), leaving a piece redaction cannot recognise; that piece lies within the
+    window's first `reach` characters, where replacements further on cannot move it, so those are dropped."""
+    if len(text) <= limit:
+        return redact(text)
+    reach = max([_URL_MATCH_MAX, *(len(secret) for secret in _ORDERED)])
+    return redact(text[-(limit + reach) :])[reach:][-limit:]
 
 
 def _without_payload(value: object) -> object:

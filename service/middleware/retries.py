@@ -26,10 +26,8 @@ def describe(exception: BaseException) -> str:
 
 
 def stored_traceback(exception: BaseException, limit: int = 8000) -> str:
-    """An exception's traceback as stored with its job: redacted, its last `limit` characters (where the error is).
-    The first cut, with a margin, bounds the work and leaves a secret straddling it to the second cut."""
-    text = "".join(traceback.format_exception(exception, limit=30))
-    return logs.redact(text[-(limit + 1024) :])[-limit:]
+    """An exception's traceback as stored with its job: redacted, its last `limit` characters (where the error is)."""
+    return logs.shorten_tail("".join(traceback.format_exception(exception, limit=30)), limit)
 
 
 def backoff_ms(retry: int, *, delays: list[int], policy: str, max_backoff_ms: int, jitter: float = 0.1) -> int:

@@ -74,3 +74,18 @@ def test_a_secret_inside_a_longer_one_does_not_leave_the_longer_ones_rest_visibl
     logs.register_secret("abcd-short")
     logs.register_secret("abcd-short-and-longer-9f3")
     assert logs.redact("x abcd-short-and-longer-9f3 y") == "x *** y"
+
+
+def test_a_traceback_cut_to_its_end_never_shows_part_of_a_secret() -> None:
+    secret = "sek-7e1d0a-9c4b2f-0d5e8a"
+    logs.register_secret(secret)
+    limit = 5000
+    # Wherever the cut lands inside the first copy, the 200 copies after it shrink by 4,200 characters once
+    # redacted, which pulls any piece left at the cut into the last `limit` characters unless it is dropped.
+    for filler in range(0, 2000, 7):
+        text = "x" * 50 + secret + secret * 200 + "y" * filler
+        line = logs.shorten_tail(text, limit)
+        assert len(line) <= limit
+        for piece in ("7e1d0a", "9c4b2f", "0d5e8a"):
+            assert piece not in line, (filler, line[:80])
+    assert logs.shorten_tail("short " + secret) == "short ***"
