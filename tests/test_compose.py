@@ -42,7 +42,12 @@ def test_the_compose_scheduler_runs_the_procfile_scheduler_command_once_rabbitmq
 # -- what compose.yaml and the Dockerfile claim for security ----------------------------------------------------------
 
 APP_SERVICES = ("web", "worker", "scheduler")
-CREDENTIALS = {"RABBITMQ_USER": "jobs-ops", "RABBITMQ_PASSWORD": "rabbit0pw1", "REDIS_PASSWORD": "redis0pw1"}
+CREDENTIALS = {
+    "RABBITMQ_USER": "jobs-ops",
+    "RABBITMQ_PASSWORD": "rabbit0pw1",
+    "REDIS_PASSWORD": "redis0pw1",
+    "API_TOKEN": "tok0api1",
+}
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:?[-?])(?P<word>[^}]*))?\}")
 
 
@@ -93,6 +98,16 @@ def test_rabbitmq_has_a_user_of_its_own_from_variables_and_no_guest() -> None:
         assert (url.username, url.password, url.hostname) == ("jobs-ops", "rabbit0pw1", "rabbitmq"), service
     with pytest.raises(KeyError, match="RABBITMQ_PASSWORD"):
         environment_of("rabbitmq", {**CREDENTIALS, "RABBITMQ_PASSWORD": ""})
+
+
+def test_the_web_process_needs_an_api_token_and_answers_its_own_names() -> None:
+    web = environment_of("web", CREDENTIALS)
+    assert web["API_TOKEN"] == "tok0api1"
+    assert set(web["ALLOWED_HOSTS"].split(",")) >= {"localhost", "127.0.0.1", "web"}  # web: prometheus's scrapes
+    with pytest.raises(KeyError, match="API_TOKEN"):
+        environment_of("web", {**CREDENTIALS, "API_TOKEN": ""})
+    for service in ("worker", "scheduler"):
+        assert "API_TOKEN" not in environment_of(service, CREDENTIALS)  # a secret only where it is used
 
 
 def test_the_compose_web_and_worker_run_the_procfile_commands() -> None:
