@@ -13,10 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from actors.webhooks import deliver_webhook
 from service import webhooks
+from service.api import app
 from service.errors import PermanentError
 from service.jobs import Jobs
 from service.states import JobState
@@ -160,6 +162,29 @@ def test_a_wrong_payload_from_a_foreign_client_fails_without_retries_naming_the_
 def deliverer(**overrides: object) -> webhooks.Deliverer:
     values: dict[str, object] = {"webhook_signing_secret": SIGNING_SECRET, "webhook_timeout_s": 2, **overrides}
     return webhooks.Deliverer(webhooks.WebhookSettings.model_validate(values))
+
+
+@pytest.mark.parametrize("value", ["a\x0bb", "a\x0cb", "a\x85b", "a\u2028b", "caf\u00e9", "a\nb"])
+def test_a_header_value_that_is_not_one_line_of_printable_ascii_is_422_at_enqueue(value: str) -> None:
+    payload = {"url": "https://example.com/hook", "event": "e", "body": {}, "headers": {"X-Tag": value}}
+    with TestClient(app) as client:
+        response = client.post("/jobs/deliver_webhook", json=payload)
+    assert response.status_code == 422, response.text
+    problems = {tuple(item["loc"]): item["msg"] for item in response.json()["detail"]}
+    assert "header 'X-Tag' must be a single line of printable ASCII" in problems[("body", "headers")]
+
+
+def test_a_header_value_with_a_line_break_from_a_foreign_client_fails_at_once(
+    jobs: Jobs, lane: PrivateLane, receiver: Receiver, webhook_worker: WorkerProcess
+) -> None:
+    url = receiver.url("/ok/vt-header")
+    job_id = lane.send_raw(
+        "deliver_webhook", "webhooks", {"url": url, "event": "e", "body": {}, "headers": {"X-Tag": "a\x0bb"}}
+    )
+    record = jobs.wait(job_id, timeout_s=20)
+    assert record.state is JobState.FAILED and record.attempts == 1
+    assert "header 'X-Tag' must be a single line" in (record.failedReason or "")
+    assert receiver.received("/ok/vt-header") == []
 
 
 def test_a_loopback_destination_is_refused_unless_private_ones_are_allowed(receiver: Receiver) -> None:
