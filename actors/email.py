@@ -41,8 +41,9 @@ Addresses = Annotated[list[EmailStr], BeforeValidator(_listify)]
 
 
 def _one_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be a single line (no CR or LF)")
+    problem = mail.line_break_in(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -66,7 +67,10 @@ class EmailPayload(BaseModel):
                 raise ValueError(f"header name {name!r} is not a valid field name")
             if name.lower() in RESERVED_HEADERS or name.lower().startswith("content-"):
                 raise ValueError(f"header {name!r} is set by the job and cannot be given")
-            _one_line(text)
+            try:
+                _one_line(text)
+            except ValueError as error:
+                raise ValueError(f"header {name!r} {error}") from None
         return value
 
     @field_validator("subject")
@@ -126,12 +130,6 @@ def send_email(payload: EmailPayload) -> EmailResult:
     """Send one email. 4xx replies and network errors are retried; 5xx replies fail at once with the reply."""
     context = current_job.get()
     job_id = context.job_id if context else str(uuid.uuid4())
-    claim = _once.claim(job_id)
-    if claim.done is not None:
-        logger.info("message already handed to SMTP by an earlier run; not sending again")
-        return EmailResult.model_validate({**claim.done, "alreadySent": True})
-    if claim.busy:
-        raise dramatiq.Retry("another run of this job is sending it right now", delay=claim.busy_for_ms + 1000)
     outgoing = mail.Mail(
         to=list(payload.to),
         subject=payload.subject,
@@ -143,7 +141,17 @@ def send_email(payload: EmailPayload) -> EmailResult:
         headers=payload.headers,
     )
     message_id = mail.message_id_for(job_id, settings.email_from)
-    message = mail.compose(outgoing, sender=settings.email_from, message_id=message_id)
+    try:
+        message = mail.compose(outgoing, sender=settings.email_from, message_id=message_id)
+    except ValueError as error:
+        # The email package refuses what the payload check let through: another attempt builds the same message.
+        raise PermanentError(f"cannot build the message: {error}") from None
+    claim = _once.claim(job_id)
+    if claim.done is not None:
+        logger.info("message already handed to SMTP by an earlier run; not sending again")
+        return EmailResult.model_validate({**claim.done, "alreadySent": True})
+    if claim.busy:
+        raise dramatiq.Retry("another run of this job is sending it right now", delay=claim.busy_for_ms + 1000)
     try:
         delivery = mail.send(settings, message, outgoing.recipients())
     except (mail.TemporaryMailError, PermanentError):

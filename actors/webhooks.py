@@ -40,8 +40,10 @@ class WebhookPayload(BaseModel):
                 raise ValueError(f"header {name!r} is set by the delivery and cannot be given")
             if not name.isascii() or not name.replace("-", "").isalnum():
                 raise ValueError(f"header name {name!r} must be letters, digits and dashes")
-            if "\r" in text or "\n" in text:
-                raise ValueError(f"header {name!r} must be a single line")
+            if not all(char == "\t" or " " <= char <= "~" for char in text):
+                # A line break would start a header of its own; anything else outside printable ASCII fails the
+                # request itself, and did so on every one of the job's retries.
+                raise ValueError(f"header {name!r} must be a single line of printable ASCII")
         return value
 
 

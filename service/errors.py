@@ -17,6 +17,10 @@ class PermanentError(Exception):
     """Raise from a job for failures that another attempt cannot fix (a 5xx SMTP reply, a 404). Never retried."""
 
 
+class ResultTooLarge(PermanentError):
+    """A job returned more than MAX_RESULT_BYTES of JSON: not stored, and not retried (it would return as much)."""
+
+
 class WorkerStopped(Shutdown):
     """Raised inside a job still running when its worker's shutdown timeout ends. The job runs again elsewhere;
     the interruption does not use up its retries."""

@@ -10,6 +10,7 @@ import select
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
+from urllib.parse import quote, quote_plus
 
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
@@ -22,15 +23,32 @@ _URL_PASSWORD = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]{0,30}://)(?P<user>[^:/@\s]{0,256}):(?P<password>[^@/\s]{1,256})@", re.I
 )
 _SECRETS: set[str] = set()
+_ORDERED: tuple[str, ...] = ()  # _SECRETS longest first, replaced whole so a line being redacted never sees it move
 
 #: A log line carries at most this many characters of message and as many of traceback; the rest is counted.
 MAX_CHARS = 8_000
 
 
 def register_secret(value: str) -> None:
-    """Make sure this exact value never appears in a log line (tokens, passwords, signing secrets)."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
+    """Make sure this value never appears in a log line (tokens, passwords, signing secrets), neither as it is
+    nor in the forms a line may carry it in: escaped inside JSON (quotes, backslashes, non-ASCII as \\uXXXX, and
+    JSON inside JSON), inside a Python repr, or percent-encoded in a URL (path or query)."""
+    if not value or len(value) < 4:
+        return
+    escaped = json.dumps(value)[1:-1]
+    forms = {
+        value,
+        escaped,
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(escaped)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value),
+    }
+    global _ORDERED
+    _SECRETS.update(forms)
+    # Longest first: a secret inside another must not be replaced first and leave the rest of the longer visible.
+    _ORDERED = tuple(sorted(_SECRETS, key=len, reverse=True))
 
 
 def shorten(text: str, limit: int = MAX_CHARS) -> str:
@@ -39,6 +57,22 @@ def shorten(text: str, limit: int = MAX_CHARS) -> str:
     if len(text) <= limit:
         return redact(text)
     return f"{redact(text[: limit + 1024])[:limit]}... ({len(text) - limit} more characters)"
+
+
+#: The longest text the URL pattern matches (scheme, "://", user, ":", password, "@").
+_URL_MATCH_MAX = 31 + 3 + 256 + 1 + 256 + 1
+
+
+def shorten_tail(text: str, limit: int = MAX_CHARS) -> str:
+    """Redacted, then at most its last `limit` characters (the end of a traceback says what failed).
+
+    Only a window a little longer than the limit is redacted, which bounds the work. Its first cut may split a
+    secret (or a URL with a password), leaving a piece redaction cannot recognise; that piece lies within the
+    window's first `reach` characters, where replacements further on cannot move it, so those are dropped."""
+    if len(text) <= limit:
+        return redact(text)
+    reach = max([_URL_MATCH_MAX, *(len(secret) for secret in _ORDERED)])
+    return redact(text[-(limit + reach) :])[reach:][-limit:]
 
 
 def _without_payload(value: object) -> object:
@@ -51,7 +85,7 @@ def _without_payload(value: object) -> object:
 def redact(text: str) -> str:
     if "://" in text:  # every URL with a password has it; most lines have none, and the scan is costly
         text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    for secret in _SECRETS:
+    for secret in _ORDERED:
         text = text.replace(secret, "***")
     return text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import ssl
+import unicodedata
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -15,6 +16,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import PermanentError
 from service.middleware.rate_limit import parse_rate
+
+
+def line_break_in(value: str) -> str | None:
+    """Why a header value is not one line, or None. Python's email package splits headers on every control
+    character (CR, LF, VT, FF, NEL...) and on Unicode's line and paragraph separators, so any of them in a value
+    would start a header of its own."""
+    for char in value:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return f"must be a single line (no line break or control character; found U+{ord(char):04X})"
+    return None
 
 
 class MailSettings(BaseSettings):
@@ -38,6 +49,14 @@ class MailSettings(BaseSettings):
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _from_one_line(cls, value: NameEmail) -> NameEmail:
+        problem = line_break_in(value.name)
+        if problem:
+            raise ValueError(f"the name {problem}")
         return value
 
     @model_validator(mode="after")
@@ -92,6 +111,12 @@ def message_id_for(job_id: str, sender: NameEmail) -> str:
 
 
 def compose(mail: Mail, *, sender: NameEmail, message_id: str) -> EmailMessage:
+    """Raises ValueError naming the header when a value would not stay one line (the payload's check may have
+    been skipped: a foreign sender, or a caller of this module)."""
+    for name, value in [("Subject", mail.subject), ("From", sender.name), *mail.headers.items()]:
+        problem = line_break_in(value)
+        if problem:
+            raise ValueError(f"header {name} {problem}")
     message = EmailMessage()
     message["From"] = Address(display_name=sender.name, addr_spec=sender.email)
     message["To"] = ", ".join(mail.to)

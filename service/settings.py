@@ -62,6 +62,8 @@ class Settings(BaseSettings):
 
     api_token: str = ""
     max_payload_bytes: int = Field(262_144, ge=1)
+    #: A job whose result is larger (as JSON) fails instead: results are kept in Redis and sent to every reader.
+    max_result_bytes: int = Field(1_048_576, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

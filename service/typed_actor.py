@@ -10,6 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from service import schedules
 from service.errors import InvalidPayload
+from service.middleware.status import to_json
+from service.settings import get_settings
 from service.states import BROKER_PRIORITY, Priority
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
@@ -83,7 +85,10 @@ def job(
             except ValidationError as error:
                 raise InvalidPayload(describe_validation(error)) from None
             result = fn(model)
-            return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            value = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            # Checked here, in the job, so that a result over the cap fails the job like any error would.
+            to_json(value, max_bytes=get_settings().max_result_bytes)
+            return value
 
         run.__name__ = fn.__name__
         run.__qualname__ = fn.__qualname__

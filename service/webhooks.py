@@ -77,10 +77,37 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
+#: IPv6 forms whose last 32 bits are an IPv4 destination that a gateway or the host's own stack connects to:
+#: NAT64's well-known prefix, IPv4-compatible (deprecated, but some stacks still route it) and IPv4-translated.
+_CARRYING_IPV4 = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
+#: Not public whatever Python's version says: site-local (deprecated, still routed inside some networks) and
+#: NAT64's local-use prefix, which may embed any IPv4 address anywhere in it (RFC 8215).
+_NOT_PUBLIC_V6 = {
+    "site-local": ipaddress.IPv6Network("fec0::/10"),
+    "non-public": ipaddress.IPv6Network("64:ff9b:1::/48"),
+}
+
+
+def _inner_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (IPv4-mapped, 6to4, NAT64...), judged in its place."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if int(address) > 1 and any(address in network for network in _CARRYING_IPV4):  # not :: nor ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why this address is not a public destination, or None when it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _kind(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _inner_ipv4(address)
+        if inner is not None:
+            return _kind(inner)
+        for kind, network in _NOT_PUBLIC_V6.items():
+            if address in network:
+                return kind
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
@@ -119,8 +146,15 @@ def pinned(url: str, address: str) -> tuple[str, str]:
     parts = urlsplit(url)
     literal = f"[{address}]" if ":" in address else address
     netloc = literal + (f":{parts.port}" if parts.port else "")
-    host_header = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host_header
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host_header_of(url)
+
+
+def host_header_of(url: str) -> str:
+    """The Host header for a URL: an IPv6 literal keeps its brackets (RFC 9110), which urlsplit's hostname drops."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return host + (f":{parts.port}" if parts.port else "")
 
 
 def envelope(event: str, body: dict[str, Any], at: datetime) -> str:

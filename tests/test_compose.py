@@ -1,12 +1,21 @@
-"""compose.yaml and the Procfile describe the same processes; the scheduler waits for RabbitMQ and Redis."""
+"""compose.yaml and the Procfile describe the same processes; the scheduler waits for RabbitMQ and Redis; nothing is
+published beyond loopback, Redis and RabbitMQ need credentials of their own, and the image does not run as root."""
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 import yaml
+
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +37,104 @@ def test_the_compose_scheduler_runs_the_procfile_scheduler_command_once_rabbitmq
         assert scheduler["depends_on"][needed] == {"condition": "service_healthy"}
     assert scheduler["restart"] == "unless-stopped"  # a scheduler that stops is started again, and catches up
     assert {"RABBITMQ_URL", "REDIS_URL"} <= set(scheduler["environment"])
+
+
+# -- what compose.yaml and the Dockerfile claim for security ----------------------------------------------------------
+
+APP_SERVICES = ("web", "worker", "scheduler")
+CREDENTIALS = {
+    "RABBITMQ_USER": "jobs-ops",
+    "RABBITMQ_PASSWORD": "rabbit0pw1",
+    "REDIS_PASSWORD": "redis0pw1",
+    "API_TOKEN": "tok0api1",
+}
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:?[-?])(?P<word>[^}]*))?\}")
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error}; a missing mandatory one raises KeyError."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, word = match["name"], match["op"], match["word"]
+        if variables.get(name):
+            return variables[name]
+        if op and op.endswith("?"):
+            raise KeyError(f"{name}: {word}")
+        return word if op and op.endswith("-") else ""
+
+    return _VARIABLE.sub(one, value).replace("$$", "$")
+
+
+def environment_of(service: str, variables: dict[str, str]) -> dict[str, str]:
+    raw = compose()["services"][service].get("environment", {})
+    return {name: interpolate(str(value), variables) for name, value in raw.items()}
+
+
+def test_every_published_port_is_bound_to_loopback_only() -> None:
+    published = {name: svc.get("ports", []) for name, svc in compose()["services"].items()}
+    assert published["rabbitmq"] and published["redis"] and published["web"]  # the check below had ports to look at
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_redis_requires_the_password_every_process_connects_with() -> None:
+    redis = compose()["services"]["redis"]
+    assert "--requirepass" in redis["command"][-1] and "$$REDISCLI_AUTH" in redis["command"][-1]
+    assert environment_of("redis", CREDENTIALS)["REDISCLI_AUTH"] == "redis0pw1"
+    with pytest.raises(KeyError, match="REDIS_PASSWORD"):  # no default: unset, compose refuses to start
+        environment_of("redis", {**CREDENTIALS, "REDIS_PASSWORD": ""})
+    for service in APP_SERVICES:
+        settings = Settings.model_validate({k.lower(): v for k, v in environment_of(service, CREDENTIALS).items()})
+        assert settings.redis_url == "redis://:redis0pw1@redis:6379/0", service
+
+
+def test_rabbitmq_has_a_user_of_its_own_from_variables_and_no_guest() -> None:
+    assert "guest" not in yaml.safe_dump(compose())  # comments aside
+    broker = environment_of("rabbitmq", CREDENTIALS)
+    assert (broker["RABBITMQ_DEFAULT_USER"], broker["RABBITMQ_DEFAULT_PASS"]) == ("jobs-ops", "rabbit0pw1")
+    for service in APP_SERVICES:
+        url = urlsplit(environment_of(service, CREDENTIALS)["RABBITMQ_URL"])
+        assert (url.username, url.password, url.hostname) == ("jobs-ops", "rabbit0pw1", "rabbitmq"), service
+    with pytest.raises(KeyError, match="RABBITMQ_PASSWORD"):
+        environment_of("rabbitmq", {**CREDENTIALS, "RABBITMQ_PASSWORD": ""})
+
+
+def test_the_web_process_needs_an_api_token_and_answers_its_own_names() -> None:
+    web = environment_of("web", CREDENTIALS)
+    assert web["API_TOKEN"] == "tok0api1"
+    assert set(web["ALLOWED_HOSTS"].split(",")) >= {"localhost", "127.0.0.1", "web"}  # web: prometheus's scrapes
+    with pytest.raises(KeyError, match="API_TOKEN"):
+        environment_of("web", {**CREDENTIALS, "API_TOKEN": ""})
+    for service in ("worker", "scheduler"):
+        assert "API_TOKEN" not in environment_of(service, CREDENTIALS)  # a secret only where it is used
+
+
+def test_the_compose_web_and_worker_run_the_procfile_commands() -> None:
+    for name in ("web", "worker"):
+        command = compose()["services"][name]["command"]
+        assert command[:2] == ["sh", "-c"], name
+        assert command[2].replace("$$", "$") == procfile()[name], name
+    assert set(procfile()) == set(APP_SERVICES)
+
+
+def test_docker_compose_accepts_the_file_with_credentials_and_refuses_it_without() -> None:
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    clean = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
+    accepted = subprocess.run([tool, "config", "-q"], cwd=ROOT, env={**clean, **CREDENTIALS}, capture_output=True)
+    assert accepted.returncode == 0, accepted.stderr.decode()
+    refused = subprocess.run([tool, "config", "-q"], cwd=ROOT, env=clean, capture_output=True, text=True)
+    assert refused.returncode != 0 and "set RABBITMQ_" in refused.stderr, refused.stderr
+
+
+def test_the_image_runs_as_a_user_that_is_not_root() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    users = [line.split(None, 1)[1] for line in lines if line.upper().startswith("USER ")]
+    assert users, "the Dockerfile has no USER line: the image runs as root"
+    last = users[-1].split(":")[0]
+    assert last not in ("root", "0"), users[-1]
+    assert any("useradd" in line and f"--uid {last}" in line for line in lines), "the USER is never created"
+    # No RUN after it: nothing in the build undoes it, or needed root it no longer has.
+    assert lines.index(f"USER {users[-1]}") > max(i for i, line in enumerate(lines) if line.startswith("RUN "))

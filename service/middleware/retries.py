@@ -10,6 +10,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware, Shutdown
 
+from service import logs
 from service.errors import InvalidPayload, JobCancelled, PermanentError
 
 logger = logging.getLogger(__name__)
@@ -19,8 +20,14 @@ NOT_RETRYABLE = (InvalidPayload, JobCancelled, PermanentError)
 
 
 def describe(exception: BaseException) -> str:
+    """One line for a job's failedReason or lastError, redacted as log lines are: it is stored and shown too."""
     text = str(exception).strip()
-    return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
+    return logs.shorten(f"{type(exception).__name__}: {text}" if text else type(exception).__name__)
+
+
+def stored_traceback(exception: BaseException, limit: int = 8000) -> str:
+    """An exception's traceback as stored with its job: redacted, its last `limit` characters (where the error is)."""
+    return logs.shorten_tail("".join(traceback.format_exception(exception, limit=30)), limit)
 
 
 def backoff_ms(retry: int, *, delays: list[int], policy: str, max_backoff_ms: int, jitter: float = 0.1) -> int:
@@ -88,6 +95,6 @@ class Retries(Middleware):
             )
         message.options["retries"] = retries + 1
         message.options["last_error"] = describe(exception)[:2000]
-        message.options["traceback"] = traceback.format_exc(limit=30)[-8000:]
+        message.options["traceback"] = stored_traceback(exception)
         logger.info("retrying %s in %d ms", message.message_id, delay)
         broker.enqueue(message, delay=delay)

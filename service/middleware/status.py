@@ -8,7 +8,6 @@ import os
 import socket
 import threading
 import time
-import traceback as tb
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,8 +20,8 @@ from dramatiq.middleware.threading import raise_thread_exception
 from service import envelope
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
-from service.errors import JobCancelled
-from service.middleware.retries import describe
+from service.errors import JobCancelled, ResultTooLarge
+from service.middleware.retries import describe, stored_traceback
 from service.progress import flush_progress
 from service.states import BROKER_PRIORITY, FINAL_STATES, JobState
 from service.store import JobStore, Transition
@@ -59,10 +58,17 @@ def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, A
     return fields
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, max_bytes: int | None = None) -> str:
+    """A result as the record stores it. Over `max_bytes` (MAX_RESULT_BYTES) it raises ResultTooLarge: the job
+    itself checks (service.typed_actor), so the result fails the job like any error and is never stored."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
-    return json.dumps(value, default=str)
+    text = json.dumps(value, default=str)
+    if max_bytes is not None and len(text) * 4 > max_bytes:  # a character is at most 4 bytes: most texts stop here
+        size = len(text.encode())
+        if size > max_bytes:
+            raise ResultTooLarge(f"result is {size} bytes, over MAX_RESULT_BYTES={max_bytes}")
+    return text
 
 
 class StatusMiddleware(Middleware):
@@ -163,7 +169,7 @@ class StatusMiddleware(Middleware):
             self._finish(message, JobState.CANCELLED, {"failedReason": describe(exception)})
         elif message.failed:
             reason = describe(exception)[:2000]
-            trace = "".join(tb.format_exception(exception, limit=30))[-8000:]
+            trace = stored_traceback(exception)
             self._finish(message, JobState.FAILED, {"failedReason": reason, "traceback": trace})
             logger.warning("job failed: %s", reason, extra={"event": "failed"})
         else:

@@ -6,10 +6,12 @@ import time
 from email.message import EmailMessage
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import NameEmail
 
 from actors.email import send_email
 from service import keys, mail
+from service.api import app
 from service.errors import PermanentError
 from service.jobs import Jobs
 from service.states import JobState
@@ -126,6 +128,58 @@ def test_a_wrong_payload_from_a_foreign_client_fails_without_retries_naming_the_
     assert "to.0: value is not a valid email address" in reason
     assert "text: Field required" in reason
     assert "body: Extra inputs are not permitted" in reason
+
+
+#: Characters that break a header line for Python's email package besides CR and LF.
+LINE_BREAKERS = ["\x0b", "\x0c", "\x85", "\u2028", "\u2029", "\x1c", "\x1d", "\x1e", "\x00"]
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS, ids=[f"U+{ord(c):04X}" for c in LINE_BREAKERS])
+def test_a_line_breaking_character_in_a_header_value_is_422_at_enqueue_naming_the_field(jobs: Jobs, char: str) -> None:
+    payload = {
+        "to": "ada@example.com",
+        "subject": f"Hello{char}Bcc: evil@example.com",
+        "text": "x",
+        "headers": {"X-Campaign": f"weekly{char}Bcc: evil@example.com"},
+    }
+    with TestClient(app) as client:
+        response = client.post("/jobs/send_email", json=payload)
+    assert response.status_code == 422, response.text
+    problems = {tuple(item["loc"]): item["msg"] for item in response.json()["detail"]}
+    code = f"U+{ord(char):04X}"
+    assert "must be a single line" in problems[("body", "subject")] and code in problems[("body", "subject")]
+    assert problems[("body", "headers")].startswith("Value error, header 'X-Campaign' must be a single line")
+    assert jobs.store.count() == 0
+
+
+def test_a_tab_and_non_ascii_text_in_a_subject_are_accepted() -> None:
+    send_email.validate({"to": "a@example.com", "subject": "Caf\u00e9\tweekly \u2603", "text": "x"})
+
+
+def test_a_line_breaking_character_from_a_foreign_client_fails_at_once_in_the_worker(
+    jobs: Jobs, lane: PrivateLane, smtp_server: SmtpServer, jobs_worker: WorkerProcess
+) -> None:
+    subject = lane.send_raw(
+        "send_email", "email", {"to": "a@example.com", "subject": "Hi\x0bBcc: e@x.org", "text": "x"}
+    )
+    header = lane.send_raw(
+        "send_email", "email", {"to": "a@example.com", "subject": "Hi", "text": "x", "headers": {"X-A": "1\u2028B: 2"}}
+    )
+    for job_id, where in ((subject, "subject: Value error, must be a single line"), (header, "header 'X-A' must")):
+        record = jobs.wait(job_id, timeout_s=20)
+        assert record.state is JobState.FAILED, record.failedReason
+        assert record.attempts == 1  # not retried: another attempt would build the same message
+        assert (record.failedReason or "").startswith("InvalidPayload: invalid payload:")
+        assert where in (record.failedReason or "")
+    assert smtp_server.handler.messages_with_id(message_id(subject)) == []
+
+
+def test_the_message_builder_refuses_a_line_break_the_payload_check_did_not_see() -> None:
+    outgoing = mail.Mail(to=["a@example.com"], subject="s", text="t", headers={"X-A": "1\x0c2"})
+    with pytest.raises(ValueError, match="X-A must be a single line"):
+        mail.compose(outgoing, sender=NameEmail("Tests", "tests@example.org"), message_id="<m@example.org>")
+    with pytest.raises(ValueError, match="the name must be a single line"):
+        mail.MailSettings.model_validate({"email_from": "Jobs\x85Team <jobs@example.org>"})
 
 
 def test_a_worker_killed_after_the_server_accepted_a_message_does_not_send_it_again(

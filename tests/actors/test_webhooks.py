@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
+from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from actors.webhooks import deliver_webhook
 from service import webhooks
+from service.api import app
 from service.errors import PermanentError
 from service.jobs import Jobs
 from service.states import JobState
@@ -157,6 +164,29 @@ def deliverer(**overrides: object) -> webhooks.Deliverer:
     return webhooks.Deliverer(webhooks.WebhookSettings.model_validate(values))
 
 
+@pytest.mark.parametrize("value", ["a\x0bb", "a\x0cb", "a\x85b", "a\u2028b", "caf\u00e9", "a\nb"])
+def test_a_header_value_that_is_not_one_line_of_printable_ascii_is_422_at_enqueue(value: str) -> None:
+    payload = {"url": "https://example.com/hook", "event": "e", "body": {}, "headers": {"X-Tag": value}}
+    with TestClient(app) as client:
+        response = client.post("/jobs/deliver_webhook", json=payload)
+    assert response.status_code == 422, response.text
+    problems = {tuple(item["loc"]): item["msg"] for item in response.json()["detail"]}
+    assert "header 'X-Tag' must be a single line of printable ASCII" in problems[("body", "headers")]
+
+
+def test_a_header_value_with_a_line_break_from_a_foreign_client_fails_at_once(
+    jobs: Jobs, lane: PrivateLane, receiver: Receiver, webhook_worker: WorkerProcess
+) -> None:
+    url = receiver.url("/ok/vt-header")
+    job_id = lane.send_raw(
+        "deliver_webhook", "webhooks", {"url": url, "event": "e", "body": {}, "headers": {"X-Tag": "a\x0bb"}}
+    )
+    record = jobs.wait(job_id, timeout_s=20)
+    assert record.state is JobState.FAILED and record.attempts == 1
+    assert "header 'X-Tag' must be a single line" in (record.failedReason or "")
+    assert receiver.received("/ok/vt-header") == []
+
+
 def test_a_loopback_destination_is_refused_unless_private_ones_are_allowed(receiver: Receiver) -> None:
     guarded = deliverer(webhook_allow_private=False)
     url = receiver.url("/ok/ssrf")
@@ -185,8 +215,75 @@ def test_private_loopback_and_link_local_addresses_are_refused(url: str, kind: s
         webhooks.resolve(url, allow_private=False)
 
 
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://[fec0::1]/hook", "site-local"),  # site-local: Python 3.11 calls it global
+        ("http://[fec0:1:2:3::a]/hook", "site-local"),
+        ("http://[2002:a9fe:a9fe::1]/latest/meta-data", "link-local"),  # 6to4 of 169.254.169.254
+        ("http://[2002:7f00:1::]/hook", "loopback"),  # 6to4 of 127.0.0.1
+        ("http://[2002:a00:1::1]/hook", "private"),  # 6to4 of 10.0.0.1
+        ("http://[2002:c0a8:1::]/hook", "private"),  # 6to4 of 192.168.0.1
+        ("http://[64:ff9b::a9fe:a9fe]/hook", "link-local"),  # NAT64 of 169.254.169.254
+        ("http://[64:ff9b::127.0.0.1]/hook", "loopback"),  # NAT64 of 127.0.0.1
+        ("http://[64:ff9b:1::a00:1]/hook", "non-public"),  # NAT64 local-use prefix
+        ("http://[::ffff:169.254.169.254]/hook", "link-local"),  # IPv4-mapped
+        ("http://[::ffff:10.0.0.1]/hook", "private"),
+        ("http://[::127.0.0.1]/hook", "loopback"),  # IPv4-compatible
+        ("http://[::ffff:0:a9fe:a9fe]/hook", "link-local"),  # IPv4-translated
+    ],
+)
+def test_ipv6_forms_wrapping_a_private_ipv4_address_and_site_local_ones_are_refused(url: str, kind: str) -> None:
+    with pytest.raises(PermanentError, match=f"a {kind} address"):
+        webhooks.resolve(url, allow_private=False)
+
+
 def test_a_public_address_passes_the_guard() -> None:
     assert webhooks.resolve("https://93.184.215.14/hook", allow_private=False) == ["93.184.215.14"]
+    # The same public address through 6to4 and NAT64 passes too: only what they wrap decides.
+    for wrapped in ("2002:5db8:d70e::1", "64:ff9b::5db8:d70e"):
+        assert webhooks.resolve(f"https://[{wrapped}]/hook", allow_private=False) == [wrapped]
+
+
+class _HostRecorder(BaseHTTPRequestHandler):
+    hosts: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.hosts.append(self.headers.get("host", ""))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def test_an_ipv6_host_is_sent_in_brackets_in_the_host_header() -> None:
+    try:
+        server = _V6Server(("::1", 0), _HostRecorder)
+    except OSError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("no IPv6 loopback on this machine")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        answer = deliverer(webhook_allow_private=True).deliver(
+            webhook_id="w-v6", url=f"http://[::1]:{port}/v6", event="e", body={}, headers={}
+        )
+        assert answer.status == 200
+        assert _HostRecorder.hosts == [f"[::1]:{port}"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert webhooks.host_header_of("https://[2001:db8::1]/x") == "[2001:db8::1]"
+    assert webhooks.host_header_of("https://example.com:8443/x") == "example.com:8443"
 
 
 def test_without_a_signing_secret_nothing_is_sent_unsigned(receiver: Receiver) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from urllib.parse import quote
 
 import dramatiq
 
@@ -46,3 +48,44 @@ def test_secrets_and_url_passwords_are_redacted_even_at_the_cut() -> None:
     assert "tok-3f9a1c77e2" not in line
     assert "tok-3" not in line
     assert "hunter22" not in _format("connecting to amqp://guest:hunter22@host:5672/v")
+
+
+def test_a_secret_that_json_escapes_is_redacted_in_every_written_form() -> None:
+    secret = 'tok"q\\u-\u00e9-5be1c0'
+    logs.register_secret(secret)
+    forms = [
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(json.dumps(secret))[1:-1],
+        repr(secret)[1:-1],
+        quote(secret, safe=""),
+    ]
+    quoted = f"client answered {json.dumps({'token': secret})} and {secret!r} and ?t={quote(secret, safe='')}"
+    record = logging.LogRecord("upstream", logging.WARNING, __file__, 1, "%s", (quoted,), None)
+    for line in (logs.JsonFormatter().format(record), logs.ConsoleFormatter().format(record)):
+        for form in forms:
+            assert form not in line, (form, line)
+        assert "5be1c0" not in line and "***" in line
+    assert json.loads(logs.JsonFormatter().format(record))["msg"].startswith('client answered {"token": "***"}')
+
+
+def test_a_secret_inside_a_longer_one_does_not_leave_the_longer_ones_rest_visible() -> None:
+    logs.register_secret("abcd-short")
+    logs.register_secret("abcd-short-and-longer-9f3")
+    assert logs.redact("x abcd-short-and-longer-9f3 y") == "x *** y"
+
+
+def test_a_traceback_cut_to_its_end_never_shows_part_of_a_secret() -> None:
+    secret = "sek-7e1d0a-9c4b2f-0d5e8a"
+    logs.register_secret(secret)
+    limit = 5000
+    # Wherever the cut lands inside the first copy, the 200 copies after it shrink by 4,200 characters once
+    # redacted, which pulls any piece left at the cut into the last `limit` characters unless it is dropped.
+    for filler in range(0, 2000, 7):
+        text = "x" * 50 + secret + secret * 200 + "y" * filler
+        line = logs.shorten_tail(text, limit)
+        assert len(line) <= limit
+        for piece in ("7e1d0a", "9c4b2f", "0d5e8a"):
+            assert piece not in line, (filler, line[:80])
+    assert logs.shorten_tail("short " + secret) == "short ***"
