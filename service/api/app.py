@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from service.api import errors
 from service.api.limits import BodyLimit
@@ -23,6 +24,8 @@ errors.install(app)
 logging.getLogger("service.api").info("configuration: %s", public_view(settings))
 app.add_middleware(BodyLimit, max_bytes=settings.max_payload_bytes)
 app.add_middleware(SameOriginOnly)
+# Outermost: a request for a Host we do not serve (a DNS-rebinding page sends its own domain) gets 400 before anything.
+app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
 app.include_router(health.router)
 app.include_router(jobs.router)
 app.include_router(events.router)
