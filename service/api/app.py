@@ -8,12 +8,15 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from service.api import errors
+from service.api.exposure import check_exposure
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
 from service.api.routes import events, health, hooks, jobs, metrics, queues, reports, schedules
 from service.broker import settings
 from service.dashboard import router as dashboard
 from service.settings import public_view
+
+check_exposure(settings)  # first: a web process that must not start says so before anything else
 
 app = FastAPI(
     title="Job service",
