@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from service import logs
 from service.api import errors
 from service.api.exposure import check_exposure
 from service.api.limits import BodyLimit
@@ -16,7 +17,8 @@ from service.broker import settings
 from service.dashboard import router as dashboard
 from service.settings import public_view
 
-check_exposure(settings)  # first: a web process that must not start says so before anything else
+logs.adopt_uvicorn_loggers()  # uvicorn configured its own handlers before importing this module
+check_exposure(settings)  # before the app is built: a web process that must not start says so and exits
 
 app = FastAPI(
     title="Job service",
