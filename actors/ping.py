@@ -13,6 +13,6 @@ class PingPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-@job(PingPayload, queue="default", max_retries=0, time_limit=10_000)
+@job(PingPayload, queue="default", max_retries=0, time_limit=10_000, hooks=True)
 def ping(payload: PingPayload) -> dict[str, Any]:
     return payload.model_dump(mode="json")

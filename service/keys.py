@@ -27,6 +27,11 @@ def idempotency(key: str) -> str:
     return f"{PREFIX}idem:{key}"
 
 
+def hook_id(webhook_id: str) -> str:
+    """The actor an inbound hook's webhook-id was first sent to."""
+    return f"{PREFIX}hook-id:{webhook_id}"
+
+
 def paused(queue: str) -> str:
     return f"{PREFIX}paused:{queue}"
 

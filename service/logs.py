@@ -24,6 +24,15 @@ _URL_PASSWORD = re.compile(
 )
 _SECRETS: set[str] = set()
 _ORDERED: tuple[str, ...] = ()  # _SECRETS longest first, replaced whole so a line being redacted never sees it move
+#: The longest text the URL pattern matches: a cut inside such a URL hides it from the pattern.
+_URL_REACH = 31 + 3 + 256 + 1 + 256 + 1
+#: A query parameter whose name says it holds a secret (`?api_token=`, `&password=`): its value, whatever it is, as
+#: uvicorn's access log prints it. Bounded name parts keep the scan linear.
+_SECRET_QUERY = re.compile(
+    r"([?&][^=&\s\"']{0,64}(?:token|password|passwd|secret|signature|key)[^=&\s\"']{0,64}=)[^&\s\"'\\<>]+", re.I
+)
+#: Uvicorn's loggers, to which it gives plain-text handlers of its own before it imports the app.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 #: A log line carries at most this many characters of message and as many of traceback; the rest is counted.
 MAX_CHARS = 8_000
@@ -52,15 +61,24 @@ def register_secret(value: str) -> None:
 
 
 def shorten(text: str, limit: int = MAX_CHARS) -> str:
-    """Redacted and at most `limit` characters. The first cut bounds the work; its margin means a secret that
-    straddles it is cut away by the second cut rather than left half visible."""
+    """Redacted, then at most `limit` characters: a cut never leaves part of a secret visible.
+
+    A long text is first cut to a little more than the limit, which bounds the work. That cut may split a secret,
+    which redaction then cannot recognise: such a piece lies within the redacted text's last `reach` characters (the
+    longest secret, or URL with a password), so the final cut stays before them, and when secrets replaced earlier
+    shrank the text that much, a longer part is redacted instead. (Cutting the redacted text at `limit` alone was
+    not enough: the shrinking pulled the piece into view.)"""
     if len(text) <= limit:
         return redact(text)
-    return f"{redact(text[: limit + 1024])[:limit]}... ({len(text) - limit} more characters)"
-
-
-#: The longest text the URL pattern matches (scheme, "://", user, ":", password, "@").
-_URL_MATCH_MAX = 31 + 3 + 256 + 1 + 256 + 1
+    reach = max(_URL_REACH, *(len(secret) for secret in _SECRETS)) if _SECRETS else _URL_REACH
+    size = limit + reach + 1024
+    while True:
+        head = redact(text[:size])
+        if size >= len(text) and len(head) <= limit:
+            return head
+        if size >= len(text) or len(head) - reach >= limit:
+            return f"{head[:limit]}... ({len(text) - limit} more characters)"
+        size *= 4
 
 
 def shorten_tail(text: str, limit: int = MAX_CHARS) -> str:
@@ -71,7 +89,7 @@ def shorten_tail(text: str, limit: int = MAX_CHARS) -> str:
     window's first `reach` characters, where replacements further on cannot move it, so those are dropped."""
     if len(text) <= limit:
         return redact(text)
-    reach = max([_URL_MATCH_MAX, *(len(secret) for secret in _ORDERED)])
+    reach = max([_URL_REACH, *(len(secret) for secret in _ORDERED)])
     return redact(text[-(limit + reach) :])[reach:][-limit:]
 
 
@@ -85,6 +103,8 @@ def _without_payload(value: object) -> object:
 def redact(text: str) -> str:
     if "://" in text:  # every URL with a password has it; most lines have none, and the scan is costly
         text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    if "=" in text:
+        text = _SECRET_QUERY.sub(lambda m: f"{m[1]}***", text)
     for secret in _ORDERED:
         text = text.replace(secret, "***")
     return text
@@ -182,3 +202,14 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(level)
     for noisy in ("pika", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def adopt_uvicorn_loggers() -> None:
+    """In the web process: uvicorn's own lines (access log, errors with their tracebacks) go through the root handler,
+    so they are redacted and, with LOG_FORMAT=json, one JSON line each. Uvicorn keeps setting their levels; a logger
+    it silenced (`--no-access-log`: no handler, no propagation) stays silent."""
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            logger.handlers.clear()
+            logger.propagate = True

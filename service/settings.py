@@ -27,6 +27,19 @@ def _parse_delays(value: object) -> object:
     return value
 
 
+def _split_hosts(value: object) -> object:
+    if isinstance(value, str):
+        return [h.strip() for h in value.split(",") if h.strip()]
+    return value
+
+
+def _bracket_hosts(value: list[str]) -> list[str]:
+    """Host headers carry an IPv6 address in brackets ("[::1]:8000"), so an allowed "::1" is written that way."""
+    if not value:
+        raise ValueError("must name at least one host, such as localhost (or * for any, which turns the guard off)")
+    return [(f"[{h}]" if ":" in h and not h.startswith("[") else h).lower() for h in value]
+
+
 def _check_delays(value: list[int]) -> list[int]:
     if not value or any(d < 0 for d in value):
         raise ValueError("must list at least one delay, none negative")
@@ -61,6 +74,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(9191, ge=0, le=65535)
 
     api_token: str = ""
+    #: Must be true for a web process to serve without API_TOKEN on an address other than loopback.
+    api_open: bool = False
+    #: `Host` values the web process answers; any other gets 400 (a DNS-rebinding page sends its own domain).
+    allowed_hosts: Annotated[list[str], NoDecode, AfterValidator(_bracket_hosts)] = ["localhost", "127.0.0.1", "[::1]"]
     max_payload_bytes: int = Field(262_144, ge=1)
     #: A job whose result is larger (as JSON) fails instead: results are kept in Redis and sent to every reader.
     max_result_bytes: int = Field(1_048_576, ge=1)
@@ -75,6 +92,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_delays(cls, value: object) -> object:
         return _parse_delays(value)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_allowed_hosts(cls, value: object) -> object:
+        return _split_hosts(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

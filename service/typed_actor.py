@@ -31,6 +31,8 @@ class TypedActor(dramatiq.Actor[..., Any]):
 
     payload_model: type[BaseModel]
     job_priority: Priority
+    #: Other systems may trigger it with a signed POST /hooks/{actor}: only when its @job says hooks=True.
+    accepts_hooks: bool = False
 
     def validate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The payload as it will travel: validated, normalised to JSON types. Raises pydantic's ValidationError."""
@@ -68,10 +70,12 @@ def job(
     queue: str,
     priority: Priority | str = Priority.NORMAL,
     actor_name: str | None = None,
+    hooks: bool = False,
     **options: Any,
 ) -> Callable[[Callable[[PayloadT], Any]], TypedActor]:
     """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
-    time_limit, rate_limit, periodic ("0 * * * *" or schedules.Periodic), ..."""
+    time_limit, rate_limit, periodic ("0 * * * *" or schedules.Periodic), ... `hooks=True` lets other systems
+    trigger it through POST /hooks/{actor} (signed); without it that route answers 404 for this job."""
     level = Priority(priority)
     periodic: str | schedules.Periodic | None = options.pop("periodic", None)
 
@@ -110,6 +114,7 @@ def job(
         assert isinstance(actor, TypedActor)
         actor.payload_model = payload
         actor.job_priority = level
+        actor.accepts_hooks = hooks
         return actor
 
     return decorate

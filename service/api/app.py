@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from service import logs
 from service.api import errors
+from service.api.exposure import check_exposure
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
 from service.api.routes import events, health, hooks, jobs, metrics, queues, reports, schedules
 from service.broker import settings
 from service.dashboard import router as dashboard
 from service.settings import public_view
+
+logs.adopt_uvicorn_loggers()  # uvicorn configured its own handlers before importing this module
+check_exposure(settings)  # before the app is built: a web process that must not start says so and exits
 
 app = FastAPI(
     title="Job service",
@@ -23,6 +29,8 @@ errors.install(app)
 logging.getLogger("service.api").info("configuration: %s", public_view(settings))
 app.add_middleware(BodyLimit, max_bytes=settings.max_payload_bytes)
 app.add_middleware(SameOriginOnly)
+# Outermost: a request for a Host we do not serve (a DNS-rebinding page sends its own domain) gets 400 before anything.
+app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
 app.include_router(health.router)
 app.include_router(jobs.router)
 app.include_router(events.router)

@@ -16,6 +16,8 @@ import actors  # noqa: F401  (declares every job, so the API knows their names a
 from service.activity import Activity
 from service.broker import broker, redis_client, schedule_store, settings, store
 from service.dead_letters import DeadLetters
+from service.hook_ids import HookIds
+from service.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
 from service.jobs import Jobs
 from service.pauses import PauseFlags
 from service.queue_control import QueueControl
@@ -32,6 +34,18 @@ async def provide_jobs() -> Jobs:
 
 
 JobsDep = Annotated[Jobs, Depends(provide_jobs)]
+
+
+@lru_cache(maxsize=1)
+def get_inbound_hooks() -> InboundHooks:
+    return InboundHooks(get_jobs(), HookIds(redis_client, HOOK_ID_TTL_S))
+
+
+async def provide_inbound_hooks() -> InboundHooks:
+    return get_inbound_hooks()
+
+
+InboundHooksDep = Annotated[InboundHooks, Depends(provide_inbound_hooks)]
 
 
 @lru_cache(maxsize=1)

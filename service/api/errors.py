@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.jobs import (
     BatchInvalid,
     Conflict,
@@ -78,6 +79,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UnknownActor)
     async def unknown_actor(request: Request, error: UnknownActor) -> JSONResponse:
         return JSONResponse({"detail": f"Unknown actor: {error.args[0]}"}, status_code=404)
+
+    @app.exception_handler(HooksNotAccepted)
+    async def hooks_not_accepted(request: Request, error: HooksNotAccepted) -> JSONResponse:
+        return JSONResponse({"detail": f"Actor {error.args[0]} does not take hooks"}, status_code=404)
+
+    @app.exception_handler(HookIdReused)
+    async def hook_id_reused(request: Request, error: HookIdReused) -> JSONResponse:
+        # Which actor it went to is not the caller's business: the id alone is refused.
+        return JSONResponse({"detail": "This webhook-id was already sent to another actor"}, status_code=409)
 
     @app.exception_handler(JobNotFound)
     async def job_not_found(request: Request, error: JobNotFound) -> JSONResponse:

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.api.deps import ActivityDep, JobsDep, SchedulesDep
+from service.api.routes.jobs import CURSOR_PATTERN
 from service.dashboard import actions, attempts
 from service.dashboard.chart import throughput_chart
 from service.dashboard.pages import HERE, render
@@ -25,7 +26,8 @@ static_files = StaticFiles(directory=HERE / "static")
 router.include_router(actions.router)
 
 PAGE_SIZE = 25
-CURSOR = re.compile(r"\d+:[^\s]+")
+#: The API's own pattern: ASCII digits only (`\d` also takes "٣" or "²", which the store cannot read: a 500).
+CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def common(request: Request, section: str) -> dict[str, Any]:

@@ -44,12 +44,16 @@ def test_a_signed_hook_enqueues_the_job_which_runs(client: TestClient, jobs: Job
     assert (record.state, record.result) == (JobState.COMPLETED, 42)
 
 
-def test_a_redelivered_hook_with_the_same_id_enqueues_nothing_new(client: TestClient, jobs: Jobs) -> None:
+def test_a_redelivered_hook_with_the_same_id_enqueues_nothing_new(
+    client: TestClient, jobs: Jobs, worker: WorkerProcess
+) -> None:
     body = json.dumps({"a": 1, "b": 2}).encode()
     first = client.post("/hooks/add", content=body, headers=signed(body, "msg_again"))
     again = client.post("/hooks/add", content=body, headers=signed(body, "msg_again"))
     assert first.json()["jobId"] == again.json()["jobId"]
     assert jobs.store.count() == 1
+    # Run to its end here: the session's worker finishing it during the next test would record it there.
+    assert jobs.wait(first.json()["jobId"], timeout_s=15).state == JobState.COMPLETED
 
 
 def test_a_bad_signature_is_401_and_nothing_is_enqueued(client: TestClient, jobs: Jobs) -> None:
@@ -67,7 +71,7 @@ def test_a_bad_signature_is_401_and_nothing_is_enqueued(client: TestClient, jobs
         response = client.post("/hooks/add", content=content, headers=headers)
         assert response.status_code == 401, (headers, response.text)
         assert response.json()["detail"].startswith("Bad webhook signature")
-    assert jobs.store.count() == 0
+    assert jobs.store.count() == 0, [(r.actor, r.state, r.data, r.createdAt) for r in jobs.list().jobs]
 
 
 def test_a_stale_or_future_timestamp_is_401_even_with_a_good_signature(client: TestClient, jobs: Jobs) -> None:
@@ -93,3 +97,48 @@ def test_hooks_are_off_with_503_when_no_secret_is_set(client: TestClient, monkey
     response = client.post("/hooks/add", json={"a": 1, "b": 2})
     assert response.status_code == 503
     assert "HOOKS_SIGNING_SECRET" in response.json()["detail"]
+
+
+def test_a_hook_signed_for_one_actor_and_replayed_to_another_that_takes_hooks_is_refused_with_409(
+    client: TestClient, jobs: Jobs, worker: WorkerProcess
+) -> None:
+    # The signature covers id, timestamp and body, not the actor in the path: the id must bind the actor.
+    body = json.dumps({"a": 1, "b": 2}).encode()
+    headers = signed(body, "msg_captured")
+    first = client.post("/hooks/add", content=body, headers=headers)
+    assert first.status_code == 202, first.text
+    assert jobs.actor("ping").accepts_hooks  # the replay below reaches an actor that does take hooks
+    replayed = client.post("/hooks/ping", content=body, headers=headers)
+    assert (replayed.status_code, replayed.json()) == (
+        409,
+        {"detail": "This webhook-id was already sent to another actor"},
+    )
+    again = client.post("/hooks/add", content=body, headers=headers)  # the sender's own redelivery still works
+    assert (again.status_code, again.json()["jobId"]) == (202, first.json()["jobId"])
+    assert jobs.store.count() == 1
+    assert jobs.wait(first.json()["jobId"], timeout_s=15).actor == "add"
+
+
+def test_an_actor_without_hooks_true_refuses_every_hook_with_404(
+    client: TestClient, jobs: Jobs, worker: WorkerProcess
+) -> None:
+    # The live finding: a captured `{}` hook for ping replayed to cleanup_jobs and generate_report.
+    body = b"{}"
+    headers = signed(body, "msg_ping")
+    ping = client.post("/hooks/ping", content=body, headers=headers)
+    assert ping.status_code == 202
+    for actor in ("cleanup_jobs", "generate_report"):
+        assert not jobs.actor(actor).accepts_hooks
+        for attempt in (headers, signed(body, f"msg_fresh_{actor}")):
+            response = client.post(f"/hooks/{actor}", content=body, headers=attempt)
+            assert (response.status_code, response.json()) == (404, {"detail": f"Actor {actor} does not take hooks"})
+    assert [record.actor for record in jobs.list().jobs] == ["ping"]
+    assert jobs.wait(ping.json()["jobId"], timeout_s=15).state == JobState.COMPLETED
+
+
+def test_a_webhook_id_longer_than_an_idempotency_key_is_422(client: TestClient, jobs: Jobs) -> None:
+    body = json.dumps({"a": 1, "b": 2}).encode()
+    response = client.post("/hooks/add", content=body, headers=signed(body, "m" * 201))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["header", "webhook-id"]
+    assert jobs.store.count() == 0

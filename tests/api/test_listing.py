@@ -45,6 +45,9 @@ def test_bad_filters_are_422_naming_the_parameter(client: TestClient) -> None:
         ("limit=501", "limit"),
         ("limit=many", "limit"),
         ("cursor=yesterday", "cursor"),
+        ("cursor=%D9%A3%D9%A1:abc", "cursor"),  # Arabic-Indic digits: ASCII digits only
+        ("cursor=%C2%B2:abc", "cursor"),  # a superscript two
+        ("limit=%D9%A3", "limit"),
     ):
         response = client.get(f"/jobs?{query}")
         assert response.status_code == 422, query

@@ -90,6 +90,15 @@ def test_a_bad_filter_is_a_422_naming_it(client: httpx.Client) -> None:
     assert client.get("/dashboard/jobs", params={"cursor": "garbage"}).status_code == 422
 
 
+def test_a_cursor_with_digits_other_than_ascii_is_a_422_not_a_500(client: httpx.Client) -> None:
+    # `\d` took these; the store could not read them as a score and the page answered 500.
+    for cursor in ("\u0663\u0661:abc", "\u00b2:abc", "\uff11\uff12:abc", "12:abc def"):
+        response = client.get("/dashboard/jobs", params={"cursor": cursor})
+        assert response.status_code == 422, cursor
+        assert "cursor must be the one an earlier page gave" in response.text
+    assert client.get("/dashboard/jobs", params={"cursor": "1700000000000:abc"}).status_code == 200
+
+
 def test_without_a_token_the_dashboard_says_plainly_that_it_is_open(client: httpx.Client) -> None:
     assert "This dashboard is open." in client.get("/").text
 

@@ -19,7 +19,7 @@ class AddPayload(BaseModel):
     b: int
 
 
-@job(AddPayload, queue=QUEUE)
+@job(AddPayload, queue=QUEUE, hooks=True)
 def add(payload: AddPayload) -> int:
     return payload.a + payload.b
 

@@ -13,7 +13,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service import logs
 from service.api import models
-from service.api.deps import JobsDep
+from service.api.deps import InboundHooksDep
+from service.api.routes.jobs import IDEMPOTENCY_KEY_MAX
 from service.settings import exit_on_invalid
 
 router = APIRouter(prefix="/hooks", tags=["hooks"])
@@ -53,7 +54,11 @@ BODY = {
     "parameters": [
         {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
         for name, text in (
-            ("webhook-id", "Unique per message; a redelivery with the same id enqueues nothing new"),
+            (
+                "webhook-id",
+                f"Unique per message across all actors (at most {IDEMPOTENCY_KEY_MAX} characters); a redelivery "
+                "with the same id enqueues nothing new, and the same id sent to another actor is refused (409)",
+            ),
             ("webhook-timestamp", "Unix seconds; refused when more than 5 minutes off"),
             ("webhook-signature", "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated if several"),
         )
@@ -67,20 +72,22 @@ BODY = {
     response_model=models.Accepted,
     responses={
         **UNSIGNED,
-        **models.not_found("Unknown actor"),
+        **models.not_found("Unknown actor, or one whose @job does not say hooks=True"),
+        409: {"model": models.ErrorDetail, "description": "This webhook-id was already sent to another actor"},
         **models.INVALID,
         **models.TOO_LARGE,
         503: {"model": models.ErrorDetail, "description": "RabbitMQ or Redis unreachable, or hooks not configured"},
     },
     openapi_extra=BODY,
-    summary="Enqueue a job from a signed webhook",
+    summary="Enqueue a job from a signed webhook (for actors declared with hooks=True)",
 )
 async def receive_hook(
-    actor: Annotated[str, Path(max_length=200)], request: Request, jobs: JobsDep, response: Response
+    actor: Annotated[str, Path(max_length=200)], request: Request, hooks: InboundHooksDep, response: Response
 ) -> models.Accepted:
     secret = hook_settings.hooks_signing_secret
     if not secret:
         raise HTTPException(503, "Inbound hooks are off: HOOKS_SIGNING_SECRET is not set")
+    hooks.check_actor(actor)
     body = await request.body()
     headers = dict(request.headers)
     try:
@@ -89,8 +96,20 @@ async def receive_hook(
     except (WebhookVerificationError, ValueError) as error:
         raise HTTPException(401, f"Bad webhook signature: {error}") from None
     payload = _object(body)
-    key = f"hook:{headers['webhook-id']}"
-    outcome = await run_in_threadpool(jobs.enqueue, actor, payload, idempotency_key=key)
+    webhook_id = headers["webhook-id"]
+    if len(webhook_id) > IDEMPOTENCY_KEY_MAX:  # it names a Redis key for a day
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["header", "webhook-id"],
+                    "msg": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+                    "type": "string_too_long",
+                    "input": None,
+                }
+            ],
+        )
+    outcome = await run_in_threadpool(hooks.enqueue, actor, webhook_id, payload)
     response.headers["Location"] = f"/jobs/{outcome.job_id}"
     return models.Accepted(jobId=outcome.job_id, status=outcome.state)
 
