@@ -88,7 +88,8 @@ def test_a_starting_scheduler_process_runs_the_tick_missed_within_the_grace_and_
     assert "tick_yearly: 1 tick(s) missed while no scheduler ran" in output
     # periodiq's own table of what it schedules: the override is in it, the schedule switched off is not.
     assert f"{missed.minute} * * * *" in output and "tick_yearly@test-periodic" in output
-    assert "tick_every_minute@" not in output
+    [listed] = [line for line in output.splitlines() if "tick_every_minute@" in line]
+    assert listed.split()[-2:] == ["off", "tests.support.periodic_actors:tick_every_minute@test-periodic"]
     assert jobs.list(actor=EVERY_MINUTE.actor_name).jobs == []
     assert "SCHEDULE_TICK_TYPO names no scheduled actor; it has no effect" in output
 
@@ -125,7 +126,10 @@ def test_the_procfile_scheduler_sends_the_production_schedules_as_overridden(job
         job_id = schedules.tick_job_id("cleanup_jobs", tick)
         assert line.endswith(job_id)
         assert [r.jobId for r in jobs.list(actor="cleanup_jobs").jobs] == [job_id]
-        assert "generate_report@" not in output and "cleanup_jobs@maintenance" in output
+        assert "cleanup_jobs@maintenance" in output
+        [listed] = [line for line in output.splitlines() if "generate_report@" in line]
+        assert listed.split()[-2:] == ["off", "actors.reports:generate_report@reports"]
+        assert "of generate_report as job" not in output
     finally:
         purge_queues("maintenance")
 

@@ -240,7 +240,8 @@ def test_a_malformed_variable_is_refused_with_its_name_and_the_reason() -> None:
 
 def test_a_schedule_switched_off_is_listed_but_never_scheduled() -> None:
     off = periodic_actors.tick_off
-    assert "periodic" not in off.options  # periodiq schedules only actors with this option
+    assert off.options["periodic"] is schedules.NEVER  # periodiq lists it as "off"; the scheduler never sends it
+    assert str(off.options["periodic"]) == "off" and not schedules.is_on(off)
     views = {v.actor: v.as_json() for v in Schedules(broker, schedule_store).list()}
     assert views["tick_off"] == {
         "actor": "tick_off",
