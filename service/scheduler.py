@@ -204,31 +204,42 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
     def wake(self, now: datetime) -> None:
         """Handle every tick due since the last wake."""
         for actor in self.actors:
-            schedule = schedules.schedule_of(actor)
-            assert schedule is not None and schedule.cron is not None
-            after = self.handled[actor.actor_name]
-            if schedule.cron.next_after(after) > now:
+            try:
+                self._wake_one(actor, now)
+            except SERVER_ERRORS as error:
+                # Not handled: the next wake tries again (a tick claimed meanwhile is published from its note), and
+                # once the tick is older than the grace it is skipped and counted. Exiting would stop the Procfile.
+                what = f"{type(error).__name__}: {error}"
+                logger.warning("%s: could not send its due tick, trying again: %s", actor.actor_name, what)
                 continue
-            tally = _missed_ticks(schedule.cron, after, now, now - self.grace)
-            if tally.count > 1:
-                # Late: another scheduler may have sent some of these meanwhile; count only what nobody handled.
-                last_ms = schedules.bound_store().state(actor.actor_name).last_tick_ms
-                last = datetime.fromtimestamp(last_ms / 1000, tz=UTC) if last_ms is not None else after
-                if last > after:
-                    tally = _missed_ticks(schedule.cron, last, now, now - self.grace)
-            if tally.newest is not None:
-                settled = _settle(actor, tally, now, self.grace_s)
-                late_s = (now - tally.newest).total_seconds()
-                if tally.count > 1 or late_s > LATE_S:
-                    logger.warning(
-                        "%s: %d tick(s) due; the newest, %s, is handled %.0f s late and %s",
-                        actor.actor_name,
-                        tally.count,
-                        tally.newest.isoformat(),
-                        late_s,
-                        settled.value if settled is not TickOutcome.SKIPPED else f"{settled.value} ({self.grace_s} s)",
-                    )
             self.handled[actor.actor_name] = now
+
+    def _wake_one(self, actor: dramatiq.Actor[..., Any], now: datetime) -> None:
+        schedule = schedules.schedule_of(actor)
+        assert schedule is not None and schedule.cron is not None
+        after = self.handled[actor.actor_name]
+        if schedule.cron.next_after(after) > now:
+            return
+        tally = _missed_ticks(schedule.cron, after, now, now - self.grace)
+        if tally.count > 1:
+            # Late: another scheduler may have sent some of these meanwhile; count only what nobody handled.
+            last_ms = schedules.bound_store().state(actor.actor_name).last_tick_ms
+            last = datetime.fromtimestamp(last_ms / 1000, tz=UTC) if last_ms is not None else after
+            if last > after:
+                tally = _missed_ticks(schedule.cron, last, now, now - self.grace)
+        if tally.newest is None:
+            return
+        settled = _settle(actor, tally, now, self.grace_s)
+        late_s = (now - tally.newest).total_seconds()
+        if tally.count > 1 or late_s > LATE_S:
+            logger.warning(
+                "%s: %d tick(s) due; the newest, %s, is handled %.0f s late and %s",
+                actor.actor_name,
+                tally.count,
+                tally.newest.isoformat(),
+                late_s,
+                settled.value if settled is not TickOutcome.SKIPPED else f"{settled.value} ({self.grace_s} s)",
+            )
 
     def publish_unpublished(self, now: datetime) -> None:
         """Publish the ticks that a scheduler claimed and did not confirm published (it died, or hangs)."""
