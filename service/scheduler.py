@@ -162,21 +162,26 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
         self.stopping = threading.Event()
         started = utc_now()
         store = schedules.bound_store()
-        never_ran = {a.actor_name for a in self.actors if store.state(a.actor_name).last_tick_ms is None}
+        self.never_ran = {a.actor_name for a in self.actors if store.state(a.actor_name).last_tick_ms is None}
         catch_up(self.actors, started)
-        # A schedule that ran before was caught up to now. One that never ran sends the tick of the current minute
-        # if it is due and within the grace, as periodiq does at start, and counts nothing older as missed.
-        fresh = max(started.replace(second=0, microsecond=0) - timedelta(milliseconds=1), started - self.grace)
-        self.handled = {a.actor_name: fresh if a.actor_name in never_ran else started for a in self.actors}
+        #: Up to when each schedule's ticks were handled. A schedule that ran before was caught up to now.
+        self.handled = {a.actor_name: started for a in self.actors}
 
     @property
     def grace(self) -> timedelta:
         return timedelta(seconds=self.grace_s)
 
     def schedule(self) -> None:
-        """periodiq's main() calls this once, in its main thread, then loop(): take the stop signals here."""
+        """periodiq's main() calls this once, in its main thread (after a pause when it starts late in a minute),
+        then loop(): take the stop signals here."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # A schedule that never ran sends the tick of the current minute if it is due and within the grace, as
+        # periodiq does at start, and counts nothing older as missed.
+        now = utc_now()
+        fresh = max(now.replace(second=0, microsecond=0) - timedelta(milliseconds=1), now - self.grace)
+        for name in self.never_ran:
+            self.handled[name] = fresh
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
@@ -227,6 +232,9 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
             last = datetime.fromtimestamp(last_ms / 1000, tz=UTC) if last_ms is not None else after
             if last > after:
                 tally = _missed_ticks(schedule.cron, last, now, now - self.grace)
+                if tally.newest is None:
+                    logger.info("ticks of %s up to %s were already sent by another scheduler", actor.actor_name, last)
+                    return
         if tally.newest is None:
             return
         settled = _settle(actor, tally, now, self.grace_s)
