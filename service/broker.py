@@ -25,6 +25,7 @@ from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
 from service.middleware.worker_logs import DirectWorkerLogs
 from service.pauses import PauseFlags
+from service.rabbit import ServiceBroker
 from service.schedule_store import ScheduleStore
 from service.settings import Settings, get_settings
 from service.states import MAX_BROKER_PRIORITY
@@ -103,7 +104,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    broker = RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
+    broker = ServiceBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
     broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
     broker.add_middleware(RedisConfigCheck(client))  # warns at each worker's start when Redis may lose records
     return broker

@@ -60,6 +60,11 @@ def schedule_tick(actor: str, tick: str) -> str:
     return f"{PREFIX}schedule:{actor}:tick:{tick}"
 
 
+def schedule_unpublished() -> str:
+    """Sorted set of ticks claimed but not yet confirmed published, scored by claim time (Redis clock, ms)."""
+    return f"{PREFIX}schedule-unpublished"
+
+
 ACTORS = f"{PREFIX}actors"
 #: Sorted set of worker ids scored by when their heartbeat expires (ms); lets readers skip a SCAN.
 WORKERS = f"{PREFIX}workers"

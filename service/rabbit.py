@@ -1,9 +1,11 @@
-"""RabbitMQ connections for processes that answer people (API, CLI): one connect attempt and a hard deadline."""
+"""RabbitMQ for the service: the broker whose queue declarations explain a mismatch, and connections for processes
+that answer people (API, CLI): one connect attempt and a hard deadline."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import cache
 from typing import Any, Literal, TypeVar
 
+import dramatiq.errors
 import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
@@ -32,6 +35,67 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (
 
 class BrokerUnreachable(ConnectionError):
     """RabbitMQ did not answer within the deadline."""
+
+
+class QueueMismatch(dramatiq.errors.ConnectionError):  # type: ignore[misc]
+    """A queue exists with other arguments than the service declares it with. A Dramatiq consumer logs this error's
+    one line (and tries again every few seconds, so the worker recovers once the queue is fixed)."""
+
+
+#: RabbitMQ's reply: "... inequivalent arg 'x-max-priority' for queue 'q' in vhost '/': received the value '10' of
+#: type 'signedint' but current is none" (or "but current is the value '5' of type ...").
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<arg>[^']+)'.*but current is (?:the value '(?P<current>[^']*)'|(?P<none>none))"
+)
+PRECONDITION_FAILED = 406
+
+
+def explain_mismatch(queue: str, wanted: dict[str, Any], reply_text: str, vhost: str) -> str:
+    """One line: the queue, the argument that differs, and what to do about it."""
+    match = _INEQUIVALENT.search(reply_text)
+    if match is None:
+        return f"queue {queue!r} exists with other arguments than this service declares ({reply_text})"
+    arg = match["arg"]
+    current = match["current"] if match["current"] is not None else "none"
+    want = {**wanted, "durable": True}.get(arg, "none")
+    how = f"RabbitmqBroker(..., max_priority={want})" if arg == "x-max-priority" else "the same arguments"
+    in_vhost = f"-p {vhost} " if vhost != "/" else ""
+    return (
+        f"queue {queue!r} exists with {arg}={current} but this service declares it with {arg}={want}: "
+        f"declare it with {how}, or delete it once it holds nothing you need "
+        f"(rabbitmqctl delete_queue {in_vhost}{queue}) and the worker declares it again"
+    )
+
+
+class ServiceBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker, whose queue declarations name the fix when a queue exists with other arguments
+    (another client declared it first with other options): RabbitMQ only closes the channel with PRECONDITION_FAILED,
+    and Dramatiq's consumer would retry that for ever without saying what is wrong."""
+
+    def _declare_queue(self, queue_name: str) -> Any:
+        wanted = self._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+        declare = super()._declare_queue
+        return self._explained(queue_name, wanted, lambda: declare(queue_name))  # type: ignore[no-untyped-call]
+
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        wanted = self._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+        declare = super()._declare_dq_queue
+        return self._explained(dq_name(queue_name), wanted, lambda: declare(queue_name))  # type: ignore[no-untyped-call]
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        declare = super()._declare_xq_queue
+        dead: dict[str, Any] = {"x-message-ttl": DEAD_MESSAGE_TTL}
+        return self._explained(xq_name(queue_name), dead, lambda: declare(queue_name))  # type: ignore[no-untyped-call]
+
+    def _explained(self, queue: str, wanted: dict[str, Any], declare: Callable[[], T]) -> T:
+        try:
+            return declare()
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code != PRECONDITION_FAILED:
+                raise
+            del self.connection  # its channel is closed: the next declaration opens new ones
+            vhost = _as_list(self.parameters)[0].virtual_host
+            raise QueueMismatch(explain_mismatch(queue, wanted, error.reply_text, vhost)) from None
 
 
 class RabbitLink:

@@ -4,6 +4,8 @@ An actor declares `@job(Payload, queue=..., periodic="0 * * * *")`. Its variable
 `cleanup_jobs`) replaces the expression, or switches it `off`. periodiq's Scheduler calls
 `actor.send_with_options(scheduled_at=...)`; TypedActor hands that call to send_tick(), which gives the tick a job id
 derived from the actor and the tick, and publishes only if this process is the first to claim the tick in Redis.
+The claim stays noted as unpublished until the publish is confirmed, so a tick whose sender died in between is
+published later by another scheduler (republish()), as the same job.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import dramatiq
 import pendulum
 
 from service.cron import CronError, ZonedCron
-from service.schedule_store import ScheduleStore
+from service.schedule_store import ScheduleStore, UnpublishedTick
 from service.settings import get_settings
 
 logger = logging.getLogger("service.schedules")
@@ -31,7 +34,21 @@ OFF = "off"
 #: Job ids of ticks are uuid5(NAMESPACE, "<actor>@<tick>"): the same in every process, on every machine.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "jobservice/schedules")
 
+#: A tick claimed this long ago and still unpublished is taken to be lost by its sender (dead, or hung) and is
+#: published by another scheduler. A publish with confirms takes milliseconds; a sender slower than this at worst
+#: publishes the tick twice, as one job id, and the worker runs that job once.
+UNPUBLISHED_AFTER_S = 5.0
+
 PayloadFactory = Callable[[datetime], dict[str, Any]]
+
+
+class TickOutcome(Enum):
+    """What became of a due tick. The values complete a log line."""
+
+    SENT = "runs now"
+    SENT_ELSEWHERE = "was already sent by another scheduler"
+    SKIPPED = "is older than SCHEDULE_MISFIRE_GRACE_S and is skipped"
+    SKIPPED_ELSEWHERE = "was already skipped by another scheduler"
 
 
 class ScheduleError(ValueError):
@@ -62,6 +79,20 @@ class Schedule:
     @property
     def expression(self) -> str:
         return self.cron.expression if self.cron else OFF
+
+
+class NeverDue:
+    """The `periodic` option of a schedule switched off: periodiq lists the actor (as "off") and starts even when
+    every schedule is off, and the scheduler never sends it."""
+
+    def __str__(self) -> str:
+        return OFF
+
+    def validate(self, date: datetime) -> bool:
+        return False
+
+
+NEVER = NeverDue()
 
 
 def variable_for(actor_name: str) -> str:
@@ -97,6 +128,12 @@ def declare_or_exit(actor_name: str, periodic: str | Periodic) -> Schedule:
 def schedule_of(actor: dramatiq.Actor[..., Any]) -> Schedule | None:
     schedule = actor.options.get("schedule")
     return schedule if isinstance(schedule, Schedule) else None
+
+
+def is_on(actor: dramatiq.Actor[..., Any]) -> bool:
+    """Whether the actor has a schedule and it is switched on."""
+    schedule = schedule_of(actor)
+    return schedule is not None and schedule.cron is not None
 
 
 # -- sending a tick, once -------------------------------------------------------------------------------------
@@ -137,6 +174,30 @@ def as_instant(value: str | datetime) -> datetime:
     return parsed.astimezone(UTC).replace(second=0, microsecond=0)
 
 
+def _tick_message(
+    actor: dramatiq.Actor[..., Any],
+    schedule: Schedule,
+    wall: datetime,
+    instant: datetime,
+    kwargs: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[dramatiq.Message[Any], UnpublishedTick]:
+    """The tick's message, with the job id derived from it: built the same way again when it is republished."""
+    assert schedule.cron is not None
+    tick = tick_label(schedule, wall)
+    job_id = tick_job_id(actor.actor_name, tick)
+    payload = kwargs
+    if payload is None:
+        payload = schedule.payload(wall.replace(tzinfo=schedule.cron.zone)) if schedule.payload else {}
+    message = actor.message_with_options(
+        kwargs=payload,
+        **(options or {}),
+        scheduled_at=instant.isoformat().replace("+00:00", "Z"),
+        schedule_tick=tick,
+    ).copy(message_id=job_id)
+    return message, UnpublishedTick(actor.actor_name, tick, int(instant.timestamp() * 1000), job_id)
+
+
 def send_tick(
     actor: dramatiq.Actor[..., Any],
     scheduled_at: str | datetime,
@@ -156,28 +217,54 @@ def send_tick(
     walls = schedule.cron.ticks_at(instant) or [schedule.cron.wall_of(instant)]
     outcome = []
     for wall in walls:
-        tick = tick_label(schedule, wall)
-        job_id = tick_job_id(actor.actor_name, tick)
-        payload = kwargs
-        if payload is None:
-            payload = schedule.payload(wall.replace(tzinfo=schedule.cron.zone)) if schedule.payload else {}
-        message = actor.message_with_options(
-            kwargs=payload,
-            **(options or {}),
-            scheduled_at=instant.isoformat().replace("+00:00", "Z"),
-            schedule_tick=tick,
-        ).copy(message_id=job_id)
-        if not store.claim(actor.actor_name, tick, job_id, claim_ttl_s()):
+        message, unpublished = _tick_message(actor, schedule, wall, instant, kwargs, options)
+        tick = unpublished.tick
+        if not store.claim(actor.actor_name, tick, message.message_id, claim_ttl_s(), publishing=unpublished):
             logger.info("tick %s of %s was already sent by another scheduler", tick, actor.actor_name)
             outcome.append((message, False))
             continue
-        try:
-            actor.broker.enqueue(message)
-        except BaseException:
-            # Give the tick back, so a scheduler that starts later (or this one, restarted) can still run it.
-            store.release(actor.actor_name, tick, job_id)
-            raise
-        store.record_run(actor.actor_name, instant, job_id)
-        logger.info("sent tick %s of %s as job %s", tick, actor.actor_name, job_id)
+        # From here until record_run() the tick is noted unpublished: if this process dies, or the publish fails,
+        # another scheduler (or this one, restarted) publishes it after UNPUBLISHED_AFTER_S, as the same job.
+        actor.broker.enqueue(message)
+        store.record_run(actor.actor_name, instant, message.message_id, published=unpublished)
+        logger.info("sent tick %s of %s as job %s", tick, actor.actor_name, message.message_id)
         outcome.append((message, True))
     return outcome
+
+
+def republish(
+    actor: dramatiq.Actor[..., Any] | None, unpublished: UnpublishedTick, now: datetime, grace_s: int
+) -> TickOutcome | None:
+    """Publish a tick whose sender claimed it and never confirmed it published, as the same job; or, when it is
+    older than the grace period, record it as skipped. None when this process cannot tell (an actor it does not
+    schedule): a scheduler that knows it will handle it."""
+    instant = datetime.fromtimestamp(unpublished.tick_ms / 1000, UTC)
+    late_s = (now - instant).total_seconds()
+    schedule = schedule_of(actor) if actor is not None else None
+    store = bound_store()
+    if late_s > grace_s:
+        store.record_skipped(unpublished.actor, instant, 1, unpublished=unpublished)
+        logger.warning(
+            "tick %s of %s was claimed but never published; %.0f s late, it is older than "
+            "SCHEDULE_MISFIRE_GRACE_S=%d s and is skipped",
+            unpublished.tick,
+            unpublished.actor,
+            late_s,
+            grace_s,
+        )
+        return TickOutcome.SKIPPED
+    if actor is None or schedule is None or schedule.cron is None:
+        return None
+    wall = datetime.strptime(unpublished.tick.split(" ", 1)[0], "%Y-%m-%dT%H:%M")
+    message, rebuilt = _tick_message(actor, schedule, wall, instant)
+    if rebuilt.job_id != unpublished.job_id:
+        return None  # its schedule changed since it was claimed (another zone): not ours to guess
+    actor.broker.enqueue(message)
+    store.record_run(actor.actor_name, instant, message.message_id, published=unpublished)
+    logger.warning(
+        "tick %s of %s was claimed but never published (its scheduler died or hung); published now as job %s",
+        unpublished.tick,
+        unpublished.actor,
+        message.message_id,
+    )
+    return TickOutcome.SENT

@@ -57,7 +57,7 @@ class TypedActor(dramatiq.Actor[..., Any]):
     ) -> dramatiq.Message[Any]:
         # periodiq's Scheduler sends a tick as send_with_options(scheduled_at=...): only the first sender of a tick,
         # across every scheduler, publishes it. Any other send is a plain send.
-        if "scheduled_at" in options and not args and delay is None and "periodic" in self.options:
+        if "scheduled_at" in options and not args and delay is None and schedules.is_on(self):
             scheduled_at = options.pop("scheduled_at")
             sent = schedules.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
             return next((message for message, published in sent if published), sent[0][0])
@@ -103,12 +103,11 @@ def job(
         options.setdefault("store_results", False)
         name = actor_name or fn.__name__
         if periodic is not None:
-            # periodiq schedules actors whose `periodic` option is set: switched off, the actor keeps only
-            # `schedule`, so it is still listed but never sent.
+            # periodiq schedules actors whose `periodic` option is set. Switched off, it is one never due: the
+            # actor is listed as "off", and a scheduler with every schedule off starts and idles instead of exiting.
             schedule = schedules.declare_or_exit(name, periodic)
             options["schedule"] = schedule
-            if schedule.cron is not None:
-                options["periodic"] = schedule.cron
+            options["periodic"] = schedule.cron if schedule.cron is not None else schedules.NEVER
         declare = dramatiq.actor(actor_class=TypedActor, actor_name=name, queue_name=queue, **options)
         actor = declare(run)
         assert isinstance(actor, TypedActor)

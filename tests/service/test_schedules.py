@@ -6,6 +6,7 @@ Time is driven: the tests hand periodiq's Scheduler the instant it would wake at
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,11 +16,12 @@ import pendulum
 import periodiq
 import pytest
 
-from service import scheduler, schedules
+from service import keys, scheduler, schedules
 from service.broker import broker, redis_client, schedule_store
 from service.jobs import Jobs
+from service.schedule_store import UnpublishedTick
 from service.schedule_views import Schedules
-from service.schedules import Periodic, ScheduleError
+from service.schedules import Periodic, ScheduleError, TickOutcome
 from service.states import JobState
 from tests.conftest import purge_queues
 from tests.support import periodic_actors
@@ -240,7 +242,8 @@ def test_a_malformed_variable_is_refused_with_its_name_and_the_reason() -> None:
 
 def test_a_schedule_switched_off_is_listed_but_never_scheduled() -> None:
     off = periodic_actors.tick_off
-    assert "periodic" not in off.options  # periodiq schedules only actors with this option
+    assert off.options["periodic"] is schedules.NEVER  # periodiq lists it as "off"; the scheduler never sends it
+    assert str(off.options["periodic"]) == "off" and not schedules.is_on(off)
     views = {v.actor: v.as_json() for v in Schedules(broker, schedule_store).list()}
     assert views["tick_off"] == {
         "actor": "tick_off",
@@ -254,3 +257,54 @@ def test_a_schedule_switched_off_is_listed_but_never_scheduled() -> None:
     }
     assert views["tick_paris_night"]["cron"] == "30 2 * * *"
     assert views["tick_paris_night"]["timezone"] == "Europe/Paris"
+
+
+def test_a_tick_published_again_from_its_note_is_the_same_job_and_runs_once(
+    jobs: Jobs, periodic_worker: WorkerProcess
+) -> None:
+    """A sender slower than UNPUBLISHED_AFTER_S (or whose confirm was lost) and a scheduler adopting its note both
+    publish the tick: one job id, so the worker runs it once and skips the copy."""
+    now = datetime.now(UTC)
+    [(message, published)] = schedules.send_tick(EVERY_MINUTE, now)
+    assert published and schedule_store.unpublished() == []
+    assert jobs.wait(message.message_id, timeout_s=20).state is JobState.COMPLETED
+    tick = schedules.as_instant(now)
+    note = UnpublishedTick(
+        EVERY_MINUTE.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC", int(tick.timestamp() * 1000), message.message_id
+    )
+    redis_client.zadd(keys.schedule_unpublished(), {note.note: 0})  # noted as if its publish was never confirmed
+
+    [adopted] = schedule_store.adopt_unpublished(int(schedules.UNPUBLISHED_AFTER_S * 1000))
+    assert adopted == note
+    assert schedules.republish(EVERY_MINUTE, adopted, now, grace_s=300) is TickOutcome.SENT
+
+    skipped = f"skipping {message.message_id}: job is completed"
+    deadline = time.monotonic() + 20
+    while skipped not in periodic_worker.output():
+        assert time.monotonic() < deadline, periodic_worker.output()[-2000:]
+        time.sleep(0.1)
+    assert runs(EVERY_MINUTE) == {tick.isoformat(): 1}
+    assert schedule_store.unpublished() == []
+
+
+def test_a_tick_claimed_and_never_published_for_longer_than_the_grace_is_recorded_skipped_and_never_runs(
+    jobs: Jobs,
+) -> None:
+    tick = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+    schedule = schedules.schedule_of(EVERY_MINUTE)
+    assert schedule is not None
+    label = schedules.tick_label(schedule, datetime(2030, 6, 1, 12, 0))
+    job_id = schedules.tick_job_id(EVERY_MINUTE.actor_name, label)
+    note = UnpublishedTick(EVERY_MINUTE.actor_name, label, int(tick.timestamp() * 1000), job_id)
+    assert schedule_store.claim(EVERY_MINUTE.actor_name, label, job_id, 3600, publishing=note)
+    assert schedule_store.unpublished() == [note]
+    assert schedule_store.adopt_unpublished(60_000) == []  # claimed just now: its sender may still be publishing
+
+    [adopted] = schedule_store.adopt_unpublished(0)
+    outcome = schedules.republish(EVERY_MINUTE, adopted, tick + timedelta(seconds=301), grace_s=300)
+
+    assert outcome is TickOutcome.SKIPPED
+    assert jobs.store.get(job_id) is None
+    state = schedule_store.state(EVERY_MINUTE.actor_name)
+    assert (state.skipped_ticks, state.last_skipped_at) == (1, "2030-06-01T12:00:00Z")
+    assert schedule_store.unpublished() == []
