@@ -16,28 +16,12 @@ from service.jobs import Jobs
 from service.states import FINAL_STATES, JobState
 from service.store import JobStore
 from tests.support.chaos_actors import tally_client, tally_key
+from tests.support.fault_reports import REPORTS as REPORTS
+from tests.support.fault_reports import FaultReport as FaultReport
 from tests.support.proxy import FaultProxy
 from tests.support.workers import WorkerProcess
 
 CHAOS_MODULES = ["tests.support.chaos_actors"]
-
-
-@dataclass
-class FaultReport:
-    """One row of the table printed at the end of the run."""
-
-    fault: str
-    checked: str
-    sent: int = 0
-    completed: int = 0
-    lost: int = 0
-    run_twice: int = 0
-    recovery_s: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-#: Rows collected during the session; tests/reliability/conftest.py prints them.
-REPORTS: list[FaultReport] = []
 
 
 def scale(default: int) -> int:
