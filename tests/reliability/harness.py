@@ -174,6 +174,15 @@ class Tally:
                     pairs.append((earlier, later))
         return pairs
 
+    def in_flight(self, at: float) -> list[Execution]:
+        """Executions that had started and not ended at `at` (time.time()): the jobs a fault at that moment hit."""
+        return [
+            e
+            for runs in self.executions.values()
+            for e in runs
+            if e.started <= at and (e.finished is None or e.finished > at)
+        ]
+
     def interrupted(self, killed_at: dict[int, float]) -> list[Execution]:
         """Executions stopped mid-job by a SIGKILL of their process: started, never ended, process killed after."""
         return [
