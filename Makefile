@@ -37,8 +37,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy service actors
 
+# PYTEST_WORKERS=2 runs the suite in that many pytest-xdist processes, each with its own RabbitMQ vhost and Redis
+# database (tests/support/isolation.py); a whole module stays on one process, so its module-scoped workers start once.
+PYTEST_WORKERS ?=
+XDIST := $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadfile)
+
 pytest: $(STAMP) services browser promtool
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest $(XDIST)
 
 test: lint typecheck pytest
 

@@ -18,13 +18,35 @@ os.environ.setdefault("WORKER_METRICS_PORT", "0")  # test workers serve metrics 
 
 from service.broker import broker, redis_client, store  # noqa: E402
 from service.jobs import Jobs  # noqa: E402
-from tests.support import test_actors  # noqa: E402,F401
+from tests.support import fault_reports, test_actors  # noqa: E402,F401
 from tests.support.workers import WorkerProcess  # noqa: E402
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     isolation.delete_vhost(_VHOST)
     isolation.release_redis_db(_DB)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # In a pytest-xdist worker: hand the fault rows to the controller, which prints the table.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_reports"] = fault_reports.dumps(fault_reports.REPORTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist: a worker finished; keep its fault rows."""
+    workeroutput = getattr(node, "workeroutput", {})
+    fault_reports.REPORTS.extend(fault_reports.loads(workeroutput.get("fault_reports", "[]")))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not fault_reports.REPORTS:
+        return
+    terminalreporter.section("faults injected")
+    for line in fault_reports.table(fault_reports.REPORTS):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

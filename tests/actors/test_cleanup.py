@@ -71,14 +71,19 @@ def test_a_job_left_active_by_a_killed_worker_is_requeued_then_run_again_never_f
         with lane.worker(env, queues=[test_actors.QUEUE]) as doomed:
             job_id = lane.send(test_actors.slow, key="lost", seconds=3, steps=6)
             deadline = time.monotonic() + 15
-            while jobs.get(job_id).state is not JobState.ACTIVE and time.monotonic() < deadline:
+            while jobs.get(job_id).state is not JobState.ACTIVE:
+                assert time.monotonic() < deadline, "the job never started"
                 time.sleep(0.05)
             time.sleep(LEASE_MS * 1.5 / 1000)  # a live worker renews its lease: the job must be left alone
+            # The situation: the job still runs, started over a lease ago, and its worker renewed the lease.
+            assert jobs.get(job_id).state is JobState.ACTIVE
+            assert jobs.store.client.pttl(keys.lease(job_id)) > 0
             spared = maintenance.clean(jobs.store, lease_ms=LEASE_MS, budget_s=10, lock_ttl_ms=10_000)
             assert spared.requeued == []
             assert jobs.get(job_id).state is JobState.ACTIVE
             doomed.kill()
         time.sleep(LEASE_MS * 1.5 / 1000)  # the lease lapses; nobody renews it
+        assert jobs.store.client.exists(keys.lease(job_id)) == 0
         repaired = maintenance.clean(jobs.store, lease_ms=LEASE_MS, budget_s=10, lock_ttl_ms=10_000)
         assert repaired.requeued == [job_id]
         record = jobs.get(job_id)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 
+from actors.ping import ping
 from service.activity import Activity
 from service.broker import broker, schedule_store, store
 from service.jobs import Jobs
@@ -161,6 +162,8 @@ def test_a_queue_is_paused_and_resumed_from_the_overview(
         time.sleep(2.5)  # every worker notices the flag within about a second
         job_id = test_actors.add.send(a=2, b=2).message_id
         time.sleep(2)
+        # The situation: the same worker runs a job from its other queue meanwhile, so it would have run this one.
+        assert jobs.wait(ping.send(probe="paused").message_id, timeout_s=15).state is JobState.COMPLETED
         assert jobs.get(job_id).state is JobState.QUEUED, "a job started from a paused queue"
         page.locator('tr[data-queue="test"] button', has_text="Resume").click()
         expect(page.locator("#status")).to_contain_text("Queue test resumed.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import time
@@ -15,28 +16,12 @@ from service.jobs import Jobs
 from service.states import FINAL_STATES, JobState
 from service.store import JobStore
 from tests.support.chaos_actors import tally_client, tally_key
+from tests.support.fault_reports import REPORTS as REPORTS
+from tests.support.fault_reports import FaultReport as FaultReport
 from tests.support.proxy import FaultProxy
 from tests.support.workers import WorkerProcess
 
 CHAOS_MODULES = ["tests.support.chaos_actors"]
-
-
-@dataclass
-class FaultReport:
-    """One row of the table printed at the end of the run."""
-
-    fault: str
-    checked: str
-    sent: int = 0
-    completed: int = 0
-    lost: int = 0
-    run_twice: int = 0
-    recovery_s: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-#: Rows collected during the session; tests/reliability/conftest.py prints them.
-REPORTS: list[FaultReport] = []
 
 
 def scale(default: int) -> int:
@@ -79,6 +64,8 @@ class Fleet:
         self.workers: list[WorkerProcess] = []
         self.retired: list[WorkerProcess] = []
         self.killed_pids: list[int] = []
+        #: pid -> when (time.time(), the clock the tally's timestamps use) it was sent SIGKILL.
+        self.killed_at: dict[int, float] = {}
 
     def _new(self) -> WorkerProcess:
         return WorkerProcess(
@@ -94,8 +81,10 @@ class Fleet:
         worker = self.workers[index]
         pids = worker.child_pids()
         assert pids, f"worker {index} has no child process to kill"
+        killed_at = time.time()
         os.kill(pids[0], signal.SIGKILL)
         self.killed_pids.append(pids[0])
+        self.killed_at[pids[0]] = killed_at
         return pids[0]
 
     def restart_dead(self, wait: float = 30.0) -> int:
@@ -128,29 +117,80 @@ class Fleet:
         self.stop()
 
 
+@dataclass(frozen=True)
+class Execution:
+    """One real execution of a `tally` job: when its body started and, if it ran to the end, when it ended."""
+
+    job_id: str
+    pid: int
+    started: float
+    token: str
+    finished: float | None = None
+
+
 @dataclass
 class Tally:
-    """Real executions of `tally` jobs, read from the tally Redis: who started and who finished each job."""
+    """Real executions of `tally` jobs, read from the tally Redis: who started and who finished each job, and when."""
 
     starts: Counter[str]
     done: Counter[str]
     done_pids: dict[str, list[int]]
+    executions: dict[str, list[Execution]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, run: str) -> Tally:
         starts: Counter[str] = Counter()
         done: Counter[str] = Counter()
         pids: dict[str, list[int]] = {}
-        for entry in tally_client.lrange(tally_key(run, "starts"), 0, -1):
-            starts[entry.split()[0]] += 1
+        finished: dict[str, float] = {}
         for entry in tally_client.lrange(tally_key(run, "done"), 0, -1):
-            job_id, pid, _ = entry.split()
+            job_id, pid, at, token = entry.split()
             done[job_id] += 1
             pids.setdefault(job_id, []).append(int(pid))
-        return cls(starts, done, pids)
+            finished[token] = float(at)
+        executions: dict[str, list[Execution]] = {}
+        for entry in tally_client.lrange(tally_key(run, "starts"), 0, -1):
+            job_id, pid, at, token = entry.split()
+            starts[job_id] += 1
+            execution = Execution(job_id, int(pid), float(at), token, finished.get(token))
+            executions.setdefault(job_id, []).append(execution)
+        for runs in executions.values():
+            runs.sort(key=lambda e: e.started)
+        return cls(starts, done, pids, executions)
 
     def twice(self) -> list[str]:
         return [job_id for job_id, n in self.done.items() if n > 1]
+
+    def ran_twice(self, killed_at: dict[int, float]) -> list[tuple[Execution, Execution]]:
+        """Pairs of executions of one job where the later one ran although the earlier one was still running or had
+        finished with its completion recorded. A second execution is legitimate only when the earlier one's process
+        was SIGKILLed after that execution started and before the later one started: before it ended (a job taken
+        over), or after its body ended but before its completion was recorded (at-least-once delivery)."""
+        pairs = []
+        for runs in self.executions.values():
+            for earlier, later in itertools.pairwise(runs):
+                killed = killed_at.get(earlier.pid)
+                if killed is None or not earlier.started <= killed <= later.started:
+                    pairs.append((earlier, later))
+        return pairs
+
+    def in_flight(self, at: float) -> list[Execution]:
+        """Executions that had started and not ended at `at` (time.time()): the jobs a fault at that moment hit."""
+        return [
+            e
+            for runs in self.executions.values()
+            for e in runs
+            if e.started <= at and (e.finished is None or e.finished > at)
+        ]
+
+    def interrupted(self, killed_at: dict[int, float]) -> list[Execution]:
+        """Executions stopped mid-job by a SIGKILL of their process: started, never ended, process killed after."""
+        return [
+            e
+            for runs in self.executions.values()
+            for e in runs
+            if e.finished is None and killed_at.get(e.pid, 0.0) >= e.started
+        ]
 
     @staticmethod
     def clear(run: str) -> None:

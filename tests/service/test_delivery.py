@@ -55,9 +55,10 @@ def test_a_redelivered_message_of_a_completed_job_is_not_run_again(jobs: Jobs, w
     assert first.state is JobState.COMPLETED
     # The same message again, as RabbitMQ would redeliver it if the ack had been lost.
     publish_raw(jobs, message)
-    test_actors.record_run.send(key="marker")  # sent after the duplicate; once it is done, the duplicate was seen
+    # The situation: the worker received the duplicate (and said why it did not run it).
     deadline = time.monotonic() + 15
-    while jobs.store.client.get("test:runs:marker") is None and time.monotonic() < deadline:
+    while f"skipping {message.message_id}" not in worker.output():
+        assert time.monotonic() < deadline, "the duplicate never reached the worker"
         time.sleep(0.05)
     assert jobs.store.client.get("test:runs:once") == "1"
     again = jobs.get(message.message_id)
@@ -98,7 +99,8 @@ def test_a_worker_killed_mid_job_has_the_job_redelivered_and_completed_once(jobs
     with WorkerProcess(processes=1, threads=2, queues=[test_actors.SOLO_QUEUE], env=lease) as victim:
         message = test_actors.slow_solo.send(key="killed", seconds=4, steps=40)
         deadline = time.monotonic() + 15
-        while jobs.store.client.get("test:starts:killed") is None and time.monotonic() < deadline:
+        while jobs.store.client.get("test:starts:killed") is None:
+            assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.05)
         assert jobs.get(message.message_id).state is JobState.ACTIVE
         for pid in victim.child_pids():

@@ -93,16 +93,24 @@ def test_a_subscriber_gets_every_completed_and_failed_event_across_worker_restar
 ) -> None:
     assert ops_actors.ops_doomed.queue_name == "ops"
     first = ops_worker().start()
-    good = [jobs.enqueue("ops_step", {"key": "events", "seconds": 0.1}).job_id for _ in range(30)]
+    good = [jobs.enqueue("ops_step", {"key": "events", "seconds": 0.5}).job_id for _ in range(30)]
     bad = [jobs.enqueue("ops_doomed", {"key": f"events-{i}"}).job_id for i in range(5)]
+
+    def completed() -> int:
+        return jobs.store.count(actor="ops_step", state=JobState.COMPLETED)
+
     deadline = time.monotonic() + 20
-    while jobs.store.count(actor="ops_step", state=JobState.COMPLETED) < 8 and time.monotonic() < deadline:
+    while completed() < 8:
+        assert time.monotonic() < deadline, f"only {completed()} jobs completed before the restart"
         time.sleep(0.05)
     first.stop()  # a clean restart, mid-stream
+    assert completed() < len(good), "every job had finished: the restart was not mid-stream"
     second = ops_worker().start()
-    while jobs.store.count(actor="ops_step", state=JobState.COMPLETED) < 16 and time.monotonic() < deadline + 20:
+    while completed() < 16:
+        assert time.monotonic() < deadline + 20, f"only {completed()} jobs completed before the crash"
         time.sleep(0.05)
     second.kill()  # and a crash: events written but not relayed yet wait in Redis
+    assert completed() < len(good), "every job had finished: the crash was not mid-stream"
     with ops_worker():
         for job_id in good + bad:
             jobs.wait(job_id, timeout_s=30)

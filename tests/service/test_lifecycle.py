@@ -73,3 +73,26 @@ def test_a_job_over_its_time_limit_is_stopped_and_failed(jobs: Jobs, worker: Wor
     record = jobs.wait(message.message_id, timeout_s=15)
     assert record.state is JobState.FAILED
     assert "TimeLimitExceeded" in (record.failedReason or "")
+
+
+def test_a_stuck_job_with_retries_left_is_interrupted_retried_and_then_failed(
+    jobs: Jobs, worker: WorkerProcess
+) -> None:
+    # `stuck` never returns and has a 1 s time limit; this message allows one retry.
+    message = test_actors.stuck.send_with_options(kwargs={"seconds": 60}, max_retries=1)
+    record = jobs.wait(message.message_id, timeout_s=20)
+    assert record.state is JobState.FAILED
+    assert record.attempts == 2, record.history
+    assert "TimeLimitExceeded" in (record.failedReason or "")
+    steps = [(h.state, h.retry, h.attempt) for h in record.history if h.state is not JobState.QUEUED]
+    # Interrupted (the retry is recorded "delayed" with the time limit as its error), run again, failed for good.
+    assert steps == [
+        (JobState.ACTIVE, 0, 1),
+        (JobState.DELAYED, 1, None),
+        (JobState.ACTIVE, 1, 2),
+        (JobState.FAILED, 1, None),
+    ], record.history
+    interrupted = next(h for h in record.history if h.state is JobState.DELAYED)
+    assert "TimeLimitExceeded" in (interrupted.error or "")
+    final = record.history[-1]
+    assert "TimeLimitExceeded" in (final.error or "")

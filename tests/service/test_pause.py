@@ -96,8 +96,12 @@ def test_a_queue_paused_before_the_workers_start_stays_untouched_until_resumed(
 ) -> None:
     control.pause("ops")
     ids = [jobs.enqueue("ops_step", {"key": "cold", "seconds": 0}).job_id for _ in range(5)]
-    with WorkerProcess(processes=1, threads=2, queues=["ops"], modules=["tests.support.ops_actors"]):
+    queues = ["ops", "ops-other"]
+    with WorkerProcess(processes=1, threads=2, queues=queues, modules=["tests.support.ops_actors"]):
         time.sleep(2.5)
+        # The situation: this worker consumes and runs jobs (from its other queue) while "ops" stays paused.
+        other = jobs.enqueue("ops_other_step", {"key": "cold-other", "seconds": 0}).job_id
+        assert jobs.wait(other, timeout_s=20).state is JobState.COMPLETED
         assert starts("cold") == []
         assert all(jobs.get(i).state is JobState.QUEUED for i in ids)
         control.resume("ops")

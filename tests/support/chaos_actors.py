@@ -6,6 +6,7 @@ import os
 import resource
 import signal
 import time
+import uuid
 from typing import Literal
 
 import redis
@@ -49,13 +50,18 @@ class TallyPayload(BaseModel):
 
 @job(TallyPayload, queue=QUEUE, max_retries=3, retry_delays=[100, 200, 300])
 def tally(payload: TallyPayload) -> int:
-    """Works for `ms`, then records that it ran to the end, with the process that ran it."""
+    """Works for `ms`, recording when it started and when it ran to the end, with the process that ran it.
+
+    Both entries carry a token of this execution, so a test can pair each start with its end and tell when two
+    executions of one job overlapped in time (tests/reliability/harness.py `Tally`).
+    """
     context = current_job.get()
     job_id = context.job_id if context else "unknown"
     pid = os.getpid()
-    tally_client.rpush(tally_key(payload.run, "starts"), f"{job_id} {pid}")
+    token = uuid.uuid4().hex[:12]
+    tally_client.rpush(tally_key(payload.run, "starts"), f"{job_id} {pid} {time.time():.4f} {token}")
     time.sleep(payload.ms / 1000)
-    tally_client.rpush(tally_key(payload.run, "done"), f"{job_id} {pid} {time.time():.4f}")
+    tally_client.rpush(tally_key(payload.run, "done"), f"{job_id} {pid} {time.time():.4f} {token}")
     return pid
 
 

@@ -109,7 +109,17 @@ class FaultProxy:
     def up(self) -> None:
         self._refusing = False
         if self._listener is None:
-            self._listen()
+            # The accept loop may still sit in accept() on the closed listener for up to its 0.1 s timeout, which
+            # keeps the port listening: binding it again at once fails with EADDRINUSE.
+            deadline = time.monotonic() + 2
+            while True:
+                try:
+                    self._listen()
+                    return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
 
     def silence(self, *, new_connections: bool = False) -> int:
         """Open connections stay open but carry no bytes either way; optionally new ones too."""
