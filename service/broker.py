@@ -106,7 +106,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
             running=running,
         ),
         Heartbeat(store),
-        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
+        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
         Callbacks(),
         Pipelines(),
         Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
