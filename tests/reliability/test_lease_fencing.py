@@ -100,3 +100,20 @@ def test_a_job_that_finished_within_its_time_limit_is_completed_even_when_record
     assert "job store unreachable" in log  # the situation was reached: the write waited for Redis
     assert record.state is JobState.COMPLETED and record.attempts == 1, (record.failedReason, log[-3000:])
     assert [what for what, _, _ in events(run)] == ["start", "effect"]
+
+
+def test_a_worker_whose_lease_another_attempt_holds_says_so_stops_the_job_and_the_holder_runs_it(jobs: Jobs) -> None:
+    run = uuid.uuid4().hex[:8]
+    with partitionable_worker() as (worker, _, _):
+        message = fenced_work.send_with_options(kwargs={"run": run, "ms": 3000}, time_limit=60_000)
+        assert wait_for(lambda: _first_start(run) is not None, timeout=20) is not None
+        # Another attempt takes the job over under its own token (as after a lease that lapsed unseen).
+        client, job_id = jobs.store.client, message.message_id
+        client.hset(keys.job(job_id), "attempts", 2)
+        client.set(keys.lease(job_id), "elsewhere:1/2", px=LEASE_MS)
+        record = jobs.wait(job_id, timeout_s=30)
+        log = worker.output()
+    seen = [what for what, _, _ in events(run)]
+    assert f"job {job_id} lost its lease" in log, log[-3000:]
+    assert seen == ["start", "stopped", "start", "effect"], seen  # stopped, then run once its lease was free
+    assert record.state is JobState.COMPLETED and record.attempts == 3, record
