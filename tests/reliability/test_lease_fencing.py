@@ -13,7 +13,7 @@ import pytest
 from service import keys
 from service.jobs import Jobs
 from service.states import JobState
-from tests.reliability.harness import wait_for, worker_env
+from tests.reliability.harness import REPORTS, FaultReport, wait_for, worker_env
 from tests.support.fencing_actors import QUEUE, events, fenced_work
 from tests.support.proxy import FaultProxy
 from tests.support.workers import WorkerProcess
@@ -73,6 +73,18 @@ def test_a_worker_cut_off_from_redis_stops_its_job_before_the_lease_lapses_and_t
     stops = [at for what, pid, at in seen if what == "stopped" and pid == first[0]]
     copy_starts = [at for what, pid, at in seen if what == "start" and pid in copy_pids]
     effects = [(pid, at) for what, pid, at in seen if what == "effect"]
+    report = FaultReport(
+        f"a worker cut off from Redis and RabbitMQ mid-job (lease {LEASE_MS} ms)",
+        "stopped before its lease lapsed; the copy runs it once, after",
+        sent=1,
+        completed=int(record.state is JobState.COMPLETED),
+        run_twice=max(0, len(effects) - 1),
+    )
+    if stops and copy_starts:
+        report.recovery_s = copy_starts[0] - cut_at
+        report.notes.append(f"original stopped {stops[0] - cut_at:.2f} s after the cut, the copy started after "
+                            f"{copy_starts[0] - cut_at:.2f} s")  # fmt: skip
+    REPORTS.append(report)
     assert len(copy_starts) == 1, seen  # the situation was reached: a copy took the job over
     assert len(effects) == 1 and effects[0][0] in copy_pids, seen
     assert len(stops) == 1 and stops[0] - cut_at < LEASE_MS / 1000, (seen, cut_at)
