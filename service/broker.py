@@ -5,16 +5,18 @@ from __future__ import annotations
 import dramatiq
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, ShutdownNotifications
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, progress, schedules
 from service.events import EventRelay
+from service.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
+from service.middleware.interrupts import JobTimeLimit, RunningActors
 from service.middleware.lease import JobLease
 from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
@@ -25,7 +27,6 @@ from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
 from service.middleware.worker_logs import DirectWorkerLogs
 from service.pauses import PauseFlags
-from service.rabbit import ServiceBroker
 from service.schedule_store import ScheduleStore
 from service.settings import Settings, get_settings
 from service.states import MAX_BROKER_PRIORITY
@@ -83,28 +84,43 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
     parking = ParkingLot()
     install_quiet_parking()
+    running = RunningActors()  # every interruption goes through it: only while an actor runs, never in a hook
+    leases = JobLease(store, running, lease_ms=settings.job_lease_ms)
+    status = StatusMiddleware(
+        store,
+        max_payload_bytes=settings.max_payload_bytes,
+        lease_ms=settings.job_lease_ms,
+        leases=leases,
+        running=running,
+        outage_grace_s=settings.job_store_retry_s,
+    )
     middleware = [
         DirectWorkerLogs(),
         WorkerMetrics(settings.worker_metrics_port),  # first, so it sees every message, parked ones too
         QueuePause(PauseFlags(client), parking),
-        GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s),
+        GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s, running=running),
         AgeLimit(),
-        TimeLimit(time_limit=settings.job_time_limit_ms),
+        running,
+        JobTimeLimit(running, time_limit=settings.job_time_limit_ms),
         ShutdownNotifications(),
         CurrentMessage(),
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s),
         RateLimit(client),
         ConcurrencyLimit(client),
-        JobLease(client, lease_ms=settings.job_lease_ms),
-        StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes, lease_ms=settings.job_lease_ms),
+        leases,
+        status,
         Heartbeat(store),
-        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
+        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
         Callbacks(),
         Pipelines(),
         Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    broker = ServiceBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
+    broker = GuardedRabbitmqBroker(
+        url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware
+    )
+    # A hook that fails means "not run" before a job and "not acknowledged yet" after it (service/hook_failures.py).
+    broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)
     broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
     broker.add_middleware(RedisConfigCheck(client))  # warns at each worker's start when Redis may lose records
     return broker

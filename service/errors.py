@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dramatiq.middleware import Shutdown
+from dramatiq.middleware import Interrupt, Shutdown
 
 
 class InvalidPayload(Exception):
@@ -24,3 +24,13 @@ class ResultTooLarge(PermanentError):
 class WorkerStopped(Shutdown):
     """Raised inside a job still running when its worker's shutdown timeout ends. The job runs again elsewhere;
     the interruption does not use up its retries."""
+
+
+class LeaseLost(Interrupt):
+    """Raised inside a job whose worker lost its lease (another attempt took the job over, or Redis was away for
+    most of the lease). The attempt records nothing and uses no retry: its message goes back to RabbitMQ."""
+
+
+class AttemptAbandoned(Exception):
+    """Raised by an after hook when an attempt ended with no outcome to record (it lost its lease, or its retry could
+    not be published): its message goes back to RabbitMQ unacknowledged (service/hook_failures.py)."""

@@ -1,9 +1,11 @@
-"""A redis-server of a test's own on a spare port, to fill, misconfigure or kill (the shared one is never touched)."""
+"""A redis-server of a test's own, on a spare port, that the test may kill, restart or fill (never the shared one)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -12,45 +14,59 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.web import free_port
+
+def _spare_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class OwnRedis:
-    """`redis-server` with the given settings (no persistence unless they say otherwise), data in a temp folder."""
+    """`redis-server` on 127.0.0.1:<spare port>, data under a temporary folder, removed by `close()`."""
 
-    def __init__(self, *settings: str) -> None:
-        self.settings = list(settings)
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    def __init__(self, *args: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if os.environ.get("CI") == "true":
+                raise RuntimeError("redis-server is not installed")
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.port = _spare_port()
         self.folder = Path(tempfile.mkdtemp(prefix="own-redis-"))
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 10) -> OwnRedis:
-        server = shutil.which("redis-server")
-        if server is None:
-            message = "redis-server is not installed"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
-        defaults = ["--save", "", "--appendonly", "no"]
-        command = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), *defaults]
-        self.proc = subprocess.Popen(
-            [*command, *self.settings], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.folder
-        )
-        client = self.client()
-        deadline = time.monotonic() + timeout_s
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> OwnRedis:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        command += ["--save", "", "--appendonly", "no", *self.args]
+        log = (self.folder / "redis.log").open("ab")
+        self.proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        probe = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                client.ping()
+                probe.ping()
                 return self
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server {' '.join(self.settings)} did not start") from None
+                    log_text = (self.folder / "redis.log").read_text()
+                    raise RuntimeError(f"own redis-server did not start: {log_text}") from None
                 time.sleep(0.05)
+            finally:
+                probe.close()
 
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes at once, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, **options)  # type: ignore[arg-type]
 
     def fill(self, megabytes: int = 4) -> None:
         """Past its maxmemory for good: write `megabytes` of data, then lower maxmemory under what is used (this
@@ -69,18 +85,14 @@ class OwnRedis:
             return
         raise AssertionError("Redis took a write past its maxmemory")
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    def close(self) -> None:
+        self.kill()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    stop = close
 
     def __enter__(self) -> OwnRedis:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
