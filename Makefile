@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench services browser promtool clean
+.PHONY: run test lint typecheck pytest bench services browser promtool compose-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,12 @@ promtool:
 	  prometheus >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends \
 	  prometheus >/dev/null))) || echo "warning: promtool missing (Debian package prometheus); metrics tests will fail" >&2
 
+# Debian's docker-compose: tests/test_compose.py checks compose.yaml offline with `docker-compose config`.
+compose-check:
+	@command -v docker-compose >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -q docker-compose \
+	  >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null))) \
+	  || echo "warning: docker-compose missing (Debian package docker-compose); the compose test will fail" >&2
+
 run: $(STAMP) services
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile -p 8000
 
@@ -39,10 +45,10 @@ typecheck: $(STAMP)
 
 # PYTEST_WORKERS=2 runs the suite in that many pytest-xdist processes, each with its own RabbitMQ vhost and Redis
 # database (tests/support/isolation.py); a whole module stays on one process, so its module-scoped workers start once.
-PYTEST_WORKERS ?=
+PYTEST_WORKERS ?= 2
 XDIST := $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadfile)
 
-pytest: $(STAMP) services browser promtool
+pytest: $(STAMP) services browser promtool compose-check
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest $(XDIST)
 
 test: lint typecheck pytest

@@ -127,12 +127,6 @@ class StatusMiddleware(Middleware):
             logger.warning("%s: retry not recorded: this attempt was taken over by attempt %d", message.message_id,
                            outcome.token)  # fmt: skip
 
-    def after_enqueue_batch(self, broker: dramatiq.Broker, messages: list[Any]) -> None:
-        """A batch published at once (service.publisher): recorded in one round trip instead of one per job."""
-        self.store.record_enqueued(
-            [(m.message_id, JobState.QUEUED, record_fields(m, self.max_payload_bytes)) for m in messages]
-        )
-
     # -- worker side -----------------------------------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:

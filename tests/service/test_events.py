@@ -84,7 +84,9 @@ def subscriber() -> Iterator[Subscriber]:
 
 
 def ops_worker() -> WorkerProcess:
-    return WorkerProcess(processes=1, threads=4, queues=["ops"], modules=["tests.support.ops_actors"])
+    # A short lease: the jobs a crashed worker held are taken over within seconds, not the default 30 s.
+    env = {"JOB_LEASE_MS": "3000"}
+    return WorkerProcess(processes=1, threads=4, queues=["ops"], modules=["tests.support.ops_actors"], env=env)
 
 
 @pytest.mark.slow

@@ -49,7 +49,8 @@ def test_three_scheduler_processes_send_each_tick_once_and_it_runs_once(
         processes = [stack.enter_context(SchedulerProcess(modules=MODULES)) for _ in range(3)]
         # Each sends the current minute's tick as soon as it is up ("* * * * *" is due at every minute).
         for process in processes:
-            process.wait_for(lambda out: sum(sends_of(out, EVERY_MINUTE.actor_name)) >= 1)
+            # A process that starts after another sent this minute's tick says nothing until the next minute.
+            process.wait_for(lambda out: sum(sends_of(out, EVERY_MINUTE.actor_name)) >= 1, timeout=75)
         outputs = [p.output() for p in processes]
 
     sent = sum(sends_of(out, EVERY_MINUTE.actor_name)[0] for out in outputs)
