@@ -53,7 +53,8 @@ def tally(payload: TallyPayload) -> int:
     context = current_job.get()
     job_id = context.job_id if context else "unknown"
     pid = os.getpid()
-    tally_client.rpush(tally_key(payload.run, "starts"), f"{job_id} {pid}")
+    # The start time too, so a test can tell two executions of one job that overlapped from two in a row.
+    tally_client.rpush(tally_key(payload.run, "starts"), f"{job_id} {pid} {time.time():.4f}")
     time.sleep(payload.ms / 1000)
     tally_client.rpush(tally_key(payload.run, "done"), f"{job_id} {pid} {time.time():.4f}")
     return pid

@@ -1,0 +1,75 @@
+"""Every execution of a `tally` job, rebuilt from its start and end records, so "run twice" is a fact, not a guess.
+
+A job ran twice when two of its executions both completed, or when their time spans overlapped (an execution that
+never recorded its end is taken to run on for ever, which is what the system could see of it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tests.support.chaos_actors import tally_client, tally_key
+
+
+@dataclass(frozen=True)
+class Execution:
+    job_id: str
+    pid: int
+    started: float
+    ended: float | None  #: None: the job body never recorded its end
+
+    @property
+    def until(self) -> float:
+        return self.ended if self.ended is not None else math.inf
+
+    def overlaps(self, other: Execution) -> bool:
+        return self.started < other.until and other.started < self.until
+
+
+def _entries(run: str, what: str) -> list[tuple[str, int, float]]:
+    entries = []
+    for line in tally_client.lrange(tally_key(run, what), 0, -1):
+        job_id, pid, at = line.split()
+        entries.append((job_id, int(pid), float(at)))
+    return entries
+
+
+def executions_of(run: str) -> dict[str, list[Execution]]:
+    """Each end is matched to the latest earlier start of the same job in the same process."""
+    events = [(at, 0, job_id, pid) for job_id, pid, at in _entries(run, "starts")]
+    events += [(at, 1, job_id, pid) for job_id, pid, at in _entries(run, "done")]
+    open_runs: dict[tuple[str, int], list[float]] = {}
+    found: dict[str, list[Execution]] = {}
+    for at, is_end, job_id, pid in sorted(events):
+        if not is_end:
+            open_runs.setdefault((job_id, pid), []).append(at)
+            continue
+        starts = open_runs.get((job_id, pid))
+        assert starts, f"job {job_id} recorded an end in process {pid} with no start before it"
+        found.setdefault(job_id, []).append(Execution(job_id, pid, starts.pop(), at))
+    for (job_id, pid), starts in open_runs.items():
+        found.setdefault(job_id, []).extend(Execution(job_id, pid, at, None) for at in starts)
+    return found
+
+
+def run_twice(executions: dict[str, list[Execution]]) -> dict[str, list[Execution]]:
+    """The jobs with two completed executions or two that overlapped, with their executions."""
+    twice = {}
+    for job_id, runs in executions.items():
+        completed = [r for r in runs if r.ended is not None]
+        overlapping = any(a.overlaps(b) for i, a in enumerate(runs) for b in runs[i + 1 :])
+        if len(completed) > 1 or overlapping:
+            twice[job_id] = sorted(runs, key=lambda r: r.started)
+    return twice
+
+
+def running_at(executions: dict[str, list[Execution]], at: float) -> int:
+    """How many executions were under way at wall-clock time `at`."""
+    return sum(1 for runs in executions.values() for r in runs if r.started <= at < r.until)
+
+
+def describe(runs: list[Execution]) -> str:
+    return "; ".join(
+        f"pid {r.pid} {r.started:.3f}->{'never ended' if r.ended is None else f'{r.ended:.3f}'}" for r in runs
+    )
