@@ -9,6 +9,7 @@ default lease and pool.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ import pytest
 
 from service.jobs import Jobs
 from tests.reliability.api_client import api_using
-from tests.reliability.executions import describe, executions_of, run_twice, running_at
+from tests.reliability.executions import Execution, describe, executions_of, run_twice, running_at
 from tests.reliability.harness import (
     REPORTS,
     FaultReport,
@@ -33,7 +34,7 @@ from tests.reliability.harness import (
     wait_until_final,
     worker_env,
 )
-from tests.reliability.restarts import wrong_records
+from tests.reliability.restarts import WrongRecord, wrong_records
 from tests.support.chaos_actors import QUEUE, tally_client, tally_key
 from tests.support.own_rabbit import OwnRabbit
 from tests.support.own_redis import OwnRedis
@@ -48,6 +49,8 @@ KILLED_FOR_S = 3.0
 REDIS_AWAY_S = 120.0 if FULL else 10.0
 SHORT_LEASE_MS = 2000
 SMALL_POOL = 12
+#: The pool size the issue saw exhausted after a 2-minute outage.
+FULL_POOL = 100
 
 
 @pytest.fixture
@@ -76,6 +79,23 @@ def own_redis() -> Iterator[OwnRedis]:
         yield server
     finally:
         server.close()
+
+
+#: What a worker logs when a write to the job store fails and it tries again (service/middleware/status.py).
+STORE_UNREACHABLE = "job store unreachable"
+
+
+def keep_logs(name: str, logs: str, findings: list[str]) -> str:
+    """What went wrong, job by job, then the fleet's logs, in a file named in the report: a failure can be read
+    after the run (an assertion message would be cut short)."""
+    handle, path = tempfile.mkstemp(prefix=f"restarts-{name}-", suffix=".log")
+    with os.fdopen(handle, "w") as out:
+        out.write("\n".join(findings) + "\n\n---- worker logs ----\n" + logs)
+    return path
+
+
+def findings(wrong: list[WrongRecord], twice: dict[str, list[Execution]]) -> list[str]:
+    return [f"wrong record {w}" for w in wrong] + [f"run twice {j}: {describe(runs)}" for j, runs in twice.items()]
 
 
 def done_count(run: str) -> int:
@@ -154,10 +174,16 @@ def test_a_rabbitmq_node_killed_and_restarted_loses_no_confirmed_job_and_runs_no
     report.lost = len(accepted) - counts["completed"]
     report.run_twice = len(twice)
     report.recovery_s = None if resumed is None else back_after + resumed
+    lost = [
+        f"lost {job_id}: record says {state}; tally says {describe(executions.get(job_id, []))}"
+        for job_id, state in states.items()
+        if state != "completed"
+    ]
+    kept = keep_logs("rabbitmq-kill", logs, lost + findings([], twice))
     running_at_kill = running_at(executions, killed_at)
     report.notes.append(
         f"at the kill: {running_at_kill} running, {queued_at_kill} queued, {accepted_at_kill} accepted; "
-        f"node back after {back_after:.1f} s; API answers {dict(answers)}; states {dict(counts)}"
+        f"node back after {back_after:.1f} s; API answers {dict(answers)}; states {dict(counts)}; details in {kept}"
     )
     REPORTS.append(report)
 
@@ -165,10 +191,8 @@ def test_a_rabbitmq_node_killed_and_restarted_loses_no_confirmed_job_and_runs_no
     assert running_at_kill > 0 and queued_at_kill > 0 and sending_at_kill, report.notes
     assert len(accepted) > accepted_at_kill, "nothing was accepted after the restart"
     assert resumed is not None, f"no job completed within 60 s of the node's restart:\n{logs[-3000:]}"
-    assert counts == {"completed": len(accepted)}, {
-        job_id: state for job_id, state in states.items() if state != "completed"
-    }
-    assert not twice, {job_id: describe(runs) for job_id, runs in twice.items()}
+    assert counts == {"completed": len(accepted)}, f"{report.lost} lost; see {kept}"
+    assert not twice, f"{len(twice)} run twice; see {kept}"
     assert set(accepted) <= set(executions)
 
 
@@ -182,11 +206,12 @@ def test_redis_with_aof_killed_and_restarted_loses_no_job_runs_none_twice_and_le
         "none lost or twice; every record final and matching the tally",
     )
     env = {**worker_env(), "REDIS_URL": own_redis.url}
-    with Fleet(2, threads=4, env=env):
+    with Fleet(2, threads=4, env=env) as fleet:
         own_jobs = jobs_through(os.environ["RABBITMQ_URL"], own_redis.url)
-        ids = [own_jobs.enqueue("tally", {"run": run, "ms": 2000 if i % 25 == 0 else 50}).job_id for i in range(total)]
+        ids = [own_jobs.enqueue("tally", {"run": run, "ms": 2000 if i % 25 == 0 else 100}).job_id for i in range(total)]
         report.sent = total
-        assert wait_for(lambda: done_count(run) >= total // 4, timeout=60) is not None, "jobs did not run"
+        assert wait_for(lambda: done_count(run) >= total // 5, timeout=60) is not None, "jobs did not run"
+        not_started_at_kill = total - started_count(run)
         recorded_at_kill = sum(1 for s in states_of(own_jobs.store, ids).values() if s)
         killed_at = time.time()
         own_redis.kill()
@@ -197,27 +222,29 @@ def test_redis_with_aof_killed_and_restarted_loses_no_job_runs_none_twice_and_le
         # With the AOF, every record written before the kill is there again.
         recorded_after = sum(1 for s in states_of(own_jobs.store, ids).values() if s)
         states, took = wait_until_final(own_jobs.store, ids, timeout=60 + total / 10)
+        logs = fleet.logs()
     executions = executions_of(run)
     twice = run_twice(executions)
     wrong = wrong_records(own_jobs.store, ids, executions)
     counts = summarise(states)
+    kept = keep_logs("redis-kill", logs, findings(wrong, twice))
     running_at_kill = running_at(executions, killed_at)
     report.completed = counts["completed"]
     report.lost = total - counts["completed"]
     report.run_twice = len(twice)
     report.recovery_s = back_after + took
     report.notes.append(
-        f"at the kill: {running_at_kill} running, {total - done_count(run)} not yet run; "
+        f"at the kill: {running_at_kill} running, {not_started_at_kill} not yet started; "
         f"{recorded_at_kill} records before, {recorded_after} after the restart; {len(wrong)} records wrong; "
-        f"states {dict(counts)}"
+        f"states {dict(counts)}; details in {kept}"
     )
     REPORTS.append(report)
 
-    assert running_at_kill > 0 and recorded_at_kill == total, report.notes
+    assert running_at_kill > 0 and not_started_at_kill > 0 and recorded_at_kill == total, report.notes
     assert recorded_after == total, f"the AOF restart lost {total - recorded_after} records"
-    assert counts == {"completed": total}, [str(w) for w in wrong][:20]
-    assert not twice, {job_id: describe(runs) for job_id, runs in twice.items()}
-    assert not wrong, [str(w) for w in wrong][:20]
+    assert counts == {"completed": total}, f"{report.lost} lost; see {kept}"
+    assert not twice, f"{len(twice)} run twice; see {kept}"
+    assert not wrong, f"{len(wrong)} records wrong; see {kept}"
 
 
 def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and_leaves_no_record_wrong(
@@ -259,21 +286,22 @@ def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and
     wrong = wrong_records(own_jobs.store, ids, executions)
     counts = summarise(states)
     running_at_stop = running_at(executions, stopped_at)
-    refused = logs.count("Connection refused")
+    failed_writes = logs.count(STORE_UNREACHABLE)
+    kept = keep_logs("redis-away", logs, findings(wrong, twice))
     report.completed = counts["completed"]
     report.lost = total - counts["completed"]
     report.run_twice = len(twice)
     report.recovery_s = took
     report.notes.append(
         f"away {away_s:.1f} s; {running_at_stop} running at the stop, {ended_during} ended during the outage "
-        f"({started_during} started by its end); {refused} 'Connection refused' in worker logs; "
-        f"{len(wrong)} records wrong; states {dict(counts)}"
+        f"({started_during} started by its end); {failed_writes} failed writes logged; "
+        f"{len(wrong)} records wrong; states {dict(counts)}; details in {kept}"
     )
     REPORTS.append(report)
 
     # The situation was reached: jobs ran through an outage longer than the lease, and their writes failed.
     assert away_s * 1000 > lease_ms and running_at_stop > 0 and ended_during > 0, report.notes
-    assert refused > 0, f"no write failed during the outage:\n{logs[-3000:]}"
-    assert counts == {"completed": total}, [str(w) for w in wrong][:20]
-    assert not twice, {job_id: describe(runs) for job_id, runs in twice.items()}
-    assert not wrong, [str(w) for w in wrong][:20]
+    assert failed_writes > (FULL_POOL if FULL else SMALL_POOL), f"{failed_writes} writes failed; see {kept}"
+    assert counts == {"completed": total}, f"{report.lost} lost; see {kept}"
+    assert not twice, f"{len(twice)} run twice; see {kept}"
+    assert not wrong, f"{len(wrong)} records wrong; see {kept}"
