@@ -21,7 +21,14 @@ import pytest
 
 from service.jobs import Jobs
 from tests.reliability.api_client import api_using
-from tests.reliability.executions import Execution, describe, executions_of, run_twice, running_at
+from tests.reliability.executions import (
+    Execution,
+    describe,
+    executions_of,
+    run_twice,
+    running_at,
+    without_context,
+)
 from tests.reliability.harness import (
     REPORTS,
     FaultReport,
@@ -94,8 +101,13 @@ def keep_logs(name: str, logs: str, findings: list[str]) -> str:
     return path
 
 
-def findings(wrong: list[WrongRecord], twice: dict[str, list[Execution]]) -> list[str]:
-    return [f"wrong record {w}" for w in wrong] + [f"run twice {j}: {describe(runs)}" for j, runs in twice.items()]
+def findings(wrong: list[WrongRecord], executions: dict[str, list[Execution]]) -> list[str]:
+    blind = without_context(executions)
+    return (
+        [f"wrong record {w}" for w in wrong]
+        + [f"run twice {j}: {describe(runs)}" for j, runs in run_twice(executions).items()]
+        + ([f"ran with no job context (before hooks failed): {describe(blind)}"] if blind else [])
+    )
 
 
 def done_count(run: str) -> int:
@@ -179,7 +191,7 @@ def test_a_rabbitmq_node_killed_and_restarted_loses_no_confirmed_job_and_runs_no
         for job_id, state in states.items()
         if state != "completed"
     ]
-    kept = keep_logs("rabbitmq-kill", logs, lost + findings([], twice))
+    kept = keep_logs("rabbitmq-kill", logs, lost + findings([], executions))
     running_at_kill = running_at(executions, killed_at)
     report.notes.append(
         f"at the kill: {running_at_kill} running, {queued_at_kill} queued, {accepted_at_kill} accepted; "
@@ -193,6 +205,7 @@ def test_a_rabbitmq_node_killed_and_restarted_loses_no_confirmed_job_and_runs_no
     assert resumed is not None, f"no job completed within 60 s of the node's restart:\n{logs[-3000:]}"
     assert counts == {"completed": len(accepted)}, f"{report.lost} lost; see {kept}"
     assert not twice, f"{len(twice)} run twice; see {kept}"
+    assert not without_context(executions), f"jobs ran with their checks skipped; see {kept}"
     assert set(accepted) <= set(executions)
 
 
@@ -227,7 +240,7 @@ def test_redis_with_aof_killed_and_restarted_loses_no_job_runs_none_twice_and_le
     twice = run_twice(executions)
     wrong = wrong_records(own_jobs.store, ids, executions)
     counts = summarise(states)
-    kept = keep_logs("redis-kill", logs, findings(wrong, twice))
+    kept = keep_logs("redis-kill", logs, findings(wrong, executions))
     running_at_kill = running_at(executions, killed_at)
     report.completed = counts["completed"]
     report.lost = total - counts["completed"]
@@ -244,6 +257,7 @@ def test_redis_with_aof_killed_and_restarted_loses_no_job_runs_none_twice_and_le
     assert recorded_after == total, f"the AOF restart lost {total - recorded_after} records"
     assert counts == {"completed": total}, f"{report.lost} lost; see {kept}"
     assert not twice, f"{len(twice)} run twice; see {kept}"
+    assert not without_context(executions), f"jobs ran with their checks skipped; see {kept}"
     assert not wrong, f"{len(wrong)} records wrong; see {kept}"
 
 
@@ -287,7 +301,7 @@ def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and
     counts = summarise(states)
     running_at_stop = running_at(executions, stopped_at)
     failed_writes = logs.count(STORE_UNREACHABLE)
-    kept = keep_logs("redis-away", logs, findings(wrong, twice))
+    kept = keep_logs("redis-away", logs, findings(wrong, executions))
     report.completed = counts["completed"]
     report.lost = total - counts["completed"]
     report.run_twice = len(twice)
@@ -295,7 +309,8 @@ def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and
     report.notes.append(
         f"away {away_s:.1f} s; {running_at_stop} running at the stop, {ended_during} ended during the outage "
         f"({started_during} started by its end); {failed_writes} failed writes logged; "
-        f"{len(wrong)} records wrong; states {dict(counts)}; details in {kept}"
+        f"{len(wrong)} records wrong; {len(without_context(executions))} ran with no job context; "
+        f"states {dict(counts)}; details in {kept}"
     )
     REPORTS.append(report)
 
@@ -304,4 +319,5 @@ def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and
     assert failed_writes > (FULL_POOL if FULL else SMALL_POOL), f"{failed_writes} writes failed; see {kept}"
     assert counts == {"completed": total}, f"{report.lost} lost; see {kept}"
     assert not twice, f"{len(twice)} run twice; see {kept}"
+    assert not without_context(executions), f"jobs ran with their checks skipped; see {kept}"
     assert not wrong, f"{len(wrong)} records wrong; see {kept}"
