@@ -5,7 +5,7 @@ from __future__ import annotations
 import dramatiq
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, ShutdownNotifications
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
@@ -15,6 +15,7 @@ from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
+from service.middleware.interrupts import JobTimeLimit, RunningActors
 from service.middleware.lease import JobLease
 from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
@@ -81,20 +82,29 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
     parking = ParkingLot()
     install_quiet_parking()
+    running = RunningActors()  # every interruption goes through it: only while an actor runs, never in a hook
+    leases = JobLease(store, running, lease_ms=settings.job_lease_ms)
     middleware = [
         DirectWorkerLogs(),
         WorkerMetrics(settings.worker_metrics_port),  # first, so it sees every message, parked ones too
         QueuePause(PauseFlags(client), parking),
-        GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s),
+        GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s, running=running),
         AgeLimit(),
-        TimeLimit(time_limit=settings.job_time_limit_ms),
+        running,
+        JobTimeLimit(running, time_limit=settings.job_time_limit_ms),
         ShutdownNotifications(),
         CurrentMessage(),
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s),
         RateLimit(client),
         ConcurrencyLimit(client),
-        JobLease(client, lease_ms=settings.job_lease_ms),
-        StatusMiddleware(store, max_payload_bytes=settings.max_payload_bytes, lease_ms=settings.job_lease_ms),
+        leases,
+        StatusMiddleware(
+            store,
+            max_payload_bytes=settings.max_payload_bytes,
+            lease_ms=settings.job_lease_ms,
+            leases=leases,
+            running=running,
+        ),
         Heartbeat(store),
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
         Callbacks(),

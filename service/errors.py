@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dramatiq.middleware import Shutdown
+from dramatiq.middleware import Interrupt, Shutdown
 
 
 class InvalidPayload(Exception):
@@ -20,3 +20,8 @@ class PermanentError(Exception):
 class WorkerStopped(Shutdown):
     """Raised inside a job still running when its worker's shutdown timeout ends. The job runs again elsewhere;
     the interruption does not use up its retries."""
+
+
+class LeaseLost(Interrupt):
+    """Raised inside a job whose worker lost its lease (another attempt took the job over, or Redis was away for
+    most of the lease). The attempt records nothing and uses no retry: its message goes back to RabbitMQ."""

@@ -11,7 +11,8 @@ runs each group exactly as if it had been called alone.
 
 Only one thread sends at a time, so the batcher keeps one connection of its own and talks on it directly: redis-py's
 client path (pool, retry and instrumentation layers) cost several times the CPU of the write itself. A failed round
-trip drops the connection and raises to its callers, who decide whether to try again.
+trip closes the connection, gives it back to the pool and raises to its callers, who decide whether to try again;
+the next round trip takes one from the pool again, so an outage of any length never uses up the pool.
 """
 
 from __future__ import annotations
@@ -94,18 +95,23 @@ class ScriptBatcher:
 
     def _evalsha(self, args: list[Any]) -> list[Any]:
         if self._connection is None:
-            self._connection = self.pool.make_connection()
+            # Taken from the pool and kept while it works; get_connection gives it back itself if it cannot connect.
+            self._connection = self.pool.get_connection()
+        failed = True
         try:
             try:
-                return self._command(args)
+                result = self._command(args)
             except NoScriptError:  # a restarted or flushed Redis forgets scripts
                 self._connection.send_command("SCRIPT", "LOAD", self.script.script)
                 self.script.sha = self._connection.read_response()
-                return self._command(args)
-        except BaseException:
-            connection, self._connection = self._connection, None
-            connection.disconnect()  # mid-reply, the connection's state is unknown
-            raise
+                result = self._command(args)
+            failed = False
+            return result
+        finally:
+            if failed:  # back to the pool, closed (mid-reply its state is unknown): a failure never costs a slot
+                connection, self._connection = self._connection, None
+                connection.disconnect()
+                self.pool.release(connection)
 
     def _command(self, args: list[Any]) -> list[Any]:
         self._connection.send_command("EVALSHA", self.script.sha, 0, *args)

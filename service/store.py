@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -23,13 +24,18 @@ def _script(name: str) -> str:
     return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
-#: transition.lua returns this many values per transition: applied, state after, a number (see the script).
-TRANSITION_RESULT_WIDTH = 3
+#: transition.lua returns this many values per transition: applied, state after, a number, the fencing token.
+TRANSITION_RESULT_WIDTH = 4
 #: At most this many jobs of a batch enqueue go into one script call, so none holds Redis up for long.
 RECORD_CHUNK = 100
 
 #: Some fields of a batch of jobs (an alias, since JobStore.list shadows `list` inside the class).
 FieldRows = list[dict[str, str | None]]
+
+
+def lease_value(holder: str, token: int) -> str:
+    """What `jobs:lease:<id>` holds: who runs the job, and the fencing token of that attempt (transition.lua)."""
+    return f"{holder}/{token}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,23 @@ class Transition:
     restarts: int = 0
     #: for "running" (this attempt already runs under a live lease): the ms left on that lease
     lease_left_ms: int = 0
+    #: the record's fencing token afterwards: for an applied "active", the token of the attempt it started
+    token: int = 0
+    #: time.monotonic() when this write was asked for: a lease it took runs from no earlier than that
+    asked_at: float = 0.0
+
+    @property
+    def fenced(self) -> bool:
+        """Refused: the write carried a token that is no longer the record's (the attempt was taken over)."""
+        return self.state == "fenced"
+
+
+@dataclass(frozen=True)
+class HeldLease:
+    """A lease a worker holds (or gives back): the job and the fencing token of its attempt."""
+
+    job_id: str
+    token: int
 
 
 @dataclass(frozen=True)
@@ -93,6 +116,7 @@ class JobStore:
         self._discard = client.register_script(_script("discard"))
         self._prune = client.register_script(_script("prune"))
         self._requeue_lost = client.register_script(_script("requeue_lost"))
+        self._renew_leases = client.register_script(_script("renew_leases"))
         self._sweep_index = client.register_script(_script("sweep_index"))
 
     # -- writes ---------------------------------------------------------------------------------------------
@@ -108,14 +132,20 @@ class JobStore:
         create: dict[str, Any] | None = None,
         at_ms: int | None = None,
         lease: tuple[str, int] | None = None,
+        token: int | None = None,
     ) -> Transition:
-        """Move a job to `state` unless it is already further along; `create` makes the record if it is absent."""
-        args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease)
-        applied, state_after, number = self._transitions.call(args)
-        number = int(number)
+        """Move a job to `state` unless it is already further along; `create` makes the record if it is absent.
+
+        `token`: for a final state or a retry's "delayed", the fencing token of the attempt writing it; for "active",
+        that of the attempt that published the message. Refused ("fenced") when the record's token is another."""
+        asked_at = time.monotonic()
+        args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
+        applied, state_after, number, current = self._transitions.call(args)
+        number, current = int(number), int(current)
         if state_after == "running":
-            return Transition(False, "running", lease_left_ms=number)
-        return Transition(bool(applied), str(state_after), restarts=number if applied else 0)
+            return Transition(False, "running", lease_left_ms=number, token=current, asked_at=asked_at)
+        restarts = number if applied else 0
+        return Transition(bool(applied), str(state_after), restarts=restarts, token=current, asked_at=asked_at)
 
     def record_enqueued(self, jobs: list[tuple[str, JobState, dict[str, Any]]]) -> None:
         """Many (job id, queued/delayed, record fields) transitions in one round trip, for a batch enqueue. Each is
@@ -137,6 +167,7 @@ class JobStore:
         create: dict[str, Any] | None,
         at_ms: int | None,
         lease: tuple[str, int] | None = None,
+        token: int | None = None,
     ) -> list[str | int]:
         stamp = at_ms or now_ms()
         holder, lease_ms = lease or ("", 0)
@@ -151,7 +182,20 @@ class JobStore:
             json.dumps(create) if create is not None else "",
             holder,
             lease_ms,
+            "" if token is None else token,
         ]
+
+    def renew_leases(
+        self, holder: str, lease_ms: int, held: Sequence[HeldLease], given_back: Sequence[HeldLease] = ()
+    ) -> set[str]:
+        """Extend the leases `holder` still holds, each only if its token is still the one in Redis, and give back
+        `given_back` (attempts interrupted alive); one round trip. Returns the ids of the held leases that are lost."""
+        args: list[str | int] = [keys.PREFIX, lease_ms, len(held)]
+        for lease in held:
+            args += [lease.job_id, lease_value(holder, lease.token)]
+        for lease in given_back:
+            args += [lease.job_id, lease_value(holder, lease.token), lease.token]
+        return {str(job_id) for job_id in self._renew_leases(args=args)}
 
     def report_progress(self, job_id: str, percent: int, message: str | None) -> tuple[bool, bool]:
         """Returns (recorded, cancellation requested)."""

@@ -20,14 +20,16 @@ from dramatiq.middleware import Middleware
 from dramatiq.middleware.threading import raise_thread_exception
 
 from service.errors import WorkerStopped
+from service.middleware.interrupts import RunningActors
 from service.middleware.parking import ParkingLot
 
 logger = logging.getLogger(__name__)
 
 
 class GracefulStop(Middleware):
-    def __init__(self, parking: ParkingLot, *, timeout_s: float) -> None:
+    def __init__(self, parking: ParkingLot, *, timeout_s: float, running: RunningActors | None = None) -> None:
         self.parking = parking
+        self.running = running  #: interrupts only while an actor runs, never in a hook
         self.timeout_s = timeout_s
         self.stopping = False
         self._worker: Any = None
@@ -76,4 +78,7 @@ class GracefulStop(Middleware):
             late = dict(self._running)
         for thread_id, job_id in late.items():
             logger.warning("job %s still running after %gs: interrupting it; it will run again", job_id, self.timeout_s)
-            raise_thread_exception(thread_id, WorkerStopped)  # type: ignore[no-untyped-call]
+            if self.running is not None:
+                self.running.interrupt(thread_id, job_id, WorkerStopped)
+            else:
+                raise_thread_exception(thread_id, WorkerStopped)  # type: ignore[no-untyped-call]

@@ -1,8 +1,18 @@
-"""A lease per running job, renewed by its worker: when it lapses, no live worker is running that job.
+"""A lease per running job, renewed by its worker while it holds the attempt's fencing token; lost, the job stops.
 
-Costs nothing per job: a thread renews the leases of every job in hand in one pipeline every third of `lease_ms`.
-So a job running for longer than a third of `lease_ms` always has a lease while its worker lives, and cleanup only
-considers `active` jobs that have not changed for a whole `lease_ms` (service/maintenance.py).
+Costs nothing per job: "active" takes the lease and returns the attempt's token (transition.lua), and a thread
+extends the leases of every job in hand in one script call every third of `lease_ms`, each only while Redis still
+holds this attempt's token (renew_leases.lua). So a job running for longer than a third of `lease_ms` always has a
+lease while its worker lives, and cleanup only considers `active` jobs that have not changed for a whole `lease_ms`
+(service/maintenance.py).
+
+Fencing: a worker interrupts a job (LeaseLost) when renewal reports its lease lost (another attempt took the job
+over), and also when it could not renew for most of `lease_ms` (Redis away): by its own clock, a margin before the
+lease can lapse in Redis, so a redelivered copy never starts while the original still runs. An interrupted attempt
+records nothing and uses no retry: its message goes back to RabbitMQ (this hook raises) and its lease is given back
+as soon as Redis answers, so the copy starts without waiting and without counting as the restart of a dead worker.
+Whatever the interruption misses (a thread stuck in a system call), the token still fences: a superseded attempt's
+outcome is never recorded (service/middleware/status.py).
 """
 
 from __future__ import annotations
@@ -11,25 +21,46 @@ import logging
 import os
 import socket
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from service import keys
+from service.errors import LeaseLost
+from service.middleware.interrupts import RunningActors
+from service.store import HeldLease, JobStore
 
 logger = logging.getLogger(__name__)
 
+#: Message option: the fencing token of the attempt that published this message (a retry), checked by its "active".
+PARENT_ATTEMPT = "parent_attempt"
+
+
+@dataclass
+class Held:
+    job_id: str
+    token: int
+    granted: float  #: time.monotonic() no later than the write that last set or extended the lease in Redis
+    lost: str = ""  #: why the lease is lost ("" while held)
+    interrupted: bool = False
+
 
 class JobLease(Middleware):
-    """Keeps `jobs:lease:<job id>` alive for each job this process is running."""
+    """Keeps `jobs:lease:<job id>` alive for each job this process is running, and fences the jobs that lose it."""
 
-    def __init__(self, client: redis.Redis, *, lease_ms: int = 30_000) -> None:
-        self.client = client
+    def __init__(self, store: JobStore, running: RunningActors, *, lease_ms: int = 30_000) -> None:
+        self.store = store
+        self.running = running
         self.lease_ms = lease_ms
+        #: A job whose lease was not extended for this long is interrupted: a sixth of the lease before it can
+        #: lapse in Redis (renewal runs every third, so two renewals in a row failed).
+        self.fence_after_s = lease_ms * 5 / 6 / 1000
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        self._held: dict[int, str] = {}  # worker thread id -> job id
+        self._held: dict[int, Held] = {}  # worker thread id -> the lease its job holds
+        self._given_back: list[HeldLease] = []  # leases of interrupted attempts, given back at the next renewal
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -37,37 +68,96 @@ class JobLease(Middleware):
         self.holder = f"{socket.gethostname()}:{os.getpid()}"  # the forked process's own pid
         self._stop.clear()
         threading.Thread(target=self._renew_forever, name="job-leases", daemon=True).start()
+        threading.Thread(target=self._fence_forever, name="job-fences", daemon=True).start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._stop.set()
 
-    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+    # -- what the status middleware tells and asks ----------------------------------------------------------
+
+    def hold(self, job_id: str, token: int, granted: float) -> None:
+        """This thread's job took its lease with fencing token `token`, by a write asked for at `granted`."""
         with self._lock:
-            self._held[threading.get_ident()] = message.message_id
+            self._held[threading.get_ident()] = Held(job_id, token, granted)
+
+    def token_of(self, job_id: str) -> int | None:
+        """The fencing token of `job_id` if this thread runs it, else None."""
+        with self._lock:
+            held = self._held.get(threading.get_ident())
+        return held.token if held is not None and held.job_id == job_id else None
+
+    # -- hooks ----------------------------------------------------------------------------------------------
+
+    def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        # A retry (or a requeue) published by a running attempt carries its token: should that attempt have been
+        # taken over meanwhile, the retry must not start alongside the attempt that took over (transition.lua).
+        token = self.token_of(message.message_id)
+        if token is None:
+            message.options.pop(PARENT_ATTEMPT, None)
+        else:
+            message.options[PARENT_ATTEMPT] = token
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        self._release()
+        held = self._release()
+        if isinstance(exception, LeaseLost):
+            if held is not None:
+                with self._lock:
+                    self._given_back.append(HeldLease(held.job_id, held.token))
+            # Not acknowledged: the message goes back to RabbitMQ, for the attempt that holds the job or takes it.
+            raise LeaseLost(f"job {message.message_id} lost its lease; its message goes back to RabbitMQ")
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._release()
 
-    def _release(self) -> None:
+    def _release(self) -> Held | None:
         # The key itself is left to lapse: deleting it would cost a round trip per job, and a lease on a
-        # finished job means nothing (cleanup only looks at active ones).
+        # finished job means nothing (cleanup only looks at active ones; the finishing write deletes it anyway).
         with self._lock:
-            self._held.pop(threading.get_ident(), None)
+            return self._held.pop(threading.get_ident(), None)
+
+    # -- renewal and fencing --------------------------------------------------------------------------------
 
     def renew(self) -> None:
         with self._lock:
-            held = list(self._held.values())
-        if not held:
+            held = [h for h in self._held.values() if not h.lost]
+            given_back = list(self._given_back)
+        if not held and not given_back:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in held:
-            pipe.set(keys.lease(job_id), self.holder, px=self.lease_ms)
-        pipe.execute()
+        asked = time.monotonic()
+        leases = [HeldLease(h.job_id, h.token) for h in held]
+        lost = self.store.renew_leases(self.holder, self.lease_ms, leases, given_back)
+        with self._lock:
+            self._given_back = [g for g in self._given_back if g not in given_back]
+            for h in held:
+                if h.job_id in lost:
+                    h.lost = "another attempt holds it now, or it lapsed"
+                else:
+                    h.granted = max(h.granted, asked)
+        for h in held:
+            if h.lost:
+                logger.warning("job %s lost its lease (%s): interrupting it; it records nothing", h.job_id, h.lost)
+        self.fence()
+
+    def fence(self) -> None:
+        """Interrupt the jobs whose lease is lost or could lapse soon (not extended for `fence_after_s`)."""
+        now = time.monotonic()
+        with self._lock:
+            held = list(self._held.items())
+        for thread_id, h in held:
+            if not h.lost and now - h.granted >= self.fence_after_s:
+                h.lost = f"not extended for {now - h.granted:.1f}s"
+                logger.warning(
+                    "job %s: its lease could not be extended for %.1fs (job store unreachable?): interrupting it"
+                    " before the lease can lapse (%d ms); its message goes back to RabbitMQ",
+                    h.job_id,
+                    now - h.granted,
+                    self.lease_ms,
+                )
+            # Asked again at every tick until it lands: the job's function may not have started yet.
+            if h.lost and not h.interrupted and self.running.interrupt(thread_id, h.job_id, LeaseLost):
+                h.interrupted = True
 
     def _renew_forever(self) -> None:
         while not self._stop.wait(self.lease_ms / 3000):
@@ -75,3 +165,11 @@ class JobLease(Middleware):
                 self.renew()
             except redis.RedisError:
                 logger.warning("job leases not renewed: job store unreachable")
+
+    def _fence_forever(self) -> None:
+        tick = min(self.lease_ms / 20_000, 0.25)
+        while not self._stop.wait(tick):
+            try:
+                self.fence()
+            except Exception:  # a bug here must not end fencing for every later job
+                logger.exception("lease fencing check failed")

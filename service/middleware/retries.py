@@ -10,7 +10,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware, Shutdown
 
-from service.errors import InvalidPayload, JobCancelled, PermanentError
+from service.errors import InvalidPayload, JobCancelled, LeaseLost, PermanentError
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,10 @@ class Retries(Middleware):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        if exception is None:
-            return
+        if exception is None or isinstance(exception, LeaseLost):
+            return  # a lost lease is not the job's failure: the lease middleware sends the message back as it is
+        # Every broker.enqueue below raises when the successor cannot be published (after Dramatiq's own attempts):
+        # the exception leaves this hook on purpose, so the original is not acknowledged and goes back to RabbitMQ.
         if isinstance(exception, Shutdown):
             # The worker stopped mid-job: not the job's fault. It runs again at once, elsewhere. The retry count
             # moves on (so its record can leave `active`) and so does its budget, which stays as it was.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,9 @@ from dramatiq.middleware.threading import raise_thread_exception
 from service import envelope
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
-from service.errors import JobCancelled
+from service.errors import JobCancelled, LeaseLost
+from service.middleware.interrupts import RunningActors
+from service.middleware.lease import PARENT_ATTEMPT, JobLease
 from service.middleware.retries import describe
 from service.progress import flush_progress
 from service.states import BROKER_PRIORITY, FINAL_STATES, JobState
@@ -77,8 +80,13 @@ class StatusMiddleware(Middleware):
         max_payload_bytes: int = 262_144,
         max_restarts: int = 2,
         lease_ms: int = 30_000,
+        leases: JobLease | None = None,
+        running: RunningActors | None = None,
     ) -> None:
         self.store = store
+        #: Keeps the leases "active" takes, and knows each running attempt's fencing token for its finishing writes.
+        self.leases = leases
+        self.running = running
         self.max_payload_bytes = max_payload_bytes
         #: How often one attempt may start again after its worker died mid-run before it is failed instead: a job
         #: that gets its worker killed every time (the kernel's out-of-memory killer) must not loop forever.
@@ -99,14 +107,18 @@ class StatusMiddleware(Middleware):
         if message.options.get("last_error"):
             fields["lastError"] = message.options["last_error"]
         state = JobState.DELAYED if delay else JobState.QUEUED
-        self.store.transition(
+        outcome = self.store.transition(
             message.message_id,
             state,
             run=run_of(message),
             retries=retries_of(message),
             fields=fields,
             create=record_fields(message, self.max_payload_bytes),
+            token=self._token(message),  # a retry published by a running attempt: only while it holds the job
         )
+        if outcome.fenced:
+            logger.warning("%s: retry not recorded: this attempt was taken over by attempt %d", message.message_id,
+                           outcome.token)  # fmt: skip
 
     def after_enqueue_batch(self, broker: dramatiq.Broker, messages: list[Any]) -> None:
         """A batch published at once (service.publisher): recorded in one round trip instead of one per job."""
@@ -126,13 +138,16 @@ class StatusMiddleware(Middleware):
         if reason is not None:
             self._reject(message, reason)
         lease = (self.holder, self.lease_ms)
-        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, {}, lease=lease))
+        parent = message.options.get(PARENT_ATTEMPT)
+        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, {}, lease=lease, token=parent))
         if outcome.state == "running":
             self._defer(broker, message, outcome.lease_left_ms + 1000)
         if not outcome.applied:
             # Final already (a redelivery after completion, or cancelled), or a stale copy of an earlier attempt.
             logger.info("skipping %s: job is %s", message.message_id, outcome.state)
             raise SkipMessage(f"job is {outcome.state}")
+        if self.leases is not None:
+            self.leases.hold(message.message_id, outcome.token, outcome.asked_at)
         if outcome.restarts > self.max_restarts:
             self._reject(
                 message,
@@ -156,6 +171,8 @@ class StatusMiddleware(Middleware):
             current_job.set(None)  # only now: the outcome's log line still names the job
 
     def _record_outcome(self, message: Any, result: Any, exception: BaseException | None) -> None:
+        if isinstance(exception, LeaseLost):
+            return  # nothing to record: the lease middleware sends the message back to RabbitMQ
         if exception is None:
             self._finish(message, JobState.COMPLETED, {"result": to_json(result), "progress": 100})
             logger.info("job completed", extra={"event": "completed"})
@@ -192,20 +209,34 @@ class StatusMiddleware(Middleware):
         raise SkipMessage(reason)
 
     def _transition(
-        self, message: Any, state: JobState, fields: dict[str, Any], lease: tuple[str, int] | None = None
+        self,
+        message: Any,
+        state: JobState,
+        fields: dict[str, Any],
+        lease: tuple[str, int] | None = None,
+        token: int | None = None,
     ) -> Transition:
         """Write a transition; only when the record is missing (a foreign sender's job) send the whole record."""
-        run, retries = run_of(message), retries_of(message)
-        outcome = self.store.transition(message.message_id, state, run=run, retries=retries, fields=fields, lease=lease)
+        run, retries, job_id = run_of(message), retries_of(message), message.message_id
+        write = functools.partial(
+            self.store.transition, job_id, state, run=run, retries=retries, fields=fields, lease=lease, token=token
+        )
+        outcome = write()
         if outcome.state == "missing":
-            create = record_fields(message, self.max_payload_bytes)
-            outcome = self.store.transition(
-                message.message_id, state, run=run, retries=retries, fields=fields, create=create, lease=lease
-            )
+            outcome = write(create=record_fields(message, self.max_payload_bytes))
         return outcome
 
+    def _token(self, message: Any) -> int | None:
+        return self.leases.token_of(message.message_id) if self.leases is not None else None
+
     def _finish(self, message: Any, state: JobState, fields: dict[str, Any]) -> None:
-        outcome = self._patiently(lambda: self._transition(message, state, fields))
+        token = self._token(message)
+        outcome = self._patiently(lambda: self._transition(message, state, fields, token=token))
+        if outcome.fenced:
+            # Another attempt took the job over (this worker lost its lease): that one records the outcome.
+            logger.warning("%s not recorded as %s: attempt %s was taken over by attempt %d, which owns the job now",
+                           message.message_id, state.value, token, outcome.token)  # fmt: skip
+            return
         if not outcome.applied and outcome.state not in FINAL_STATES:
             logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.state)
 
@@ -237,8 +268,14 @@ class StatusMiddleware(Middleware):
                 if wanted:
                     with self._lock:
                         still_same = self._running.get(thread_id) == job_id
-                    if still_same:
+                    if still_same and self._interrupt(thread_id, job_id):
                         logger.info("interrupting cancelled job %s", job_id)
-                        raise_thread_exception(thread_id, JobCancelled)  # type: ignore[no-untyped-call]
                         with self._lock:
                             self._running.pop(thread_id, None)
+
+    def _interrupt(self, thread_id: int, job_id: str) -> bool:
+        # Through RunningActors: only while the actor runs, never in a hook (not yet started: asked again later).
+        if self.running is not None:
+            return self.running.interrupt(thread_id, job_id, JobCancelled)
+        raise_thread_exception(thread_id, JobCancelled)  # type: ignore[no-untyped-call]
+        return True

@@ -9,6 +9,7 @@ default lease and pool.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -74,12 +75,16 @@ def own_rabbit() -> Iterator[OwnRabbit]:
         node.close()
 
 
+#: The persistence the README recommends: an append-only file, written to disk every second.
+RECOMMENDED_PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "everysec")
+
+
 @pytest.fixture
 def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis(appendonly=True)
+    server = OwnRedis(*RECOMMENDED_PERSISTENCE)
     try:
         server.start()
-    except ServerDidNotStart as error:
+    except RuntimeError as error:
         server.close()
         fail_or_skip(error)
     try:
@@ -108,6 +113,13 @@ def findings(wrong: list[WrongRecord], executions: dict[str, list[Execution]]) -
         + [f"run twice {j}: {describe(runs)}" for j, runs in run_twice(executions).items()]
         + ([f"ran with no job context (before hooks failed): {describe(blind)}"] if blind else [])
     )
+
+
+def stop(server: OwnRedis) -> None:
+    """SIGTERM: Redis writes its append-only file out and exits, as a restart by its supervisor would."""
+    assert server.proc is not None and server.proc.poll() is None, "own Redis is not running"
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(30)
 
 
 def done_count(run: str) -> int:
@@ -284,7 +296,7 @@ def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and
         ]
         report.sent = total
         assert wait_for(lambda: done_count(run) >= total // 4, timeout=60) is not None, "jobs did not run"
-        own_redis.stop()
+        stop(own_redis)
         stopped_at = time.time()
         down_at = time.monotonic()
         done_at_stop = done_count(run)

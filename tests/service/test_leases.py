@@ -7,13 +7,14 @@ import time
 from service import keys
 from service.jobs import Jobs
 from service.states import JobState
+from service.store import HeldLease
 
 CREATE = {"jobId": "L1", "actor": "add", "queue": "test", "data": "{}", "createdMs": 1, "createdAt": "x"}
 
 
 def test_starting_a_job_takes_its_lease_and_finishing_gives_it_back(jobs: Jobs) -> None:
     assert jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 5000)).applied
-    assert jobs.store.client.get(keys.lease("L1")) == "host:1"
+    assert jobs.store.client.get(keys.lease("L1")) == "host:1/1"
     assert jobs.store.transition("L1", JobState.COMPLETED).applied
     assert jobs.store.client.exists(keys.lease("L1")) == 0
 
@@ -32,7 +33,7 @@ def test_a_lapsed_lease_is_taken_over_and_counted_as_a_restart(jobs: Jobs) -> No
     time.sleep(0.1)
     taken = jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000))
     assert taken.applied and taken.restarts == 1
-    assert jobs.store.client.get(keys.lease("L1")) == "host:2"
+    assert jobs.store.client.get(keys.lease("L1")) == "host:2/2"
 
 
 def test_a_new_attempt_starts_its_restart_count_afresh(jobs: Jobs) -> None:
@@ -40,3 +41,71 @@ def test_a_new_attempt_starts_its_restart_count_afresh(jobs: Jobs) -> None:
     assert jobs.store.transition("L1", JobState.ACTIVE).restarts == 1
     assert jobs.store.transition("L1", JobState.DELAYED, retries=1).applied
     assert jobs.store.transition("L1", JobState.ACTIVE, retries=1).restarts == 0
+
+
+def test_each_start_of_an_attempt_gets_a_new_fencing_token_and_the_lease_carries_it(jobs: Jobs) -> None:
+    first = jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 50))
+    time.sleep(0.1)
+    taken = jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000))
+    assert (first.token, taken.token) == (1, 2)
+    assert jobs.store.client.get(keys.lease("L1")) == "host:2/2"
+
+
+def test_a_superseded_attempt_cannot_record_its_outcome(jobs: Jobs) -> None:
+    jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 50))
+    time.sleep(0.1)
+    jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000))  # the copy takes over: token 2
+
+    for state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
+        stale = jobs.store.transition("L1", state, fields={"result": "1"}, token=1)
+        assert stale.fenced and not stale.applied and stale.token == 2
+    stale_retry = jobs.store.transition("L1", JobState.DELAYED, retries=1, token=1)
+    assert stale_retry.fenced
+    record = jobs.store.get("L1")
+    assert record is not None and record.state is JobState.ACTIVE and record.result is None
+    assert jobs.store.client.get(keys.lease("L1")) == "host:2/2"  # the holder keeps its lease
+
+    assert jobs.store.transition("L1", JobState.COMPLETED, fields={"result": "2"}, token=2).state == "completed"
+
+
+def test_a_retry_published_by_a_superseded_attempt_never_starts(jobs: Jobs) -> None:
+    jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 50))
+    time.sleep(0.1)
+    jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000))  # token 2 runs retry 0
+    orphan = jobs.store.transition("L1", JobState.ACTIVE, retries=1, lease=("host:3", 5000), token=1)
+    assert orphan.fenced
+    assert jobs.store.transition("L1", JobState.DELAYED, retries=1, token=2).applied
+    assert jobs.store.transition("L1", JobState.ACTIVE, retries=1, lease=("host:3", 5000), token=2).applied
+
+
+def test_renewal_extends_only_the_leases_whose_token_is_still_held_and_reports_the_lost(jobs: Jobs) -> None:
+    jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 200))
+    jobs.store.transition("L2", JobState.ACTIVE, create={**CREATE, "jobId": "L2"}, lease=("host:1", 200))
+    time.sleep(0.25)
+    jobs.store.transition("L2", JobState.ACTIVE, lease=("host:2", 5000))  # taken over: token 2, held by host:2
+
+    lost = jobs.store.renew_leases("host:1", 5000, [HeldLease("L1", 1), HeldLease("L2", 1)])
+    assert lost == {"L1", "L2"}  # L1 lapsed, L2 is another token's
+    assert jobs.store.client.get(keys.lease("L2")) == "host:2/2"
+    assert jobs.store.client.exists(keys.lease("L1")) == 0
+
+    jobs.store.transition("L3", JobState.ACTIVE, create={**CREATE, "jobId": "L3"}, lease=("host:1", 300))
+    assert jobs.store.renew_leases("host:1", 5000, [HeldLease("L3", 1)]) == set()
+    assert jobs.store.client.pttl(keys.lease("L3")) > 4000
+
+
+def test_a_lease_given_back_alive_lets_the_copy_start_at_once_without_counting_a_restart(jobs: Jobs) -> None:
+    jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 5000))
+    jobs.store.renew_leases("host:1", 5000, [], [HeldLease("L1", 1)])
+    assert jobs.store.client.exists(keys.lease("L1")) == 0
+    copy = jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000))
+    assert copy.applied and copy.restarts == 0 and copy.token == 2
+
+
+def test_a_lease_given_back_after_the_takeover_takes_the_restart_back(jobs: Jobs) -> None:
+    jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 50))
+    time.sleep(0.1)
+    assert jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000)).restarts == 1
+    jobs.store.renew_leases("host:1", 5000, [], [HeldLease("L1", 1)])
+    assert jobs.store.client.hget(keys.job("L1"), "restarts") == "0"
+    assert jobs.store.client.get(keys.lease("L1")) == "host:2/2"  # the holder's lease is not touched

@@ -56,7 +56,7 @@ def log_tail(path: Path, chars: int = 3000) -> str:
         return f"(no log at {path})"
 
 
-def fail_or_skip(error: ServerDidNotStart) -> None:
+def fail_or_skip(error: Exception) -> None:
     """Under CI a server that cannot start fails the test with the reason; on a laptop it skips it."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"own server did not start: {error}", pytrace=False)
