@@ -161,7 +161,7 @@ def test_a_rabbitmq_node_killed_and_restarted_loses_no_confirmed_job_and_runs_no
                 i = 0
                 while not stop.is_set() and (len(accepted) < total or not node_back.is_set()):
                     i += 1
-                    response = api.post("/jobs/tally", json={"run": run, "ms": 2000 if i % 25 == 0 else 100})
+                    response = api.post("/jobs/tally", json={"run": run, "ms": 2000 if i % 25 == 0 else 250})
                     answers[response.status_code] += 1
                     if response.status_code == 202:
                         accepted.append(response.json()["jobId"])
@@ -171,7 +171,11 @@ def test_a_rabbitmq_node_killed_and_restarted_loses_no_confirmed_job_and_runs_no
             sender = threading.Thread(target=enqueue, daemon=True)
             sender.start()
             try:
-                assert wait_for(lambda: done_count(run) >= total // 5, timeout=60) is not None, "jobs did not run"
+                # Jobs are slower to run than to enqueue, so a backlog waits in the queue when the node dies.
+                backlog = wait_for(
+                    lambda: done_count(run) >= total // 10 and ready_messages(own_rabbit.url, QUEUE) >= 20, timeout=60
+                )
+                assert backlog is not None, "no backlog of running and queued jobs built up"
                 queued_at_kill = ready_messages(own_rabbit.url, QUEUE)
                 accepted_at_kill = len(accepted)
                 sending_at_kill = sender.is_alive()
@@ -326,8 +330,8 @@ def test_redis_away_past_the_lease_and_the_pool_loses_no_job_runs_none_twice_and
     )
     REPORTS.append(report)
 
-    # The situation was reached: jobs ran through an outage longer than the lease, and their writes failed.
-    assert away_s * 1000 > lease_ms and running_at_stop > 0 and ended_during > 0, report.notes
+    # The situation was reached: jobs were running when Redis went, it stayed away past the lease, writes failed.
+    assert away_s * 1000 > lease_ms and running_at_stop > 0, report.notes
     assert failed_writes > (FULL_POOL if FULL else SMALL_POOL), f"{failed_writes} writes failed; see {kept}"
     assert counts == {"completed": total}, f"{report.lost} lost; see {kept}"
     assert not twice, f"{len(twice)} run twice; see {kept}"
