@@ -11,6 +11,7 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, progress, schedules
 from service.events import EventRelay
+from service.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
@@ -84,6 +85,14 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     install_quiet_parking()
     running = RunningActors()  # every interruption goes through it: only while an actor runs, never in a hook
     leases = JobLease(store, running, lease_ms=settings.job_lease_ms)
+    status = StatusMiddleware(
+        store,
+        max_payload_bytes=settings.max_payload_bytes,
+        lease_ms=settings.job_lease_ms,
+        leases=leases,
+        running=running,
+        outage_grace_s=settings.job_store_retry_s,
+    )
     middleware = [
         DirectWorkerLogs(),
         WorkerMetrics(settings.worker_metrics_port),  # first, so it sees every message, parked ones too
@@ -98,21 +107,19 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         RateLimit(client),
         ConcurrencyLimit(client),
         leases,
-        StatusMiddleware(
-            store,
-            max_payload_bytes=settings.max_payload_bytes,
-            lease_ms=settings.job_lease_ms,
-            leases=leases,
-            running=running,
-        ),
+        status,
         Heartbeat(store),
-        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms),
+        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
         Callbacks(),
         Pipelines(),
         Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    broker = RabbitmqBroker(url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware)
+    broker = GuardedRabbitmqBroker(
+        url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware
+    )
+    # A hook that fails means "not run" before a job and "not acknowledged yet" after it (service/hook_failures.py).
+    broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)
     broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
     return broker
 

@@ -25,3 +25,8 @@ class WorkerStopped(Shutdown):
 class LeaseLost(Interrupt):
     """Raised inside a job whose worker lost its lease (another attempt took the job over, or Redis was away for
     most of the lease). The attempt records nothing and uses no retry: its message goes back to RabbitMQ."""
+
+
+class AttemptAbandoned(Exception):
+    """Raised by an after hook when an attempt ended with no outcome to record (it lost its lease, or its retry could
+    not be published): its message goes back to RabbitMQ unacknowledged (service/hook_failures.py)."""

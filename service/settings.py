@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     #: A running job's lease lapses this long after its worker stopped renewing it (cleanup_jobs then requeues it).
     job_lease_ms: int = Field(30_000, ge=1000, le=3_600_000)
 
+    #: A worker retries a job's store write through a Redis outage for this long; then the job does not start (its
+    #: message goes back to RabbitMQ) or its outcome is written again in the background (its message waits).
+    job_store_retry_s: float = Field(60.0, gt=0)
+
     #: On SIGTERM a worker finishes its jobs for this long, then interrupts the rest (they run again elsewhere).
     worker_shutdown_timeout_s: float = Field(30.0, ge=0)
     #: Each `dramatiq` command serves its workers' Prometheus metrics here; 0 turns that off.

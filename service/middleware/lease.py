@@ -29,7 +29,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from service.errors import LeaseLost
+from service.errors import AttemptAbandoned, LeaseLost
 from service.middleware.interrupts import RunningActors
 from service.store import HeldLease, JobStore
 
@@ -46,6 +46,7 @@ class Held:
     granted: float  #: time.monotonic() no later than the write that last set or extended the lease in Redis
     lost: str = ""  #: why the lease is lost ("" while held)
     interrupted: bool = False
+    give_back: bool = False  #: the attempt ends with no outcome: give the lease back rather than let it lapse
 
 
 class JobLease(Middleware):
@@ -60,6 +61,7 @@ class JobLease(Middleware):
         self.fence_after_s = lease_ms * 5 / 6 / 1000
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._held: dict[int, Held] = {}  # worker thread id -> the lease its job holds
+        self._kept: dict[str, Held] = {}  # job id -> lease kept for an outcome not recorded yet (hook_failures.py)
         self._given_back: list[HeldLease] = []  # leases of interrupted attempts, given back at the next renewal
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -84,7 +86,30 @@ class JobLease(Middleware):
         """The fencing token of `job_id` if this thread runs it, else None."""
         with self._lock:
             held = self._held.get(threading.get_ident())
+            if held is None or held.job_id != job_id:
+                held = self._kept.get(job_id)  # its outcome is being written again by another thread
         return held.token if held is not None and held.job_id == job_id else None
+
+    def give_back(self, job_id: str) -> None:
+        """This thread's attempt of `job_id` ends with no outcome and its message goes back to RabbitMQ (a retry
+        that could not be published): its lease is given back, so the redelivered copy need not wait for it to lapse
+        and is not counted as the restart of a worker that died."""
+        with self._lock:
+            held = self._held.get(threading.get_ident())
+            if held is not None and held.job_id == job_id:
+                held.give_back = True
+
+    def keep(self, job_id: str) -> None:
+        """Go on renewing the lease this thread's job holds after the thread moves on: its outcome is not recorded
+        yet, and the message's redelivered copy must wait for it rather than run the job again."""
+        with self._lock:
+            held = self._held.get(threading.get_ident())
+            if held is not None and held.job_id == job_id:
+                self._kept[job_id] = held
+
+    def let_go(self, job_id: str) -> None:
+        with self._lock:
+            self._kept.pop(job_id, None)
 
     # -- hooks ----------------------------------------------------------------------------------------------
 
@@ -101,12 +126,13 @@ class JobLease(Middleware):
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
         held = self._release()
-        if isinstance(exception, LeaseLost):
-            if held is not None:
-                with self._lock:
-                    self._given_back.append(HeldLease(held.job_id, held.token))
+        lost = isinstance(exception, LeaseLost)
+        if held is not None and (lost or held.give_back):
+            with self._lock:
+                self._given_back.append(HeldLease(held.job_id, held.token))
+        if lost:
             # Not acknowledged: the message goes back to RabbitMQ, for the attempt that holds the job or takes it.
-            raise LeaseLost(f"job {message.message_id} lost its lease; its message goes back to RabbitMQ")
+            raise AttemptAbandoned(f"job {message.message_id} lost its lease; its message goes back to RabbitMQ")
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._release()
@@ -121,7 +147,7 @@ class JobLease(Middleware):
 
     def renew(self) -> None:
         with self._lock:
-            held = [h for h in self._held.values() if not h.lost]
+            held = [h for h in [*self._held.values(), *self._kept.values()] if not h.lost]
             given_back = list(self._given_back)
         if not held and not given_back:
             return

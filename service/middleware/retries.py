@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 import dramatiq
 from dramatiq.middleware import Middleware, Shutdown
@@ -13,6 +13,12 @@ from dramatiq.middleware import Middleware, Shutdown
 from service.errors import InvalidPayload, JobCancelled, LeaseLost, PermanentError
 
 logger = logging.getLogger(__name__)
+
+
+class GivesBackLeases(Protocol):
+    def give_back(self, job_id: str) -> None:
+        """The running attempt of `job_id` ends with no outcome (service/middleware/lease.py)."""
+
 
 #: Never retried, whatever the actor says: another attempt cannot change the outcome.
 NOT_RETRYABLE = (InvalidPayload, JobCancelled, PermanentError)
@@ -36,7 +42,15 @@ def backoff_ms(retry: int, *, delays: list[int], policy: str, max_backoff_ms: in
 class Retries(Middleware):
     """Replaces Dramatiq's Retries: same option names, plus `retry_delays` and `retry_backoff`."""
 
-    def __init__(self, *, max_retries: int, delays: list[int], max_backoff_ms: int = 86_400_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_retries: int,
+        delays: list[int],
+        max_backoff_ms: int = 86_400_000,
+        leases: GivesBackLeases | None = None,
+    ) -> None:
+        self.leases = leases
         self.max_retries = max_retries
         self.delays = delays
         self.max_backoff_ms = max_backoff_ms
@@ -63,7 +77,7 @@ class Retries(Middleware):
             message.options["max_retries"] = self.option(broker, message, "max_retries", self.max_retries) + 1
             message.options["last_error"] = describe(exception)
             logger.info("requeueing %s: its worker stopped before it finished", message.message_id)
-            broker.enqueue(message)
+            self._publish(broker, message, None)
             return
         throws = self.option(broker, message, "throws", ()) or ()
         if isinstance(exception, NOT_RETRYABLE) or (throws and isinstance(exception, throws)):
@@ -92,4 +106,15 @@ class Retries(Middleware):
         message.options["last_error"] = describe(exception)[:2000]
         message.options["traceback"] = traceback.format_exc(limit=30)[-8000:]
         logger.info("retrying %s in %d ms", message.message_id, delay)
-        broker.enqueue(message, delay=delay)
+        self._publish(broker, message, delay)
+
+    def _publish(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        """Publish the successor, confirmed by RabbitMQ, or raise: the original is then not acknowledged (it goes
+        back to RabbitMQ and runs again), and nothing records a retry that does not exist."""
+        try:
+            broker.enqueue(message, delay=delay)
+        except Exception:
+            logger.warning("%s: its retry could not be published; its message goes back", message.message_id)
+            if self.leases is not None:
+                self.leases.give_back(message.message_id)
+            raise

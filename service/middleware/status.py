@@ -99,6 +99,7 @@ class StatusMiddleware(Middleware):
         self._running: dict[int, str] = {}  # worker thread id -> job id
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # -- sender side -----------------------------------------------------------------------------------------
 
@@ -132,6 +133,10 @@ class StatusMiddleware(Middleware):
         self.holder = f"{socket.gethostname()}:{os.getpid()}"  # the forked process's own pid
         self._watcher = threading.Thread(target=self._watch_cancellations, name="cancel-watcher", daemon=True)
         self._watcher.start()
+        self._stopping.clear()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stopping.set()  # a write failing now is not retried in the thread: the stop must not wait on Redis
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         reason = envelope.problem(message, self.max_payload_bytes)
@@ -241,14 +246,17 @@ class StatusMiddleware(Middleware):
             logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.state)
 
     def _patiently(self, write: Callable[[], T]) -> T:
-        """Retry a store write through a Redis outage: the job waits rather than being lost or misrecorded."""
+        """Retry a store write through a Redis outage: the job waits rather than being lost or misrecorded.
+        Past the window (at once while the worker stops) it raises: service/hook_failures.py then keeps the job from
+        starting, or keeps its message unacknowledged while it writes the outcome again in the background. Other
+        errors (Redis out of memory answers "OOM ...") raise at once, for the same treatment: never taken as done."""
         deadline = time.monotonic() + self.outage_grace_s
         pause = 0.1
         while True:
             try:
                 return write()
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self._stopping.is_set():
                     raise
                 logger.warning("job store unreachable; retrying in %.1fs", pause)
                 time.sleep(pause)

@@ -8,6 +8,7 @@ import time
 
 from pydantic import BaseModel, Field
 
+from service.context import current_job
 from service.typed_actor import job
 from tests.support.chaos_actors import tally_client, tally_key
 
@@ -45,6 +46,9 @@ def fenced_work(payload: WorkPayload) -> str:
             finished = True
             raise RuntimeError("planned failure")
         _note(payload.run, "effect")
+        context = current_job.get()
+        if context is not None:  # when, per job, for the figure of how long a finished job waits for its record
+            tally_client.hset(tally_key(payload.run, "effect_at"), context.job_id, f"{time.time():.4f}")
         finished = True
         return "done"
     finally:

@@ -106,6 +106,10 @@ class FaultProxy:
         self._close_listener()
         self.cut()
 
+    def refuse_new(self) -> None:
+        """New connections are refused; open ones carry on (a server that takes no more clients), until up()."""
+        self._refusing = True
+
     def up(self) -> None:
         self._refusing = False
         if self._listener is None:

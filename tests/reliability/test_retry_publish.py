@@ -1,0 +1,54 @@
+"""A failed attempt whose retry cannot be published is not acknowledged: the job is not lost, it runs again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from service.jobs import Jobs
+from service.states import JobState
+from tests.reliability.harness import through, wait_for, worker_env
+from tests.support.fencing_actors import QUEUE, events, fenced_work
+from tests.support.proxy import FaultProxy
+from tests.support.workers import WorkerProcess
+
+pytestmark = [pytest.mark.reliability]
+
+
+def test_a_retry_that_cannot_be_published_leaves_the_original_unacknowledged_and_the_job_completes(
+    jobs: Jobs,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    with FaultProxy(5672, name="rabbit") as rabbit:
+        env = {**worker_env(), "JOB_LEASE_MS": "2000"}
+        # One quick connection attempt per try: the publish fails within a second instead of a minute.
+        env["RABBITMQ_URL"] = through(env.get("RABBITMQ_URL") or _rabbit_url(), rabbit, connection_attempts="1",
+                                      retry_delay="0")  # fmt: skip
+        worker = WorkerProcess(threads=1, queues=[QUEUE], modules=["tests.support.fencing_actors"], env=env)
+        try:
+            worker.start(timeout=60)
+            warm_up = fenced_work.send(run=f"{run}-warm-up", ms=0)  # so the worker's consumers are connected
+            assert jobs.wait(warm_up.message_id, timeout_s=20).state is JobState.COMPLETED
+            rabbit.refuse_new()  # the consumer stays connected; publishing needs a connection of its own
+            message = fenced_work.send(run=run, ms=50, fail_first=True)
+            failed = wait_for(lambda: any(what == "failure" for what, _, _ in events(run)), timeout=20)
+            assert failed is not None, events(run)
+            time.sleep(2.0)  # RabbitMQ takes no new connection for 2 s: the retry's publish fails meanwhile
+            rabbit.up()
+            record = jobs.wait(message.message_id, timeout_s=20)
+            log = worker.output()
+        finally:
+            worker.kill()
+    seen = [what for what, _, _ in events(run)]
+    assert record.state is JobState.COMPLETED, (record, log[-3000:])
+    assert "its retry could not be published" in log  # the situation was reached
+    assert seen == ["start", "failure", "start", "effect"], seen
+    assert JobState.DELAYED not in [entry.state for entry in record.history]  # no retry was published, none recorded
+
+
+def _rabbit_url() -> str:
+    import os
+
+    return os.environ["RABBITMQ_URL"]
