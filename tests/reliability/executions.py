@@ -1,7 +1,8 @@
 """Every execution of a `tally` job, rebuilt from its start and end records, so "run twice" is a fact, not a guess.
 
-A job ran twice when two of its executions both completed, or when their time spans overlapped (an execution that
-never recorded its end is taken to run on for ever, which is what the system could see of it).
+A job ran twice when two of its executions both completed, or when their time spans overlapped. An execution ends
+when it completes or is interrupted (both recorded with the time); one that recorded neither (its process was
+killed) is taken to run on for ever, which is all the tally can say of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Execution:
     pid: int
     started: float
     ended: float | None  #: None: the job body never recorded its end
+    completed: bool = False  #: ended by running to the end, not by an interruption
 
     @property
     def until(self) -> float:
@@ -40,18 +42,19 @@ def _entries(run: str, what: str) -> list[tuple[str, int, float]]:
 
 
 def executions_of(run: str) -> dict[str, list[Execution]]:
-    """Each end is matched to the latest earlier start of the same job in the same process."""
+    """Each end (completed or stopped) is matched to the latest earlier start of the same job in the same process."""
     events = [(at, 0, job_id, pid) for job_id, pid, at in _entries(run, "starts")]
     events += [(at, 1, job_id, pid) for job_id, pid, at in _entries(run, "done")]
+    events += [(at, 2, job_id, pid) for job_id, pid, at in _entries(run, "stopped")]
     open_runs: dict[tuple[str, int], list[float]] = {}
     found: dict[str, list[Execution]] = {}
-    for at, is_end, job_id, pid in sorted(events):
-        if not is_end:
+    for at, kind, job_id, pid in sorted(events):
+        if kind == 0:  # a start
             open_runs.setdefault((job_id, pid), []).append(at)
             continue
         starts = open_runs.get((job_id, pid))
         assert starts, f"job {job_id} recorded an end in process {pid} with no start before it"
-        found.setdefault(job_id, []).append(Execution(job_id, pid, starts.pop(), at))
+        found.setdefault(job_id, []).append(Execution(job_id, pid, starts.pop(), at, completed=kind == 1))
     for (job_id, pid), starts in open_runs.items():
         found.setdefault(job_id, []).extend(Execution(job_id, pid, at, None) for at in starts)
     return found
@@ -68,7 +71,7 @@ def run_twice(executions: dict[str, list[Execution]]) -> dict[str, list[Executio
     for job_id, runs in executions.items():
         if job_id == NO_CONTEXT:
             continue  # several jobs, not one: see without_context()
-        completed = [r for r in runs if r.ended is not None]
+        completed = [r for r in runs if r.completed]
         overlapping = any(a.overlaps(b) for i, a in enumerate(runs) for b in runs[i + 1 :])
         if len(completed) > 1 or overlapping:
             twice[job_id] = sorted(runs, key=lambda r: r.started)
@@ -81,6 +84,9 @@ def running_at(executions: dict[str, list[Execution]], at: float) -> int:
 
 
 def describe(runs: list[Execution]) -> str:
-    return "; ".join(
-        f"pid {r.pid} {r.started:.3f}->{'never ended' if r.ended is None else f'{r.ended:.3f}'}" for r in runs
-    )
+    def end(r: Execution) -> str:
+        if r.ended is None:
+            return "never ended"
+        return f"{r.ended:.3f}" + ("" if r.completed else " (interrupted)")
+
+    return "; ".join(f"pid {r.pid} {r.started:.3f}->{end(r)}" for r in runs)

@@ -24,7 +24,7 @@ def wrong_records(store: JobStore, ids: list[str], executions: dict[str, list[Ex
     wrong = []
     for job_id in ids:
         runs = executions.get(job_id, [])
-        completed = [r for r in runs if r.ended is not None]
+        completed = [r for r in runs if r.completed]
         seen = describe(runs) or "never ran"
         record = store.get(job_id)
         if record is None:

@@ -55,7 +55,12 @@ def tally(payload: TallyPayload) -> int:
     pid = os.getpid()
     # The start time too, so a test can tell two executions of one job that overlapped from two in a row.
     tally_client.rpush(tally_key(payload.run, "starts"), f"{job_id} {pid} {time.time():.4f}")
-    time.sleep(payload.ms / 1000)
+    try:
+        time.sleep(payload.ms / 1000)
+    except BaseException:
+        # Interrupted (time limit, lost lease, shutdown): this execution stopped here and did not complete.
+        tally_client.rpush(tally_key(payload.run, "stopped"), f"{job_id} {pid} {time.time():.4f}")
+        raise
     tally_client.rpush(tally_key(payload.run, "done"), f"{job_id} {pid} {time.time():.4f}")
     return pid
 
