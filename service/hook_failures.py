@@ -6,12 +6,13 @@ as if the hook had worked. GuardedRabbitmqBroker sends every failure of a "proce
 - before (a store write that failed after its patient retries, a limit that cannot reach Redis, a deferral that
   could not be published...): the job does not run. Its message is parked and handed back to RabbitMQ after a
   backoff, unacknowledged; every middleware gets after_skip_message as for any skip.
-- after, in a middleware that records the outcome (the status middleware): the message is withheld from Dramatiq's
+- after, in a middleware that records the outcome (the status middleware), failing on the store (unreachable, or
+  "OOM ..."): the message is withheld from Dramatiq's
   acknowledgement and the job's lease stays held, while a background thread calls that hook again until the store
   takes the outcome; only then is the message acknowledged (dead-lettered, for a failed job), from its connection's
   thread. The worker thread is free meanwhile. Should that connection close first, RabbitMQ redelivers the message
   and the copy finds the outcome recorded (or the job still `active` under a held lease, and waits).
-- after, in any other middleware (a lost lease, a retry that could not be published...): the message goes back to
+- after, in any other case (a lost lease, a retry that could not be published, a bug...): the message goes back to
   RabbitMQ at once, unacknowledged, and the job runs again.
 A process that dies (or stops) with outcomes unwritten leaves their messages unacknowledged: RabbitMQ redelivers
 them, so a job may run again (at least once), but no record is left `active` with its message gone.
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
+import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import Middleware, MiddlewareError, SkipMessage
 
@@ -125,13 +127,18 @@ class HookFailures:
 
     def after_failed(self, middleware: Middleware, message: Any, error: Exception) -> None:
         """Called at once, while the remaining after hooks have not run yet (the lease's among them)."""
-        if middleware in self.record_outcome and self.leases is not None:
+        if self._retried(middleware, error) and self.leases is not None:
             self.leases.keep(message.message_id)
+
+    def _retried(self, middleware: Middleware, error: Exception) -> bool:
+        # Only a store that could not be written is worth waiting for; a bug would fail the same way for ever, and
+        # would leave the job `active` under a lease kept alive: its message goes back to RabbitMQ instead.
+        return middleware in self.record_outcome and isinstance(error, redis.RedisError)
 
     def conclude(self, message: Any, outcome: dict[str, Any], failures: list[tuple[Middleware, Exception]]) -> None:
         """After every after hook ran: withhold the message, then retry its outcome or hand it back."""
-        retried = [(m, e) for m, e in failures if m in self.record_outcome]
-        others = [(m, e) for m, e in failures if m not in self.record_outcome]
+        retried = [(m, e) for m, e in failures if self._retried(m, e)]
+        others = [(m, e) for m, e in failures if not self._retried(m, e)]
         ticket = self.parking.withhold(self.worker, message)
         if others or ticket is None:
             if retried and self.leases is not None:

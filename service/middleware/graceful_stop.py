@@ -6,11 +6,16 @@ requeues them when the worker's channels close. Two gaps remain, closed here:
 - Dramatiq waits up to --worker-shutdown-timeout (10 minutes) for running jobs. After WORKER_SHUTDOWN_TIMEOUT_S
   the jobs still running are interrupted with WorkerStopped, which the retry middleware turns into "run again
   elsewhere", so no record is left `active` by a stop.
+- a stop must not wait on Redis: a write failing while the worker stops is not retried in the job's thread (its
+  message stays unacknowledged, service/hook_failures.py), and should anything still hold the process
+  STOP_MARGIN_S after the timeout (a hook blocked on an unreachable server, a job deaf to its interruption), it
+  exits at once. Every message whose outcome is not recorded is unacknowledged then, so RabbitMQ redelivers it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -24,6 +29,9 @@ from service.middleware.interrupts import RunningActors
 from service.middleware.parking import ParkingLot
 
 logger = logging.getLogger(__name__)
+
+#: How long past WORKER_SHUTDOWN_TIMEOUT_S a stopping worker process may take before it exits regardless.
+STOP_MARGIN_S = 5.0
 
 
 class GracefulStop(Middleware):
@@ -50,6 +58,7 @@ class GracefulStop(Middleware):
             self.timeout_s,
         )
         threading.Thread(target=self._interrupt_when_late, name="graceful-stop", daemon=True).start()
+        threading.Thread(target=self._exit_when_overdue, name="stop-deadline", daemon=True).start()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.stopping:
@@ -82,3 +91,14 @@ class GracefulStop(Middleware):
                 self.running.interrupt(thread_id, job_id, WorkerStopped)
             else:
                 raise_thread_exception(thread_id, WorkerStopped)  # type: ignore[no-untyped-call]
+
+    def _exit_when_overdue(self) -> None:
+        time.sleep(self.timeout_s + STOP_MARGIN_S)
+        logger.error(
+            "stop overdue: still not stopped %gs after the shutdown timeout; exiting now. Messages whose outcome is"
+            " not recorded stay unacknowledged, and RabbitMQ delivers them again",
+            STOP_MARGIN_S,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(0)  # nothing is lost: what is not recorded is not acknowledged either

@@ -33,6 +33,7 @@ class Run:
     job_id: str
     started: float  #: time.monotonic() when the actor's function started
     interrupted: bool = False
+    depth: int = 1  #: an actor that calls another actor's function directly is still one run
 
 
 def _cancel_pending_interrupt(thread_id: int) -> None:
@@ -69,12 +70,22 @@ class RunningActors(Middleware):
         message = CurrentMessage.get_current_message()
         job_id = message.message_id if message is not None else ""
         with self._lock:
-            self._runs[thread_id] = Run(job_id, time.monotonic())
+            run = self._runs.get(thread_id)
+            if run is not None:
+                run.depth += 1
+            else:
+                self._runs[thread_id] = Run(job_id, time.monotonic())
 
     def _leave(self, thread_id: int) -> None:
         with self._lock:
-            run = self._runs.pop(thread_id, None)
-            if run is not None and run.interrupted:
+            run = self._runs.get(thread_id)
+            if run is None:
+                return
+            run.depth -= 1
+            if run.depth > 0:
+                return
+            del self._runs[thread_id]
+            if run.interrupted:
                 _cancel_pending_interrupt(thread_id)
 
     def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ import pytest
 from service import keys
 from service.jobs import Jobs
 from service.states import JobState
-from tests.reliability.harness import wait_for, worker_env
+from tests.reliability.harness import REPORTS, FaultReport, wait_for, worker_env
 from tests.support.fencing_actors import QUEUE, events, fenced_work
 from tests.support.proxy import FaultProxy
 from tests.support.workers import WorkerProcess
@@ -73,6 +73,18 @@ def test_a_worker_cut_off_from_redis_stops_its_job_before_the_lease_lapses_and_t
     stops = [at for what, pid, at in seen if what == "stopped" and pid == first[0]]
     copy_starts = [at for what, pid, at in seen if what == "start" and pid in copy_pids]
     effects = [(pid, at) for what, pid, at in seen if what == "effect"]
+    report = FaultReport(
+        f"a worker cut off from Redis and RabbitMQ mid-job (lease {LEASE_MS} ms)",
+        "stopped before its lease lapsed; the copy runs it once, after",
+        sent=1,
+        completed=int(record.state is JobState.COMPLETED),
+        run_twice=max(0, len(effects) - 1),
+    )
+    if stops and copy_starts:
+        report.recovery_s = copy_starts[0] - cut_at
+        report.notes.append(f"original stopped {stops[0] - cut_at:.2f} s after the cut, the copy started after "
+                            f"{copy_starts[0] - cut_at:.2f} s")  # fmt: skip
+    REPORTS.append(report)
     assert len(copy_starts) == 1, seen  # the situation was reached: a copy took the job over
     assert len(effects) == 1 and effects[0][0] in copy_pids, seen
     assert len(stops) == 1 and stops[0] - cut_at < LEASE_MS / 1000, (seen, cut_at)
@@ -100,3 +112,20 @@ def test_a_job_that_finished_within_its_time_limit_is_completed_even_when_record
     assert "job store unreachable" in log  # the situation was reached: the write waited for Redis
     assert record.state is JobState.COMPLETED and record.attempts == 1, (record.failedReason, log[-3000:])
     assert [what for what, _, _ in events(run)] == ["start", "effect"]
+
+
+def test_a_worker_whose_lease_another_attempt_holds_says_so_stops_the_job_and_the_holder_runs_it(jobs: Jobs) -> None:
+    run = uuid.uuid4().hex[:8]
+    with partitionable_worker() as (worker, _, _):
+        message = fenced_work.send_with_options(kwargs={"run": run, "ms": 3000}, time_limit=60_000)
+        assert wait_for(lambda: _first_start(run) is not None, timeout=20) is not None
+        # Another attempt takes the job over under its own token (as after a lease that lapsed unseen).
+        client, job_id = jobs.store.client, message.message_id
+        client.hset(keys.job(job_id), "attempts", 2)
+        client.set(keys.lease(job_id), "elsewhere:1/2", px=LEASE_MS)
+        record = jobs.wait(job_id, timeout_s=30)
+        log = worker.output()
+    seen = [what for what, _, _ in events(run)]
+    assert f"job {job_id} lost its lease" in log, log[-3000:]
+    assert seen == ["start", "stopped", "start", "effect"], seen  # stopped, then run once its lease was free
+    assert record.state is JobState.COMPLETED and record.attempts == 3, record

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
 import pytest
 
-from service.jobs import Jobs
+from service.broker import broker, redis_client
+from service.dead_letters import DeadLetters
+from service.jobs import Jobs, Unavailable
+from service.pauses import PauseFlags
+from service.queue_control import QueueControl
 from service.states import JobState
-from tests.reliability.harness import through, wait_for, worker_env
+from tests.reliability.harness import jobs_through, through, wait_for, worker_env
 from tests.support.fencing_actors import QUEUE, events, fenced_work
 from tests.support.proxy import FaultProxy
 from tests.support.workers import WorkerProcess
@@ -24,8 +29,7 @@ def test_a_retry_that_cannot_be_published_leaves_the_original_unacknowledged_and
     with FaultProxy(5672, name="rabbit") as rabbit:
         env = {**worker_env(), "JOB_LEASE_MS": "2000"}
         # One quick connection attempt per try: the publish fails within a second instead of a minute.
-        env["RABBITMQ_URL"] = through(env.get("RABBITMQ_URL") or _rabbit_url(), rabbit, connection_attempts="1",
-                                      retry_delay="0")  # fmt: skip
+        env["RABBITMQ_URL"] = through(os.environ["RABBITMQ_URL"], rabbit, connection_attempts="1", retry_delay="0")
         worker = WorkerProcess(threads=1, queues=[QUEUE], modules=["tests.support.fencing_actors"], env=env)
         try:
             worker.start(timeout=60)
@@ -48,7 +52,25 @@ def test_a_retry_that_cannot_be_published_leaves_the_original_unacknowledged_and
     assert JobState.DELAYED not in [entry.state for entry in record.history]  # no retry was published, none recorded
 
 
-def _rabbit_url() -> str:
-    import os
+def test_a_dead_letter_leaves_its_queue_only_once_its_copy_is_published(jobs: Jobs) -> None:
+    run = uuid.uuid4().hex[:8]
+    dead_letters = DeadLetters(broker)
+    with WorkerProcess(threads=1, queues=[QUEUE], modules=["tests.support.fencing_actors"], env=worker_env()):
+        message = fenced_work.send_with_options(kwargs={"run": run, "ms": 0, "fail_first": True}, max_retries=0)
+        assert jobs.wait(message.message_id, timeout_s=20).state is JobState.FAILED
+        assert wait_for(lambda: dead_letters.count(QUEUE) == 1, timeout=10) is not None
 
-    return os.environ["RABBITMQ_URL"]
+        with FaultProxy(5672, name="rabbit") as rabbit:
+            # Reading the dead letters works; publishing their copies does not.
+            cut_off = jobs_through(through(os.environ["RABBITMQ_URL"], rabbit), os.environ["REDIS_URL"])
+            control = QueueControl(cut_off, PauseFlags(redis_client), dead_letters)
+            rabbit.down()
+            with pytest.raises(Unavailable):
+                control.requeue_dead(QUEUE)
+            assert dead_letters.count(QUEUE) == 1
+            assert jobs.get(message.message_id).state is JobState.FAILED  # not left `queued` with no message
+
+            rabbit.up()
+            assert control.requeue_dead(QUEUE).requeued == 1
+        assert dead_letters.count(QUEUE) == 0
+        assert jobs.wait(message.message_id, timeout_s=20).state is JobState.COMPLETED

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
+import redis
+
 from service import keys
 from service.jobs import Jobs
+from service.middleware.interrupts import RunningActors
+from service.middleware.lease import JobLease
 from service.states import JobState
-from service.store import HeldLease
+from service.store import HeldLease, JobStore
+from tests.support.own_redis import OwnRedis
 
 CREATE = {"jobId": "L1", "actor": "add", "queue": "test", "data": "{}", "createdMs": 1, "createdAt": "x"}
 
@@ -109,3 +115,19 @@ def test_a_lease_given_back_after_the_takeover_takes_the_restart_back(jobs: Jobs
     jobs.store.renew_leases("host:1", 5000, [], [HeldLease("L1", 1)])
     assert jobs.store.client.hget(keys.job("L1"), "restarts") == "0"
     assert jobs.store.client.get(keys.lease("L1")) == "host:2/2"  # the holder's lease is not touched
+
+
+def test_at_maxmemory_leases_are_renewed_as_long_as_transitions_are_written() -> None:
+    with OwnRedis("--maxmemory", "3mb", "--maxmemory-policy", "noeviction") as server:
+        client = server.client()
+        store = JobStore(client)
+        leases = JobLease(store, RunningActors(), lease_ms=60_000)
+        started = store.transition("L1", JobState.ACTIVE, create=CREATE, lease=(leases.holder, 1000))
+        leases.hold("L1", started.token, started.asked_at)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):  # the situation: Redis refuses plain writes
+            for i in range(10_000):
+                client.set(f"filler:{i}", "x" * 10_000)
+
+        leases.renew()
+        assert client.pttl(keys.lease("L1")) > 50_000
+        assert store.transition("L1", JobState.COMPLETED, token=started.token).state == "completed"
