@@ -11,6 +11,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,10 +26,34 @@ PACKAGED = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 SERVICE_USER = "rabbitmq"
 
 
+#: The folder of each node names the test process that owns it and the node's process group.
+OWNER_FILE = "owner"
+
+
+def remove_abandoned_nodes() -> None:
+    """Nodes of a test run that was killed (its finally never ran) would otherwise run and hold memory for ever."""
+    for folder in Path(tempfile.gettempdir()).glob("own-rabbit-*"):
+        try:
+            owner, group = (int(n) for n in (folder / OWNER_FILE).read_text().split())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+            continue  # its test is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+        remove_folder(folder)
+
+
 class OwnRabbit:
     """One node, booted by `start()`; `kill()` SIGKILLs its Erlang VM; `start()` again recovers its queues."""
 
     def __init__(self) -> None:
+        remove_abandoned_nodes()
         self.name = f"jobs-test-{uuid.uuid4().hex[:8]}@localhost"
         self.port = spare_port()
         self.dist_port = spare_port(avoid=(self.port,))
@@ -87,6 +112,7 @@ class OwnRabbit:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so close() can end everything it started
             )
+        (self.folder / OWNER_FILE).write_text(f"{os.getpid()} {self.proc.pid}\n")
         deadline = time.monotonic() + timeout
         while not self.answers():
             if self.proc.poll() is not None:
