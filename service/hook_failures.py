@@ -185,10 +185,18 @@ class HookFailures:
             pause = self.first_backoff_s if recorded_any else min(pause * 2, self.max_backoff_s)
 
     def _record(self, item: _Pending) -> bool:
+        """Whether the item is done with: recorded and settled, or handed back to RabbitMQ."""
         try:
             item.middleware.after_process_message(self.broker, item.message, **item.outcome)
         except Exception as error:
             item.tries += 1
+            if not isinstance(error, redis.RedisError):  # not the store this time: waiting will not help
+                if self.leases is not None:
+                    self.leases.let_go(item.message.message_id)
+                self.parking.requeue(item.ticket)
+                logger.warning("job %s: outcome not recorded (%s); its message goes back to RabbitMQ, unacknowledged",
+                               item.message.message_id, _describe(error))  # fmt: skip
+                return True
             if item.tries % 10 == 0:
                 logger.warning("job %s: outcome still not recorded after %d tries (%s)", item.message.message_id,
                                item.tries, _describe(error))  # fmt: skip

@@ -20,7 +20,7 @@ from tests.support.workers import WorkerProcess
 
 pytestmark = [pytest.mark.reliability]
 
-LEASE_MS = 2000
+LEASE_MS = 3000
 
 
 @contextlib.contextmanager

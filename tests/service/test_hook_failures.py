@@ -45,8 +45,8 @@ def queue_counts(name: str = QUEUE) -> tuple[int, int]:
 
 
 @contextmanager
-def worker_with_redis_at(url: str) -> Iterator[WorkerProcess]:
-    env = {**WINDOW_ENV, "REDIS_URL": url}
+def worker_with_redis_at(url: str, env: dict[str, str] | None = None) -> Iterator[WorkerProcess]:
+    env = {**(env or WINDOW_ENV), "REDIS_URL": url}
     with WorkerProcess(processes=1, threads=2, queues=[QUEUE], env=env, modules=["tests.support.chaos_actors"]) as w:
         yield w
 
@@ -145,3 +145,28 @@ def test_redis_out_of_memory_neither_starts_an_unchecked_job_nor_takes_an_outcom
         assert sorted(starts(run)) == sorted([finishing, unchecked])
         assert states_in_history(own_store, finishing).count("completed") == 1
         assert states_in_history(own_store, unchecked) == ["active", "completed"]
+
+
+def test_an_outcome_waiting_for_redis_when_the_broker_connection_drops_is_recorded_once_and_the_job_runs_once() -> None:
+    """RabbitMQ redelivers the unacknowledged message when the worker's connection drops; the copy finds the job
+    still held (its lease kept) or already recorded, and does not run it again."""
+    run = uuid.uuid4().hex[:8]
+    redis_port = urlsplit(os.environ["REDIS_URL"]).port or 6379
+    rabbit_port = urlsplit(os.environ["RABBITMQ_URL"]).port or 5672
+    with FaultProxy(redis_port, name="redis") as redis_proxy, FaultProxy(rabbit_port, name="rabbit") as rabbit_proxy:
+        env = {**WINDOW_ENV, "RABBITMQ_URL": through(os.environ["RABBITMQ_URL"], rabbit_proxy)}
+        with worker_with_redis_at(through(os.environ["REDIS_URL"], redis_proxy), env) as w:
+            job_id = tally.send(run=run, ms=2000).message_id
+            assert wait_for(lambda: starts(run) == [job_id], timeout=20)
+            redis_proxy.down()
+            assert wait_for(lambda: f"job {job_id}: its outcome is not recorded yet" in w.output(), timeout=40), (
+                w.output()[-3000:]
+            )
+            assert rabbit_proxy.cut() >= 1  # the consumer's connection drops: RabbitMQ takes the message back
+            assert wait_for(lambda: w.output().count(f"job {job_id} not started") >= 1, timeout=40), w.output()[-3000:]
+
+            redis_proxy.up()
+            assert wait_for(lambda: store.state_of(job_id) == "completed", timeout=30), w.output()[-3000:]
+            assert wait_for(lambda: queue_counts() == (0, 0), timeout=40), queue_counts()
+    assert states_in_history(store, job_id).count("completed") == 1
+    assert starts(run) == [job_id]
