@@ -126,6 +126,7 @@ class Execution:
     started: float
     token: str
     finished: float | None = None
+    stopped: float | None = None  #: when an interruption (time limit, lost lease, stop) ended it mid-job
 
 
 @dataclass
@@ -148,11 +149,14 @@ class Tally:
             done[job_id] += 1
             pids.setdefault(job_id, []).append(int(pid))
             finished[token] = float(at)
+        stopped = {
+            entry.split()[3]: float(entry.split()[2]) for entry in tally_client.lrange(tally_key(run, "stopped"), 0, -1)
+        }
         executions: dict[str, list[Execution]] = {}
         for entry in tally_client.lrange(tally_key(run, "starts"), 0, -1):
             job_id, pid, at, token = entry.split()
             starts[job_id] += 1
-            execution = Execution(job_id, int(pid), float(at), token, finished.get(token))
+            execution = Execution(job_id, int(pid), float(at), token, finished.get(token), stopped.get(token))
             executions.setdefault(job_id, []).append(execution)
         for runs in executions.values():
             runs.sort(key=lambda e: e.started)
@@ -165,10 +169,13 @@ class Tally:
         """Pairs of executions of one job where the later one ran although the earlier one was still running or had
         finished with its completion recorded. A second execution is legitimate only when the earlier one's process
         was SIGKILLed after that execution started and before the later one started: before it ended (a job taken
-        over), or after its body ended but before its completion was recorded (at-least-once delivery)."""
+        over), or after its body ended but before its completion was recorded (at-least-once delivery); or when the
+        earlier one was interrupted (its lease lost, its worker stopping) before the later one started."""
         pairs = []
         for runs in self.executions.values():
             for earlier, later in itertools.pairwise(runs):
+                if earlier.stopped is not None and earlier.stopped <= later.started:
+                    continue
                 killed = killed_at.get(earlier.pid)
                 if killed is None or not earlier.started <= killed <= later.started:
                     pairs.append((earlier, later))
@@ -194,7 +201,7 @@ class Tally:
 
     @staticmethod
     def clear(run: str) -> None:
-        tally_client.delete(tally_key(run, "starts"), tally_key(run, "done"))
+        tally_client.delete(tally_key(run, "starts"), tally_key(run, "done"), tally_key(run, "stopped"))
 
 
 def states_of(store: JobStore, ids: list[str]) -> dict[str, str | None]:

@@ -58,9 +58,15 @@ def tally(payload: TallyPayload) -> int:
     context = current_job.get()
     job_id = context.job_id if context else "unknown"
     pid = os.getpid()
-    token = uuid.uuid4().hex[:12]
+    token = uuid.uuid4().hex[:12]  # ties an execution's end to its start
+    # The start time too, so a test can tell two executions of one job that overlapped from two in a row.
     tally_client.rpush(tally_key(payload.run, "starts"), f"{job_id} {pid} {time.time():.4f} {token}")
-    time.sleep(payload.ms / 1000)
+    try:
+        time.sleep(payload.ms / 1000)
+    except BaseException:
+        # Interrupted (time limit, lost lease, shutdown): this execution stopped here and did not complete.
+        tally_client.rpush(tally_key(payload.run, "stopped"), f"{job_id} {pid} {time.time():.4f} {token}")
+        raise
     tally_client.rpush(tally_key(payload.run, "done"), f"{job_id} {pid} {time.time():.4f} {token}")
     return pid
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,11 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def _spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.own_servers import spare_port
 
 
 class OwnRedis:
@@ -31,7 +26,7 @@ class OwnRedis:
                 raise RuntimeError("redis-server is not installed")
             pytest.skip("redis-server is not installed")
         self.binary = binary
-        self.port = _spare_port()
+        self.port = spare_port()  # below the range the OS hands to client sockets, so a restart finds it free
         self.folder = Path(tempfile.mkdtemp(prefix="own-redis-"))
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
