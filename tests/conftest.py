@@ -55,6 +55,14 @@ def clean_redis() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_broker_connection() -> None:
+    """Each test opens its own connection to RabbitMQ when it first needs one. A blocking pika connection serves
+    heartbeats only while it is used, so one left idle through a long test of another module (xdist runs a module at
+    a time per process) is dropped by RabbitMQ and fails the next test that touches it."""
+    del broker.connection  # Dramatiq's deleter closes this thread's connection and channel, if any
+
+
 @pytest.fixture
 def jobs() -> Jobs:
     return Jobs(broker, store)
