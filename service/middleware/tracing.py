@@ -68,10 +68,11 @@ class AttemptSpans(Middleware):
 
         self._end(AttemptOutcome.SKIPPED, None)  # one left open by a hook that failed on this thread
         links = []
-        previous = tracing.parent_of({tracing.TRACEPARENT: message.options.get(tracing.PREVIOUS_ATTEMPT)})
-        previous_span = trace.get_current_span(previous).get_span_context()
-        if previous_span.is_valid:
-            links.append(trace.Link(previous_span, {"job.link": "previous attempt"}))
+        if tracing.PREVIOUS_ATTEMPT in message.options:
+            previous = tracing.parent_of({tracing.TRACEPARENT: message.options[tracing.PREVIOUS_ATTEMPT]})
+            previous_span = trace.get_current_span(previous).get_span_context()
+            if previous_span.is_valid:
+                links.append(trace.Link(previous_span, {"job.link": "previous attempt"}))
         queue = q_name(message.queue_name)
         span = tracing.tracer().start_span(
             f"run {message.actor_name}",
