@@ -62,7 +62,7 @@ def configure(settings: Settings) -> None:
                 "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'jobservice[otlp]'"
             ) from None
         # Batched: a collector that is slow or away delays no job; spans past the queue's size are dropped.
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=_otlp_endpoint(settings))))
     elif exporter_name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -77,6 +77,15 @@ def configure(settings: Settings) -> None:
     if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
         trace.set_tracer_provider(provider)
     use(provider)
+
+
+def _otlp_endpoint(settings: Settings) -> str | None:
+    """As the exporter reads the variables, except that an empty one (compose passes them on empty) counts as unset."""
+    if settings.otel_exporter_otlp_traces_endpoint:
+        return settings.otel_exporter_otlp_traces_endpoint
+    if settings.otel_exporter_otlp_endpoint:
+        return settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    return None  # the exporter's default, http://localhost:4318/v1/traces
 
 
 def use(provider: TracerProvider | None) -> None:
