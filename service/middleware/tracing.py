@@ -18,6 +18,7 @@ from dramatiq.middleware import Middleware
 
 from service import tracing
 from service.errors import JobCancelled, LeaseLost
+from service.middleware.retries import describe, stored_traceback
 
 
 class AttemptOutcome(StrEnum):
@@ -122,7 +123,16 @@ class AttemptSpans(Middleware):
 
         attempt.span.set_attribute("job.outcome", outcome.value)
         if exception is not None and outcome is not AttemptOutcome.CANCELLED:
-            attempt.span.record_exception(exception)
-            attempt.span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}"))
+            # Redacted as the record's failedReason and traceback are (not the SDK's record_exception, which is not):
+            # spans leave for a collector that may keep them longer and show them to more people.
+            attempt.span.add_event(
+                "exception",
+                {
+                    "exception.type": type(exception).__name__,
+                    "exception.message": describe(exception),
+                    "exception.stacktrace": stored_traceback(exception),
+                },
+            )
+            attempt.span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         attempt.span.end()
         context.detach(attempt.token)  # type: ignore[arg-type]

@@ -34,6 +34,8 @@ from tests.support.web import ROOT, WebProcess
 from tests.support.workers import WorkerProcess
 
 Span = dict[str, Any]
+#: A secret of the worker process that its failing job puts in its error: spans must carry it redacted.
+WORKER_SECRET = "tok-trace-secret-7f3a"
 
 
 @dataclass
@@ -56,7 +58,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
         threads=2,
         queues=[trace_actors.QUEUE],
         modules=["tests.support.trace_actors"],
-        env=traced_env(worker_spans, "jobs-worker"),
+        env={**traced_env(worker_spans, "jobs-worker"), "API_TOKEN": WORKER_SECRET},
     )
     web = WebProcess(
         env=traced_env(web_spans, "jobs-web"),
@@ -146,7 +148,12 @@ def test_a_request_s_trace_reaches_each_attempt_of_its_job_and_each_retry_links_
             == attempt["attributes"]
         )
         assert attempt["resource"]["attributes"]["service.name"] == "jobs-worker"
-    assert first["status"]["status_code"] == "ERROR" and first["events"][0]["name"] == "exception"
+    assert first["status"]["status_code"] == "ERROR"
+    (error,) = first["events"]
+    assert error["name"] == "exception" and error["attributes"]["exception.type"] == "RuntimeError"
+    assert "planned failure 1, token ***" in error["attributes"]["exception.message"]
+    assert "RuntimeError" in error["attributes"]["exception.stacktrace"]
+    assert WORKER_SECRET not in traced.worker_spans.read_text()  # redacted as failedReason is
     assert first["links"] == []
     (link,) = second["links"]
     assert link["context"]["span_id"] == first["context"]["span_id"]  # linked to the attempt before

@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 import actors  # noqa: F401  (sets the broker up first)
 from service.broker import redis_client
+from service.settings import get_settings
 from service.typed_actor import job
 
 QUEUE = "test-traces"
@@ -19,10 +20,11 @@ class TracedPayload(BaseModel):
 
 @job(TracedPayload, queue=QUEUE, max_retries=3, retry_delays=[50])
 def traced_flaky(payload: TracedPayload) -> int:
-    """Fails `failures` times, then succeeds; then sends `traced_leaf` when asked (its id kept for the test)."""
+    """Fails `failures` times (naming the process's API_TOKEN, which must not reach a span), then succeeds; then
+    sends `traced_leaf` when asked (its id kept for the test)."""
     runs = int(redis_client.incr(f"test:traced-runs:{payload.key}"))
     if runs <= payload.failures:
-        raise RuntimeError(f"planned failure {runs}")
+        raise RuntimeError(f"planned failure {runs}, token {get_settings().api_token}")
     if payload.child:
         leaf = traced_leaf.send(key=payload.key)
         redis_client.set(f"test:traced-child:{payload.key}", leaf.message_id)
