@@ -96,6 +96,12 @@ def use(provider: TracerProvider | None) -> None:
         _tracer = provider.get_tracer("jobservice") if provider is not None else None
 
 
+def flush(timeout_ms: int = 2000) -> None:
+    """Export the spans still queued (a stopping worker); bounded, so a collector that is away cannot hold a stop."""
+    if _provider is not None:
+        _provider.force_flush(timeout_ms)
+
+
 def current_options() -> dict[str, str]:
     """The current span's context as message options: empty when tracing is off or no span is current."""
     if _tracer is None:

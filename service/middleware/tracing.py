@@ -113,6 +113,9 @@ class AttemptSpans(Middleware):
         if tracing.is_on():
             self._end(AttemptOutcome.SKIPPED, None)
 
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        tracing.flush()
+
     def _end(self, outcome: AttemptOutcome, exception: BaseException | None) -> None:
         attempt: _Attempt | None = getattr(self._local, "attempt", None)
         if attempt is None:
