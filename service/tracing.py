@@ -53,6 +53,10 @@ def configure(settings: Settings) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        use(existing)  # another service importing `actors` set its own up: its spans and ours go the same way
+        return
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.otel_service_name or "jobservice"}))
     if exporter_name == "otlp":
         try:
@@ -72,10 +76,9 @@ def configure(settings: Settings) -> None:
 
         # Written as each span ends, so a test reads a span as soon as its attempt is over.
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(settings.traces_file)))
-    # Also the global provider (unless the process set its own), so spans that actor code opens with
-    # opentelemetry's API become children of the attempt that runs it.
-    if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
-        trace.set_tracer_provider(provider)
+    # Also the global provider, so spans that actor code opens with opentelemetry's API become children of the
+    # attempt that runs it (and are exported with it).
+    trace.set_tracer_provider(provider)
     use(provider)
 
 
