@@ -1,6 +1,6 @@
 """Traces across services: an HTTP request's trace context reaches every attempt of its job through a real web process
 and a real worker (each retry a child of the request, linked to the attempt before), a job sent by a traced caller or
-by a job carries its sender's context, and the job page shows the trace id. Off, no SDK is set up.
+by a job carries its sender's context, and the job page and `jobs show` show the trace id. Off, no SDK is set up.
 
 The web and worker processes export their spans with the test-support exporter (OTEL_TRACES_EXPORTER=jsonl, one JSON
 line per finished span in TRACES_FILE); the test's own client spans go to the SDK's in-memory exporter."""
@@ -8,6 +8,7 @@ line per finished span in TRACES_FILE); the test's own client spans go to the SD
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from service.jobs import Jobs
 from service.settings import Settings
 from service.states import JobState
 from tests.support import trace_actors
+from tests.support.cli import run_cli
 from tests.support.web import ROOT, WebProcess
 from tests.support.workers import WorkerProcess
 
@@ -109,7 +111,10 @@ def ids_of(span: ReadableSpan) -> tuple[str, str]:
 
 
 def test_a_request_s_trace_reaches_each_attempt_of_its_job_and_each_retry_links_to_the_attempt_before(
-    traced: Traced, jobs: Jobs, client_spans: tuple[TracerProvider, InMemorySpanExporter]
+    traced: Traced,
+    jobs: Jobs,
+    client_spans: tuple[TracerProvider, InMemorySpanExporter],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     provider, exporter = client_spans
     with provider.get_tracer("test-client").start_as_current_span("client call"):
@@ -164,6 +169,8 @@ def test_a_request_s_trace_reaches_each_attempt_of_its_job_and_each_retry_links_
     assert httpx.get(f"{traced.web.url}/jobs/{job_id}", timeout=10).json()["traceId"] == record.traceId
     page = httpx.get(f"{traced.web.url}/dashboard/jobs/{job_id}", timeout=10).text
     assert f'<code id="trace-id">{record.traceId}</code>' in page
+    shown = run_cli(capsys, "show", job_id)
+    assert shown.code == 0 and re.search(rf"trace\s+{record.traceId}", shown.out), shown.out
 
 
 def test_a_job_sent_by_a_traced_caller_or_by_a_job_is_a_child_of_its_sender(
