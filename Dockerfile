@@ -3,7 +3,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY actors ./actors
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[otlp]"
 # The processes run as a user of their own, not root: a job's code (or a flaw in it) cannot rewrite the installed
 # service or take the container's root. Only the reports folder is theirs to write.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin jobs \

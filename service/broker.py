@@ -9,7 +9,7 @@ from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, 
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
-from service import logs, progress, schedules
+from service import logs, progress, schedules, tracing
 from service.events import EventRelay
 from service.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.middleware.concurrency import ConcurrencyLimit
@@ -25,6 +25,7 @@ from service.middleware.rate_limit import RateLimit
 from service.middleware.redis_check import RedisConfigCheck
 from service.middleware.retries import Retries
 from service.middleware.status import StatusMiddleware
+from service.middleware.tracing import AttemptSpans
 from service.middleware.worker_logs import DirectWorkerLogs
 from service.pauses import PauseFlags
 from service.schedule_store import ScheduleStore
@@ -107,6 +108,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s),
         RateLimit(client),
         ConcurrencyLimit(client),
+        AttemptSpans(),  # before status: its span is open when "active" is written and when a retry is published
         leases,
         status,
         Heartbeat(store),
@@ -128,6 +130,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
 
 settings = get_settings()
 logs.configure(settings.log_level, settings.log_format)  # its secrets were registered when they were loaded
+tracing.configure(settings)  # nothing at all unless the OTEL_* variables ask for traces
 redis_client = connect_redis(settings.redis_url)
 store = build_store(settings, redis_client)
 progress.bind_store(store)

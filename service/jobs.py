@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import functools
 import logging
 import time
@@ -19,7 +20,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ActorNotFound
 from pydantic import ValidationError
 
-from service import queues
+from service import queues, tracing
 from service.middleware.status import record_fields
 from service.pauses import PauseFlags
 from service.publisher import Publisher
@@ -268,6 +269,8 @@ class Jobs:
         """For async callers (the API's busiest routes): run a blocking call on a thread of this object's pool, a
         lighter hop than a sync FastAPI route's (anyio's, with its capacity limiter and cancel scopes, took a tenth
         of the server's CPU)."""
+        if tracing.is_on():  # the request's span goes along, so the message carries its trace context
+            call = functools.partial(contextvars.copy_context().run, call)
         return await asyncio.get_running_loop().run_in_executor(self._callers, call)
 
     def enqueue_batch(
@@ -314,6 +317,8 @@ class Jobs:
             options["broker_priority"] = BROKER_PRIORITY[priority]
         if idempotency_key:
             options["idempotency_key"] = idempotency_key
+        # Here rather than in the enqueue hook: the record, written before the publish, keeps the trace id.
+        options.update(tracing.current_options())
         return actor.message_with_options(kwargs=payload, **options).copy(message_id=job_id)
 
     # -- read ------------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ class JobRecord(BaseModel):
     updatedAt: str | None = None
     idempotencyKey: str | None = None
     cancelRequested: bool = False
+    #: The OpenTelemetry trace of the request (or sender) and the attempts of this job, when tracing is on.
+    traceId: str | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
 
     @classmethod
@@ -70,5 +72,6 @@ class JobRecord(BaseModel):
             updatedAt=fields.get("updatedAt"),
             idempotencyKey=fields.get("idempotencyKey"),
             cancelRequested=fields.get("cancelRequested") == "1",
+            traceId=fields.get("traceId"),
             history=[HistoryEntry.model_validate_json(h) for h in history],
         )

@@ -92,6 +92,25 @@ class Settings(BaseSettings):
     schedule_misfire_grace_s: int = Field(300, ge=0)
     schedule_timezone: str = "UTC"
 
+    #: OpenTelemetry's standard variables (service/tracing.py): traces are off unless an exporter or an endpoint is
+    #: set. The OTLP exporter reads its other OTEL_EXPORTER_OTLP_* variables (headers, timeouts) itself.
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: Literal["", "none", "otlp", "console", "jsonl"] = ""
+    otel_exporter_otlp_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_service_name: str = ""
+    #: Test support: with OTEL_TRACES_EXPORTER=jsonl, finished spans are appended to this file as JSON lines.
+    traces_file: str = ""
+
+    @property
+    def tracing_exporter(self) -> str | None:
+        """Which exporter the traces go to, or None: tracing off, no OpenTelemetry SDK in this process."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return None
+        if self.otel_traces_exporter:
+            return self.otel_traces_exporter
+        return "otlp" if self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint else None
+
     @field_validator("job_retry_delays_ms", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
@@ -106,6 +125,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("otel_traces_exporter", mode="before")
+    @classmethod
+    def _lower_exporter(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -145,6 +169,12 @@ class Settings(BaseSettings):
         if not self.redis_url:
             auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
             self.redis_url = f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return self
+
+    @model_validator(mode="after")
+    def _check_traces_file(self) -> Settings:
+        if self.tracing_exporter == "jsonl" and not self.traces_file:
+            raise ValueError("TRACES_FILE must name a file when OTEL_TRACES_EXPORTER=jsonl")
         return self
 
 

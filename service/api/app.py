@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from service import logs
+from service import logs, tracing
 from service.api import errors
 from service.api.exposure import check_exposure
 from service.api.limits import BodyLimit
@@ -20,7 +21,17 @@ from service.settings import public_view
 logs.adopt_uvicorn_loggers()  # uvicorn configured its own handlers before importing this module
 check_exposure(settings)  # before the app is built: a web process that must not start says so and exits
 
+# FastAPI's own OpenTelemetry support opens a span per request, child of the caller's `traceparent` header, and
+# keeps it current while the route runs, so the jobs it enqueues carry it. Only traces, and only while tracing is on.
+telemetry: TelemetryConfig = {
+    "tracing": tracing.is_on(),
+    "tracer_provider": tracing.provider(),
+    "operation_spans": False,  # no spans of its own per dependency and serialisation: one span per request
+    "metrics": False,  # /metrics is Prometheus'
+    "logs": False,
+}
 app = FastAPI(
+    telemetry=telemetry,
     title="Job service",
     version="0.1.0",
     description="Enqueue, watch and steer background jobs run by Dramatiq workers on RabbitMQ.",

@@ -85,6 +85,8 @@ def record_table(record: JobRecord) -> Table:
         rows.append(("result", short_json(record.result, 1000)))
     if record.failedReason:
         rows.append(("reason", record.failedReason))
+    if record.traceId:
+        rows.append(("trace", record.traceId))
     for name, value in rows:
         grid.add_row(name, value)
     return grid

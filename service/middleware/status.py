@@ -18,7 +18,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.middleware.threading import raise_thread_exception
 
-from service import envelope
+from service import envelope, tracing
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
 from service.errors import JobCancelled, LeaseLost, ResultTooLarge
@@ -58,6 +58,9 @@ def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, A
     }
     if message.options.get("idempotency_key"):
         fields["idempotencyKey"] = message.options["idempotency_key"]
+    trace_id = tracing.trace_id_of(message.options)
+    if trace_id:
+        fields["traceId"] = trace_id
     return fields
 
 
@@ -144,7 +147,9 @@ class StatusMiddleware(Middleware):
             self._reject(message, reason)
         lease = (self.holder, self.lease_ms)
         parent = message.options.get(PARENT_ATTEMPT)
-        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, {}, lease=lease, token=parent))
+        trace_id = tracing.current_trace_id()  # the attempt's span (service/middleware/tracing.py), when tracing
+        fields = {"traceId": trace_id} if trace_id else {}
+        outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, fields, lease=lease, token=parent))
         if outcome.state == "running":
             self._defer(broker, message, outcome.lease_left_ms + 1000)
         if not outcome.applied:
