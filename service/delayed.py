@@ -62,7 +62,9 @@ class Handled:
 
     queue: str
     count: int  #: jobs published to run now / cancelled
-    skipped: int  #: not (or no longer) delayed in this queue, or (run now) with a payload too large to have been kept
+    #: not (or no longer) delayed in this queue; for run now also those whose payload or options were too large to
+    #: keep in the record (they run when due)
+    skipped: int
 
 
 class DelayedJobs:
@@ -143,6 +145,8 @@ class DelayedJobs:
         data = _loads(row["data"])
         if set(data) == {"omitted"}:
             return None  # the record kept no payload (over MAX_PAYLOAD_BYTES): only the delayed copy has it
+        if row["delayedOptions"] == "":
+            return None  # its options were too large to keep (status.delayed_fields): only the delayed copy has them
         options = _loads(row["delayedOptions"])
         options["job_run"], options["retries"] = int(row["run"] or 0), int(row["retries"] or 0)
         if "broker_priority" not in options:  # delayed before the record kept its options

@@ -231,7 +231,7 @@ class Jobs:
         state = JobState.DELAYED if delay_ms else JobState.QUEUED
         record = record_fields(message, self.max_payload_bytes)
         if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish sets the same eta)
-            record.update(delayed_fields(message.copy(options={"eta": now_ms() + delay_ms})))
+            record.update(delayed_fields(message.copy(options={"eta": now_ms() + delay_ms}), self.max_payload_bytes))
         try:
             store_call(lambda: self.store.transition(job_id, state, create=record))
         except BaseException:

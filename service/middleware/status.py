@@ -66,12 +66,12 @@ def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, A
 _NOT_COPIED = frozenset({"eta", "job_run", "retries", "last_error", "traceback", PARENT_ATTEMPT})
 
 
-def delayed_fields(message: Any) -> dict[str, Any]:
+def delayed_fields(message: Any, max_bytes: int = 262_144) -> dict[str, Any]:
     """What a delayed job's record keeps besides its state: when it is due (`dueAt`), and the message's other options
-    (`delayedOptions`: a pipeline's next step, a per-message time limit, ...): "run now" publishes a faithful copy."""
-    fields: dict[str, Any] = {
-        "delayedOptions": json.dumps({k: v for k, v in message.options.items() if k not in _NOT_COPIED}, default=str)
-    }
+    (`delayedOptions`: a pipeline's next step, a per-message time limit, ...): "run now" publishes a faithful copy.
+    Options over `max_bytes` (MAX_PAYLOAD_BYTES) are not kept ("" says so): such a job runs only when due."""
+    options = json.dumps({k: v for k, v in message.options.items() if k not in _NOT_COPIED}, default=str)
+    fields: dict[str, Any] = {"delayedOptions": options if len(options) <= max_bytes else ""}
     eta = message.options.get("eta")
     if isinstance(eta, int) and not isinstance(eta, bool):
         fields["dueAt"] = iso_from_ms(eta)
@@ -132,7 +132,8 @@ class StatusMiddleware(Middleware):
             fields["lastError"] = message.options["last_error"]
         state = JobState.DELAYED if delay else JobState.QUEUED
         if delay:
-            fields.update(delayed_fields(message))  # on the same write: when it is due, and how to run it sooner
+            # On the same write: when it is due, and what "run now" needs to publish a copy.
+            fields.update(delayed_fields(message, self.max_payload_bytes))
         outcome = self.store.transition(
             message.message_id,
             state,

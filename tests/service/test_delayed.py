@@ -131,3 +131,15 @@ def test_run_now_and_cancel_leave_alone_jobs_that_are_not_delayed_in_that_queue(
     for call in (delayed.list, delayed.run_now, delayed.cancel):
         with pytest.raises(UnknownQueue):
             call("no-such-queue")
+
+
+def test_run_now_skips_a_job_whose_payload_or_options_were_too_large_to_keep_and_it_stays_delayed(
+    jobs: Jobs, worker: WorkerProcess
+) -> None:
+    delayed = DelayedJobs(jobs)
+    limit = jobs.max_payload_bytes
+    big_options = test_actors.record_run.send_with_options(kwargs={"key": "opts"}, delay=HOUR_MS, note="x" * limit)
+    big_payload = test_actors.record_run.send_with_options(kwargs={"key": "y" * limit}, delay=HOUR_MS)
+    assert delayed.list("test").total == 2
+    assert delayed.run_now("test") == Handled("test", 0, 2)
+    assert {jobs.get(m.message_id).state for m in (big_options, big_payload)} == {JobState.DELAYED}
