@@ -92,11 +92,13 @@ def test_a_retry_waiting_for_its_time_is_listed_with_its_error_and_run_now_runs_
     wait_for("the first retry to wait", lambda: [j.job_id for j in delayed.list("test").jobs] == [job_id])
     waiting = delayed.list("test").jobs[0]
     assert (waiting.retries, waiting.attempts, waiting.last_error) == (1, 1, "RuntimeError: planned failure 1")
-    assert due_ms(waiting.due_at) > now_ms() + HOUR_MS - 60_000
+    assert due_ms(waiting.due_at) > now_ms() + HOUR_MS * 0.85  # retry delays have ±10% jitter
 
     assert delayed.run_now("test", [job_id]) == Handled("test", 1, 0)
     # The copy fails again and waits an hour again (its own retry_delays), as retry 2.
     wait_for("the second retry to wait", lambda: [j.retries for j in delayed.list("test").jobs] == [2])
+    # Its own delay again (with jitter), not the actor's 200 ms: the copy carried the message's options.
+    assert due_ms(delayed.list("test").jobs[0].due_at) > now_ms() + HOUR_MS * 0.85
     assert delayed.run_now("test") == Handled("test", 1, 0)
     record = jobs.wait(job_id, timeout_s=10)
     assert (record.state, record.result, record.attempts) == (JobState.COMPLETED, 3, 3)
