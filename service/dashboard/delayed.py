@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.api.deps import Authorized
 from service.api.routes.delayed import DelayedDep
+from service.clock import now_ms
 from service.dashboard.pages import render
 from service.delayed import Handled, UnknownQueue
 from service.settings import get_settings
@@ -23,12 +25,31 @@ PAGE_SIZE = 100
 def delayed_page(
     request: Request, name: str, delayed: DelayedDep, offset: Annotated[int, Query(ge=0, le=100_000)] = 0
 ) -> Response:
-    context = {"request": request, "section": "overview", "token_required": bool(get_settings().api_token)}
+    context: dict[str, Any] = {
+        "request": request,
+        "section": "overview",
+        "token_required": bool(get_settings().api_token),
+    }
     try:
         page = delayed.list(name, limit=PAGE_SIZE, offset=offset)
     except UnknownQueue:
         return render("delayed.html", {**context, "queue": name, "page": None}, status_code=404)
-    return render("delayed.html", {**context, "queue": name, "page": page, "offset": offset, "size": PAGE_SIZE})
+    waits = {job.job_id: until(job.due_at, now_ms()) for job in page.jobs}
+    context.update(queue=name, page=page, offset=offset, size=PAGE_SIZE, waits=waits)
+    return render("delayed.html", context)
+
+
+def until(due_at: str | None, now: int) -> str:
+    """ "in 59 min", "in 2 h 5 min", "in 12 s", or "due" (a worker moves it to the queue any moment now)."""
+    if not due_at:
+        return ""
+    left_s = (int(datetime.fromisoformat(due_at.replace("Z", "+00:00")).timestamp() * 1000) - now) // 1000
+    if left_s <= 0:
+        return "due"
+    if left_s < 60:
+        return f"in {left_s} s"
+    hours, minutes = divmod(left_s // 60, 60)
+    return f"in {hours} h {minutes} min" if hours else f"in {minutes} min"
 
 
 @router.post("/dashboard/queues/{name}/delayed/{job_id}/run-now", dependencies=[Authorized])

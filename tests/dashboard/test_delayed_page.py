@@ -28,6 +28,7 @@ def test_the_page_lists_the_delayed_jobs_and_an_unknown_queue_is_said_plainly_wi
     page = client.get("/dashboard/queues/test/delayed")
     assert page.status_code == 200
     assert f'<tr data-job-id="{job_id}">' in page.text and "1 delayed" in page.text
+    assert "in 59 min" in page.text  # how long until it is due
     assert "script-src 'self'" in page.headers["content-security-policy"]
     missing = client.get("/dashboard/queues/no-such-queue/delayed")
     assert missing.status_code == 404 and "There is no queue" in missing.text
