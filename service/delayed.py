@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import dramatiq
 
+from service.clock import now_ms
 from service.jobs import Jobs, UnknownActor, UnknownQueue
 from service.states import BROKER_PRIORITY, JobState, Priority
 from service.unavailable import broker_call, store_call
@@ -34,7 +35,7 @@ CHUNK = 200
 #: The list sorts by due time among this many of a queue's delayed jobs (the oldest created); the total is exact.
 LIST_SCAN = 10_000
 _LIST_FIELDS = ("jobId", "actor", "state", "run", "retries", "attempts", "dueAt", "createdAt", "lastError")
-_COPY_FIELDS = ("actor", "state", "run", "retries", "data", "priority", "delayedOptions")
+_COPY_FIELDS = ("actor", "state", "run", "retries", "data", "priority", "delayedOptions", "createdMs")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ class DelayedJobs:
             kwargs=data,
             options=options,
             message_id=job_id,
+            # The sender's time, as the delayed copy has it: age limits and jobs that read it (a report's period) see
+            # the same message.
+            message_timestamp=int(row["createdMs"] or now_ms()),
         )
 
     def _queued(self, job_id: str, row: dict[str, str | None]) -> None:
