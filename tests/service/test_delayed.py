@@ -145,3 +145,20 @@ def test_run_now_skips_a_job_whose_payload_or_options_were_too_large_to_keep_and
     assert delayed.list("test").total == 2
     assert delayed.run_now("test") == Handled("test", 0, 2)
     assert {jobs.get(m.message_id).state for m in (big_options, big_payload)} == {JobState.DELAYED}
+
+
+def test_a_delayed_copy_that_comes_due_while_the_job_runs_waits_for_it_and_is_then_skipped(jobs: Jobs) -> None:
+    delayed = DelayedJobs(jobs)
+    key = f"overlap-{uuid.uuid4()}"
+    queue = test_actors.SOLO_QUEUE
+    # A short lease, so the copy that finds the job running looks again within seconds, not 30 s.
+    with WorkerProcess(processes=1, threads=2, queues=[queue], env={"JOB_LEASE_MS": "2000"}) as solo:
+        payload = {"key": key, "seconds": 3, "steps": 6}
+        job_id = test_actors.slow_solo.send_with_options(kwargs=payload, delay=1_000).message_id
+        assert delayed.run_now(queue) == Handled(queue, 1, 0)
+        # The situation: the delayed copy comes due 1 s in, while the run-now copy runs for 3 s.
+        wait_for("a copy to find the job running", lambda: f"{job_id} is running in another worker" in solo.output())
+        assert jobs.wait(job_id, timeout_s=15).state is JobState.COMPLETED
+        wait_for("the waiting copy to be skipped", lambda: f"skipping {job_id}: job is completed" in solo.output())
+    assert (redis_client.get(f"test:starts:{key}"), redis_client.get(f"test:completions:{key}")) == ("1", "1")
+    assert jobs.get(job_id).attempts == 1
