@@ -230,7 +230,7 @@ class Jobs:
         message = self._message(actor, job_id, payload, priority, idempotency_key)
         state = JobState.DELAYED if delay_ms else JobState.QUEUED
         record = record_fields(message, self.max_payload_bytes)
-        if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish sets the same eta)
+        if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish's eta is ms later)
             record.update(delayed_fields(message.copy(options={"eta": now_ms() + delay_ms}), self.max_payload_bytes))
         try:
             store_call(lambda: self.store.transition(job_id, state, create=record))

@@ -344,9 +344,13 @@ def delayed(
     """List a queue's delayed jobs (delays and retries waiting for their time), soonest due first."""
     page = _delayed().list(queue, limit=limit)
     if as_json:
-        render.emit_json(
-            {"queue": page.queue, "total": page.total, "jobs": [dataclasses.asdict(job) for job in page.jobs]}
-        )
+        # The same keys as GET /queues/{name}/delayed.
+        rows = [
+            {"jobId": j.job_id, "actor": j.actor, "dueAt": j.due_at, "createdAt": j.created_at, "run": j.run,
+             "retry": j.retries, "attempts": j.attempts, "lastError": j.last_error}
+            for j in page.jobs
+        ]  # fmt: skip
+        render.emit_json({"queue": page.queue, "total": page.total, "jobs": rows})
         return
     if not page.jobs:
         render.out.print(f"no delayed jobs in {queue}", markup=False)

@@ -28,10 +28,10 @@ def test_delayed_lists_each_job_with_its_due_time_and_run_now_runs_the_one_asked
     assert listed.code == 0, listed.err
     body = json.loads(listed.out)
     assert (body["queue"], body["total"]) == ("test", 2)
-    assert [j["job_id"] for j in body["jobs"]] == [first, second]
+    assert [j["jobId"] for j in body["jobs"]] == [first, second]
     table = run_cli(capsys, "delayed", "test")
     assert table.code == 0 and first in table.out and "DUE (UTC)" in table.out
-    assert body["jobs"][0]["due_at"][5:19].replace("T", " ") in table.out, table.out  # "MM-DD HH:MM:SS"
+    assert body["jobs"][0]["dueAt"][5:19].replace("T", " ") in table.out, table.out  # "MM-DD HH:MM:SS"
 
     ran = run_cli(capsys, "run-now", "test", "--job", first)
     assert (ran.code, ran.out.strip()) == (0, "1 delayed jobs of test sent to run now")
