@@ -32,7 +32,8 @@ T = TypeVar("T")
 
 #: Jobs read, published or cancelled per round trip.
 CHUNK = 200
-#: The list sorts by due time among this many of a queue's delayed jobs (the oldest created); the total is exact.
+#: The list sorts by due time among this many of a queue's delayed jobs (each actor's oldest created first, actor by
+#: actor); the total is exact, and run now / cancel of all take every one.
 LIST_SCAN = 10_000
 _LIST_FIELDS = ("jobId", "actor", "state", "run", "retries", "attempts", "dueAt", "createdAt", "lastError")
 _COPY_FIELDS = ("actor", "state", "run", "retries", "data", "priority", "delayedOptions", "createdMs")
