@@ -21,7 +21,8 @@ from dramatiq.errors import ActorNotFound
 from pydantic import ValidationError
 
 from service import queues, tracing
-from service.middleware.status import record_fields
+from service.clock import now_ms
+from service.middleware.status import delayed_fields, record_fields
 from service.pauses import PauseFlags
 from service.publisher import Publisher
 from service.rabbit import BrokerUnreachable, RabbitLink, shared_link
@@ -230,6 +231,8 @@ class Jobs:
         message = self._message(actor, job_id, payload, priority, idempotency_key)
         state = JobState.DELAYED if delay_ms else JobState.QUEUED
         record = record_fields(message, self.max_payload_bytes)
+        if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish's eta is ms later)
+            record.update(delayed_fields(message.copy(options={"eta": now_ms() + delay_ms}), self.max_payload_bytes))
         try:
             store_call(lambda: self.store.transition(job_id, state, create=record))
         except BaseException:

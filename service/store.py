@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import time
@@ -424,6 +425,17 @@ class JobStore:
                 pipe.hmget(keys.job(job_id), fields)
             rows = pipe.execute()
             yield [dict(zip(fields, row, strict=True)) for row in rows if any(v is not None for v in row)]
+
+    def ids_in_state(self, actor: str, state: JobState) -> builtins.list[str]:
+        """Every job of `actor` in `state`, oldest first (by creation)."""
+        return [str(i) for i in self.client.zrange(keys.index(actor, state.value), 0, -1)]
+
+    def fields_of(self, job_ids: Sequence[str], fields: Sequence[str]) -> FieldRows:
+        """The given fields of each job, in one round trip; a job whose record is gone reads as all None."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(keys.job(job_id), fields)
+        return [dict(zip(fields, row, strict=True)) for row in pipe.execute()]
 
     # -- maintenance ----------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import typer
 from service.cli import render
 from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
+from service.delayed import DelayedJobs
 from service.jobs import Jobs
 from service.queue_control import QueueControl
 from service.schedule_views import Schedules
@@ -321,6 +322,76 @@ def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
         render.emit_json(value)
     else:
         render.out.print(text, markup=False)
+
+
+# -- delayed jobs ----------------------------------------------------------------------------------------------
+
+
+@cache
+def _delayed() -> DelayedJobs:
+    return DelayedJobs(services().jobs)
+
+
+JobOption = Annotated[list[str] | None, typer.Option("--job", help="Only this job (repeat for more); default: all.")]
+
+
+@app.command()
+def delayed(
+    queue: str,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Show at most this many, soonest due first.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a queue's delayed jobs (delays and retries waiting for their time), soonest due first."""
+    page = _delayed().list(queue, limit=limit)
+    if as_json:
+        # The same keys as GET /queues/{name}/delayed.
+        rows = [
+            {"jobId": j.job_id, "actor": j.actor, "dueAt": j.due_at, "createdAt": j.created_at, "run": j.run,
+             "retry": j.retries, "attempts": j.attempts, "lastError": j.last_error}
+            for j in page.jobs
+        ]  # fmt: skip
+        render.emit_json({"queue": page.queue, "total": page.total, "jobs": rows})
+        return
+    if not page.jobs:
+        render.out.print(f"no delayed jobs in {queue}", markup=False)
+        return
+    grid = render.table("JOB ID", "ACTOR", "DUE (UTC)", "RETRY", "LAST ERROR", right=("RETRY",))
+    for job in page.jobs:
+        grid.add_row(job.job_id, job.actor, render.when(job.due_at), str(job.retries), job.last_error or "-")
+    render.out.print(grid)
+    if page.total > len(page.jobs):
+        render.out.print(f"showing {len(page.jobs)} of {page.total}", markup=False)
+
+
+@app.command("run-now")
+def run_now(queue: str, job: JobOption = None, as_json: JsonFlag = False) -> None:
+    """Run a queue's delayed jobs now (all, or each --job): each runs once; its delayed copy is skipped when due."""
+    handled = _delayed().run_now(queue, job)
+    text = f"{handled.count} delayed jobs of {queue} sent to run now" + _not_delayed(handled.skipped)
+    _said(dataclasses.asdict(handled), text, as_json)
+
+
+@app.command("cancel-delayed")
+def cancel_delayed(
+    queue: str,
+    job: JobOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the jobs never run.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a queue's delayed jobs (all, or each --job): they never run."""
+    if not yes:
+        which = "the given delayed jobs" if job else "every delayed job"
+        raise CliError(f"cancel-delayed cancels {which} of {queue}; add --yes to confirm", BAD_INPUT)
+    handled = _delayed().cancel(queue, job)
+    _said(
+        dataclasses.asdict(handled),
+        f"cancelled {handled.count} delayed jobs of {queue}" + _not_delayed(handled.skipped),
+        as_json,
+    )
+
+
+def _not_delayed(count: int) -> str:
+    return f", skipped {count} not delayed in this queue" if count else ""
 
 
 # -- entry point -----------------------------------------------------------------------------------------------

@@ -116,10 +116,11 @@ class JobLease(Middleware):
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         # A retry (or a requeue) published by a running attempt carries its token: should that attempt have been
         # taken over meanwhile, the retry must not start alongside the attempt that took over (transition.lua).
+        # A message published by no attempt of this process keeps what it carries: a delayed retry coming due is
+        # moved from its delay queue by the consumer thread, and its parent's token must travel on with it. A stale
+        # token is harmless: transition.lua checks it only for a retry ahead of the record in the same run.
         token = self.token_of(message.message_id)
-        if token is None:
-            message.options.pop(PARENT_ATTEMPT, None)
-        else:
+        if token is not None:
             message.options[PARENT_ATTEMPT] = token
 
     def after_process_message(

@@ -64,6 +64,23 @@ def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, A
     return fields
 
 
+#: Options a "run now" copy must not take from the delayed message: the delay itself, what the record already keeps
+#: (run, retry, last error, traceback) and the publishing attempt's fencing token (service/delayed.py).
+_NOT_COPIED = frozenset({"eta", "job_run", "retries", "last_error", "traceback", PARENT_ATTEMPT})
+
+
+def delayed_fields(message: Any, max_bytes: int = 262_144) -> dict[str, Any]:
+    """What a delayed job's record keeps besides its state: when it is due (`dueAt`), and the message's other options
+    (`delayedOptions`: a pipeline's next step, a per-message time limit, ...): "run now" publishes a faithful copy.
+    Options over `max_bytes` (MAX_PAYLOAD_BYTES) are not kept ("" says so): such a job runs only when due."""
+    options = json.dumps({k: v for k, v in message.options.items() if k not in _NOT_COPIED}, default=str)
+    fields: dict[str, Any] = {"delayedOptions": options if len(options) <= max_bytes else ""}
+    eta = message.options.get("eta")
+    if isinstance(eta, int) and not isinstance(eta, bool):
+        fields["dueAt"] = iso_from_ms(eta)
+    return fields
+
+
 def to_json(value: Any, max_bytes: int | None = None) -> str:
     """A result as the record stores it. Over `max_bytes` (MAX_RESULT_BYTES) it raises ResultTooLarge: the job
     itself checks (service.typed_actor), so the result fails the job like any error and is never stored."""
@@ -117,6 +134,9 @@ class StatusMiddleware(Middleware):
         if message.options.get("last_error"):
             fields["lastError"] = message.options["last_error"]
         state = JobState.DELAYED if delay else JobState.QUEUED
+        if delay:
+            # On the same write: when it is due, and what "run now" needs to publish a copy.
+            fields.update(delayed_fields(message, self.max_payload_bytes))
         outcome = self.store.transition(
             message.message_id,
             state,

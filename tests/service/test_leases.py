@@ -6,11 +6,13 @@ import time
 
 import pytest
 import redis
+from dramatiq import Message
 
 from service import keys
+from service.broker import broker
 from service.jobs import Jobs
 from service.middleware.interrupts import RunningActors
-from service.middleware.lease import JobLease
+from service.middleware.lease import PARENT_ATTEMPT, JobLease
 from service.states import JobState
 from service.store import HeldLease, JobStore
 from tests.support.own_redis import OwnRedis
@@ -82,6 +84,17 @@ def test_a_retry_published_by_a_superseded_attempt_never_starts(jobs: Jobs) -> N
     assert orphan.fenced
     assert jobs.store.transition("L1", JobState.DELAYED, retries=1, token=2).applied
     assert jobs.store.transition("L1", JobState.ACTIVE, retries=1, lease=("host:3", 5000), token=2).applied
+
+
+def test_a_delayed_retry_moved_from_its_delay_queue_keeps_the_token_of_the_attempt_that_published_it(
+    jobs: Jobs,
+) -> None:
+    # When a delayed retry comes due, Dramatiq's consumer thread publishes it again (delay queue -> queue). No
+    # attempt of that process holds the job, so the token it carries must travel on, or the fence above is lost.
+    leases = JobLease(jobs.store, RunningActors(), lease_ms=5000)
+    due = Message(queue_name="default", actor_name="add", args=(), kwargs={}, options={PARENT_ATTEMPT: 1, "retries": 1})
+    leases.before_enqueue(broker, due, None)
+    assert due.options[PARENT_ATTEMPT] == 1
 
 
 def test_renewal_extends_only_the_leases_whose_token_is_still_held_and_reports_the_lost(jobs: Jobs) -> None:
