@@ -84,6 +84,11 @@ def semaphore(name: str) -> str:
     return f"{PREFIX}sem:{name}"
 
 
+def dead_requeue(queue: str) -> str:
+    """The progress of the latest "requeue all" of a queue's dead letters (a hash), and its holder's lock."""
+    return f"{PREFIX}dead-requeue:{queue}"
+
+
 def lock(name: str) -> str:
     return f"{PREFIX}lock:{name}"
 
