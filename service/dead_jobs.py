@@ -44,6 +44,15 @@ SAVE_EVERY_S = 0.5
 KEEP_PROGRESS_S = 86_400
 
 
+#: Deletes a lock only if it still has the value its deleter saw (another run may have taken it since).
+_DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _run_of(record: JobRecord) -> int:
+    """Which run of its job the record is at: each retry by hand starts a new one."""
+    return max((entry.run for entry in record.history), default=0)
+
+
 class RequeueRunning(Conflict):
     """A "requeue all" of this queue is running already (here or in another process)."""
 
@@ -253,24 +262,35 @@ class DeadJobs:
             # Pruned, or sent by another service and never seen: publish it again as it was (recorded on enqueue).
             options = {k: v for k, v in message.options.items() if k not in _ATTEMPT_OPTIONS}
             broker_call(lambda: self.jobs.broker.enqueue(message.copy(queue_name=actor.queue_name, options=options)))
+            run = int(message.options.get("job_run", 0))
         elif record.state in RETRYABLE_STATES:
             try:
-                self.jobs.retry(record.jobId)  # reopen (failed -> queued, run + 1), then publish with a confirm
+                reopened = self.jobs.retry(record.jobId)  # reopen (failed -> queued, run + 1), publish, confirmed
             except Conflict:
                 outcome.stale += 1  # retried by someone else meanwhile
                 return Verdict.REMOVE
+            run = _run_of(reopened)
         elif record.state is JobState.QUEUED:
+            run = _run_of(record)
+            if self._sent_run(letter.job_id) == run:
+                outcome.stale += 1  # an earlier requeue sent this run, and died before this dead letter's ack
+                return Verdict.REMOVE
             # Reopened, but whether its copy was published is unknown (a requeue that died in between, or a retry
             # by hand): send the current run again. A second copy of one run is skipped by the worker by job id.
-            self._republish(record, actor.queue_name)
+            self._republish(record, actor.queue_name, run)
         else:
             outcome.stale += 1  # active, delayed for a retry, or finished: this copy must not run
             return Verdict.REMOVE
+        # Only now is the dead letter acknowledged; the mark lets a requeue after a crash tell this copy was sent.
+        store_call(lambda: self.client.set(keys.dead_sent(letter.job_id), run, ex=KEEP_PROGRESS_S))
         outcome.requeued += 1
         return Verdict.REMOVE
 
-    def _republish(self, record: JobRecord, queue: str) -> None:
-        run = max((entry.run for entry in record.history), default=0)
+    def _sent_run(self, job_id: str) -> int | None:
+        value = store_call(lambda: self.client.get(keys.dead_sent(job_id)))
+        return int(value) if isinstance(value, str) and value.isdigit() else None
+
+    def _republish(self, record: JobRecord, queue: str, run: int) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue,
             actor_name=record.actor,
@@ -320,15 +340,35 @@ class DeadJobs:
     def _read(self, queue: str) -> tuple[dict[str, str], bool]:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(keys.dead_requeue(queue))
-        pipe.exists(keys.lock(f"dead-requeue:{queue}"))
-        fields, alive = pipe.execute()
-        return dict(fields), bool(alive)
+        pipe.get(keys.lock(f"dead-requeue:{queue}"))
+        fields, holder = pipe.execute()
+        return dict(fields), holder is not None and self._alive(holder)
+
+    def _alive(self, lock_value: str) -> bool:
+        """A lock whose holder was a process on this machine that no longer exists is dead at once; another
+        machine's holder is alive until its lock lapses (LOCK_MS after its last progress)."""
+        host, _, rest = lock_value.partition(":")
+        pid = rest.partition("/")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _claim(self, queue: str) -> str:
         self.check_queue(queue)
         total = self.count(queue)
         token = f"{self.holder}/{uuid.uuid4().hex[:8]}"
         lock = keys.lock(f"dead-requeue:{queue}")
+        held = store_call(lambda: self.client.get(lock))
+        if isinstance(held, str) and not self._alive(held):
+            # Its process was killed mid-run: what it left is safe in the dead-letter queue, so take over now.
+            logger.warning("the requeue of %s by %s died; taking over", queue, held.partition("/")[0])
+            store_call(lambda: self._unlock(lock, held))
         if not store_call(lambda: self.client.set(lock, token, nx=True, px=LOCK_MS)):
             raise RequeueRunning(f"a requeue of the dead letters of {queue} is running already")
         now = iso_from_ms(now_ms())
@@ -337,6 +377,9 @@ class DeadJobs:
         fields |= {"startedAt": now, "updatedAt": now, "holder": self.holder, "error": ""}
         store_call(lambda: self.client.hset(keys.dead_requeue(queue), mapping=fields))  # type: ignore[arg-type]
         return token
+
+    def _unlock(self, lock: str, value: str) -> None:
+        self.client.eval(_DELETE_IF_SAME, 1, lock, value)
 
     def _save(self, queue: str, token: str, figures: Requeued, state: RequeueState, error: str = "") -> None:
         fields: dict[str, str | int] = {"requeued": figures.requeued, "stale": figures.stale, "kept": figures.kept}
@@ -371,9 +414,7 @@ class DeadJobs:
                 raise
         finally:
             with contextlib.suppress(Exception):
-                lock = keys.lock(f"dead-requeue:{queue}")
-                if self.client.get(lock) == token:
-                    self.client.delete(lock)
+                self._unlock(keys.lock(f"dead-requeue:{queue}"), token)
         return self.progress(queue) or RequeueProgress(
             queue, RequeueState.DONE, figures.handled, figures.requeued, figures.stale, figures.kept, "", ""
         )

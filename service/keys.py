@@ -89,6 +89,11 @@ def dead_requeue(queue: str) -> str:
     return f"{PREFIX}dead-requeue:{queue}"
 
 
+def dead_sent(job_id: str) -> str:
+    """The run of a job whose copy a dead-letter requeue published (confirmed) before acknowledging its dead letter."""
+    return f"{PREFIX}dead-sent:{job_id}"
+
+
 def lock(name: str) -> str:
     return f"{PREFIX}lock:{name}"
 

@@ -103,3 +103,16 @@ def empty(queue: str) -> None:
     """The queue, its delay queue and its dead-letter queue, emptied."""
     broker.declare_queue(queue, ensure=True)
     broker.flush(queue)
+
+
+def keep_only(name: str, job_ids: set[str]) -> int:
+    """Remove every message of a queue except those of these jobs; returns how many were removed."""
+    removed = 0
+    with DeadLetters(broker)._channel() as channel:
+        while True:
+            method, _, body = channel.basic_get(name, auto_ack=False)
+            if method is None:
+                return removed
+            if dramatiq.Message.decode(body).message_id not in job_ids:
+                channel.basic_ack(method.delivery_tag)
+                removed += 1
