@@ -11,6 +11,7 @@ from playwright.sync_api import Dialog, Page, expect
 
 from service.jobs import Jobs
 from service.states import JobState
+from tests.dashboard.conftest import TOKEN
 from tests.support.api_actors import QUEUE
 from tests.support.graveyard import bury, dead_ids, empty, read_queue
 from tests.support.web import WebProcess
@@ -85,5 +86,27 @@ def test_a_declined_confirmation_changes_nothing(web: WebProcess, page: Page) ->
         page.locator("#dead-letters tbody tr button.requeue-one").click()
         page.wait_for_timeout(500)
         assert dead_ids(QUEUE) == ids
+    finally:
+        empty(QUEUE)
+
+
+def test_with_a_token_set_the_page_sends_nothing_until_it_has_the_right_one(token_web: WebProcess, page: Page) -> None:
+    empty(QUEUE)
+    ids = bury("held", [{"key": "guarded-page"}])
+    try:
+        page.goto(f"{token_web.url}/dashboard/queues/{QUEUE}/dead")
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click("#delete-all")
+        expect(page.locator("#status")).to_contain_text("Enter the API token first")
+        page.fill("#token-input", "wrong-token")
+        page.click("#token-form button")
+        page.click("#delete-all")
+        expect(page.locator("#status")).to_contain_text("missing or invalid bearer token")
+        assert dead_ids(QUEUE) == ids
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button")
+        page.click("#delete-all")
+        expect(page.locator("#status")).to_have_text(f"Dead letters of {QUEUE} deleted.")
+        assert dead_ids(QUEUE) == []
     finally:
         empty(QUEUE)
