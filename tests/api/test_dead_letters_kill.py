@@ -70,7 +70,7 @@ def test_a_requeue_of_all_killed_halfway_loses_no_job_and_runs_none_twice(
 
     done = run_cli(capsys, "requeue-dead", QUEUE, "--json")
     assert done.code == 0, done.err
-    assert "requeue api-held:" in done.err or len(dead) < 1000  # progress lines on stderr for a long one
+    assert f"requeue {QUEUE}: " in done.err  # progress lines on stderr, written every 0.5 s
     assert dead_ids(QUEUE) == []
     sent = collections.Counter(letter.job_id for letter in read_queue(QUEUE))
     assert set(sent) == set(ids)
