@@ -222,6 +222,8 @@ class DeadJobs:
         self.check_queue(queue)
         wanted = set(job_ids) if job_ids is not None else None
         outcome = Requeued()
+        if wanted is not None and not wanted:
+            return outcome  # nothing asked for: no need to read the whole queue to find it
         sent: set[str] = set()
         last = [time.monotonic()]
 
@@ -427,6 +429,8 @@ class DeadJobs:
         if job_ids is None:
             return Deleted(broker_call(lambda: self.letters.purge(queue)), [])
         wanted = set(job_ids)
+        if not wanted:
+            return Deleted(0, [])
         found: set[str] = set()
 
         def handle(letter: DeadLetter) -> Verdict:

@@ -60,6 +60,8 @@ def test_requeue_of_chosen_jobs_sends_just_those_back_and_names_ids_it_did_not_f
     client: TestClient, jobs: Jobs, held: str
 ) -> None:
     ids = bury("held", [{"key": f"one-{i}"} for i in range(3)])
+    nothing = client.post(f"/queues/{held}/dead/requeue", json={"jobIds": []})
+    assert (nothing.status_code, nothing.json()["requeued"], dead_ids(held)) == (202, 0, ids)
     response = client.post(f"/queues/{held}/dead/requeue", json={"jobIds": [ids[1], "no-such-job"]})
     assert response.status_code == 202, response.text
     assert response.json() == {
