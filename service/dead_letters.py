@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import dramatiq
@@ -33,6 +34,17 @@ class DeadLetter:
         return self.message.actor_name if self.message else ""
 
 
+class Verdict(Enum):
+    """What `drain` does with a message once its handler has looked at it."""
+
+    REMOVE = "remove"  #: acknowledged: gone from the dead-letter queue
+    KEEP = "keep"  #: left unacknowledged, so it goes back in its place when the channel closes
+
+
+#: AMQP's prefetch count is a 16-bit number: a page can reach this deep into a dead-letter queue, no deeper.
+MAX_DEPTH = 65_535
+
+
 def _dead_at(properties: pika.BasicProperties) -> int | None:
     # RabbitMQ stamps each dead-lettering in the x-death header, newest first.
     deaths = (properties.headers or {}).get("x-death") or []
@@ -51,8 +63,10 @@ def _letter(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
 class DeadLetters:
     """Each call opens its own channel; messages not acknowledged go back, in order, when it closes."""
 
-    def __init__(self, broker: RabbitmqBroker) -> None:
+    def __init__(self, broker: RabbitmqBroker, wait_s: float = 2.0) -> None:
         self.broker = broker
+        #: How long a page waits for a message RabbitMQ counted but has not delivered (another reader holds it).
+        self.wait_s = wait_s
 
     @contextlib.contextmanager
     def _channel(self) -> Iterator[Any]:
@@ -72,41 +86,67 @@ class DeadLetters:
                 return 0
             raise
 
-    def peek(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        """Up to `limit` dead messages, oldest first. They stay in the queue."""
-        letters: list[DeadLetter] = []
+    def page(self, queue: str, offset: int, limit: int) -> tuple[list[DeadLetter], int]:
+        """Messages `offset` to `offset + limit` (oldest first) and how many are ready in all. They stay in the queue.
+
+        A consumer whose prefetch is exactly the messages wanted, which never acknowledges: RabbitMQ streams them
+        without a round trip each (basic_get costs one per message, and a page deep in a large queue needs every
+        message before it), and when the connection closes it puts each back in its own place, so listing neither
+        loses nor reorders anything."""
+        if offset + limit > MAX_DEPTH:
+            raise ValueError(f"offset + limit must be at most {MAX_DEPTH}")
         try:
             with self._channel() as channel:
-                while len(letters) < limit:
-                    method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+                total = int(channel.queue_declare(xq_name(queue), passive=True).method.message_count)
+                wanted = min(total, offset + limit)
+                if wanted <= offset:
+                    return [], total
+                channel.basic_qos(prefetch_count=wanted)
+                letters: list[DeadLetter] = []
+                # The timeout ends the wait when another reader took some of the counted messages meanwhile.
+                for method, properties, body in channel.consume(xq_name(queue), inactivity_timeout=self.wait_s):
                     if method is None:
                         break
                     letters.append(_letter(properties, body))
-                # Nothing is acknowledged: closing the channel puts every message back where it was.
+                    if len(letters) >= wanted:
+                        break
+                return letters[offset:], total
         except pika.exceptions.ChannelClosedByBroker as error:
             if error.reply_code != 404:
                 raise
-        return letters
+            return [], 0
 
-    def drain(self, queue: str, handle: Callable[[DeadLetter], bool], limit: int = 10_000) -> tuple[int, int]:
-        """Offer each dead message to `handle`; those it returns True for are removed, the rest stay.
+    def drain(
+        self, queue: str, handle: Callable[[DeadLetter], Verdict], stop: Callable[[], bool] = lambda: False
+    ) -> tuple[int, int]:
+        """Offer each dead message to `handle`, oldest first, until the queue is empty or `stop()` says so.
 
-        Returns (removed, kept). `handle` must have made the message safe elsewhere (republished it) before
-        returning True: a crash in between leaves a duplicate, never a loss.
-        """
+        Returns (removed, kept). `handle` must have made the message safe elsewhere (its copy published and
+        confirmed) before it answers REMOVE: a crash in between leaves a duplicate, never a loss. Kept messages stay
+        unacknowledged, so this loop does not see them again, and go back in place when the channel closes."""
         removed = kept = 0
         try:
             with self._channel() as channel:
-                while removed + kept < limit:
+                while not stop():
                     method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
                     if method is None:
                         break
-                    if handle(_letter(properties, body)):
+                    if handle(_letter(properties, body)) is Verdict.REMOVE:
                         channel.basic_ack(method.delivery_tag)
                         removed += 1
                     else:
-                        kept += 1  # stays unacknowledged, so this loop does not see it again
+                        kept += 1
         except pika.exceptions.ChannelClosedByBroker as error:
             if error.reply_code != 404:
                 raise
         return removed, kept
+
+    def purge(self, queue: str) -> int:
+        """Remove every ready message at once; returns how many. Messages a reader holds right now stay."""
+        try:
+            with self._channel() as channel:
+                return int(channel.queue_purge(xq_name(queue)).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code == 404:
+                return 0
+            raise

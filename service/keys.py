@@ -84,6 +84,16 @@ def semaphore(name: str) -> str:
     return f"{PREFIX}sem:{name}"
 
 
+def dead_requeue(queue: str) -> str:
+    """The progress of the latest "requeue all" of a queue's dead letters (a hash), and its holder's lock."""
+    return f"{PREFIX}dead-requeue:{queue}"
+
+
+def dead_sent(job_id: str) -> str:
+    """The run of a job whose copy a dead-letter requeue published (confirmed) before acknowledging its dead letter."""
+    return f"{PREFIX}dead-sent:{job_id}"
+
+
 def lock(name: str) -> str:
     return f"{PREFIX}lock:{name}"
 

@@ -13,7 +13,7 @@ from service.api import errors
 from service.api.exposure import check_exposure
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
-from service.api.routes import delayed, events, health, hooks, jobs, metrics, queues, reports, schedules
+from service.api.routes import dead, delayed, events, health, hooks, jobs, metrics, queues, reports, schedules
 from service.broker import settings
 from service.dashboard import router as dashboard
 from service.settings import public_view
@@ -47,6 +47,7 @@ app.include_router(jobs.router)
 app.include_router(events.router)
 app.include_router(queues.router)
 app.include_router(delayed.router)
+app.include_router(dead.router)
 app.include_router(hooks.router)
 app.include_router(reports.router)
 app.include_router(metrics.router)

@@ -18,6 +18,7 @@ import typer
 from service.cli import render
 from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
+from service.dead_jobs import RequeueProgress
 from service.delayed import DelayedJobs
 from service.jobs import Jobs
 from service.queue_control import QueueControl
@@ -234,52 +235,92 @@ def resume(queue: str, as_json: JsonFlag = False) -> None:
 @app.command()
 def dead(
     queue: str,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Show at most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Show at most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, max=60_000, help="Skip this many, from the oldest.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the messages in a queue's dead-letter queue (they stay there)."""
-    control = services().queues
-    total = control.dead_count(queue)
-    items = control.dead(queue, limit)
+    """List the messages in a queue's dead-letter queue, oldest first (they stay there)."""
+    page = services().queues.dead_jobs.page(queue, offset, limit)
     if as_json:
         render.emit_json(
             {
                 "queue": queue,
-                "count": total,
+                "count": page.total,
+                "offset": page.offset,
+                "next": page.next,
                 "messages": [
                     {
-                        "jobId": d.letter.job_id,
-                        "actor": d.letter.actor,
+                        "jobId": d.job_id,
+                        "actor": d.actor,
                         "reason": d.reason,
-                        "state": d.record.state.value if d.record else None,
-                        "data": d.letter.message.kwargs if d.letter.message else None,
+                        "deadAt": d.dead_at,
+                        "state": d.state.value if d.state else None,
+                        "preview": d.preview,
                     }
-                    for d in items
+                    for d in page.items
                 ],
             }
         )
         return
-    if not items:
-        render.out.print(f"no dead messages in {queue}")
+    if not page.items:
+        render.out.print(f"no dead messages in {queue}" + (f" past {offset}" if offset and page.total else ""))
         return
     grid = render.table("JOB ID", "ACTOR", "REASON")
-    for item in items:
-        grid.add_row(item.letter.job_id, item.letter.actor, item.reason)
+    for item in page.items:
+        grid.add_row(item.job_id, item.actor, item.reason)
     render.out.print(grid)
-    if total > len(items):
-        render.out.print(f"showing {len(items)} of {total}")
+    if page.next is not None:
+        render.out.print(
+            f"showing {offset + 1}-{page.next} of {page.total}; more: jobs dead {queue} --offset {page.next}"
+        )
+
+
+JobOption = Annotated[list[str] | None, typer.Option("--job", help="Only this job's dead letters (repeatable).")]
 
 
 @app.command("requeue-dead")
-def requeue_dead(queue: str, as_json: JsonFlag = False) -> None:
-    """Put a queue's dead messages back for another try."""
-    outcome = services().queues.requeue_dead(queue)
-    text = f"requeued {outcome.requeued} dead messages of {queue}"
-    if outcome.stale:
-        text += f", dropped {outcome.stale} whose job had already run again"
-    if outcome.kept:
-        text += f", left {outcome.kept} that cannot run here"
-    _said({"queue": queue, "requeued": outcome.requeued, "stale": outcome.stale, "kept": outcome.kept}, text, as_json)
+def requeue_dead(queue: str, job: JobOption = None, as_json: JsonFlag = False) -> None:
+    """Put a queue's dead messages (all, or those of --job) back for another try; prints progress on stderr."""
+    dead_jobs = services().queues.dead_jobs
+    value: dict[str, Any] = {"queue": queue}
+    if job:
+        outcome = dead_jobs.requeue(queue, job)
+        requeued, stale, kept = outcome.requeued, outcome.stale, outcome.kept
+        value["missing"] = outcome.missing
+    else:
+
+        def shown(progress: RequeueProgress) -> None:
+            print(f"requeue {queue}: {progress.handled} of {progress.total} done", file=sys.stderr, flush=True)
+
+        progress = dead_jobs.requeue_all(queue, shown=shown)
+        requeued, stale, kept = progress.requeued, progress.stale, progress.kept
+    value |= {"requeued": requeued, "stale": stale, "kept": kept}
+    text = f"requeued {requeued} dead messages of {queue}"
+    if stale:
+        text += f", dropped {stale} whose job had already run again"
+    if kept:
+        text += f", left {kept} that cannot run here"
+    if value.get("missing"):
+        text += f"; no dead letter for {', '.join(value['missing'])}"
+    _said({k: value[k] for k in ("queue", "requeued", "stale", "kept", "missing") if k in value}, text, as_json)
+
+
+@app.command("delete-dead")
+def delete_dead(
+    queue: str,
+    job: JobOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the dead messages are gone for good.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove a queue's dead messages (all, or those of --job) for good; their jobs' records stay failed."""
+    if not yes:
+        which = "the dead letters of " + ", ".join(job) if job else f"every dead letter of {queue}"
+        raise CliError(f"delete-dead removes {which} for good; add --yes to confirm", BAD_INPUT)
+    outcome = services().queues.dead_jobs.delete(queue, job or None)
+    text = f"deleted {outcome.deleted} dead messages of {queue}"
+    if outcome.missing:
+        text += f"; no dead letter for {', '.join(outcome.missing)}"
+    _said({"queue": queue, "deleted": outcome.deleted, "missing": outcome.missing}, text, as_json)
 
 
 # -- schedules -------------------------------------------------------------------------------------------------

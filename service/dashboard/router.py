@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api.deps import ActivityDep, JobsDep, SchedulesDep
 from service.api.routes.jobs import CURSOR_PATTERN
-from service.dashboard import actions, attempts, delayed
+from service.dashboard import actions, attempts, dead, delayed
 from service.dashboard.chart import throughput_chart
 from service.dashboard.pages import HERE, render
 from service.jobs import JobNotFound
@@ -25,6 +25,7 @@ router = APIRouter(include_in_schema=False)
 static_files = StaticFiles(directory=HERE / "static")
 router.include_router(actions.router)
 router.include_router(delayed.router)
+router.include_router(dead.router)
 
 PAGE_SIZE = 25
 #: The API's own pattern: ASCII digits only (`\d` also takes "٣" or "²", which the store cannot read: a 500).

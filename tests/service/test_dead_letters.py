@@ -13,6 +13,7 @@ from service.jobs import Jobs
 from service.states import JobState
 from tests.support import ops_actors  # noqa: F401  (declares the ops actors in this process too)
 from tests.support.cli import run_cli, run_jobs
+from tests.support.graveyard import bury, dead_ids, empty, read_queue
 from tests.support.workers import WorkerProcess
 
 
@@ -68,7 +69,43 @@ def test_dead_lists_without_consuming_and_requeue_dead_runs_them_again(
 
 
 def test_dead_letter_commands_refuse_an_unknown_queue() -> None:
-    for command in ("dead", "requeue-dead"):
-        done = run_jobs(command, "nowhere")
+    for command in (["dead"], ["requeue-dead"], ["requeue-dead", "--job", "x"], ["delete-dead", "--yes"]):
+        done = run_jobs(*command, "nowhere")
         assert done.code == 2
         assert done.err.strip() == "error: unknown queue 'nowhere'"
+
+
+def test_dead_pages_with_offset_and_requeue_dead_and_delete_dead_take_one_job_or_all(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs
+) -> None:
+    empty("ops")
+    ids = bury("ops_doomed", [{"key": f"cli-{i}"} for i in range(5)])
+    first = json.loads(run_cli(capsys, "dead", "ops", "--limit", "2", "--json").out)
+    assert (first["count"], first["offset"], first["next"]) == (5, 0, 2)
+    assert [m["jobId"] for m in first["messages"]] == ids[:2]
+    assert first["messages"][0]["preview"] == '{"key": "cli-0"}'
+    rest = json.loads(run_cli(capsys, "dead", "ops", "--offset", "2", "--json").out)
+    assert ([m["jobId"] for m in rest["messages"]], rest["next"]) == (ids[2:], None)
+    table = run_cli(capsys, "dead", "ops", "--limit", "2")
+    assert "more: jobs dead ops --offset 2" in table.out
+
+    one = run_cli(capsys, "requeue-dead", "ops", "--job", ids[0], "--job", "no-such-job", "--json")
+    assert one.code == 0, one.err
+    assert json.loads(one.out) == {"queue": "ops", "requeued": 1, "stale": 0, "kept": 0, "missing": ["no-such-job"]}
+    assert [letter.job_id for letter in read_queue("ops")] == [ids[0]]
+    assert jobs.get(ids[0]).state is JobState.QUEUED
+
+    unconfirmed = run_cli(capsys, "delete-dead", "ops", "--job", ids[1])
+    assert unconfirmed.code == 2
+    assert (
+        unconfirmed.err.strip()
+        == f"error: delete-dead removes the dead letters of {ids[1]} for good; add --yes to confirm"
+    )
+    deleted = run_cli(capsys, "delete-dead", "ops", "--job", ids[1], "--yes")
+    assert (deleted.code, deleted.out.strip()) == (0, "deleted 1 dead messages of ops")
+    assert dead_ids("ops") == ids[2:]
+    everything = run_cli(capsys, "delete-dead", "ops", "--yes", "--json")
+    assert json.loads(everything.out) == {"queue": "ops", "deleted": 3, "missing": []}
+    assert dead_ids("ops") == []
+    assert jobs.get(ids[4]).state is JobState.FAILED
+    empty("ops")

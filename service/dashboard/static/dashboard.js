@@ -103,7 +103,8 @@
     if (!button || button.disabled) return;
     if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
     button.disabled = true;
-    const outcome = await call(button.dataset.method || "POST", button.dataset.url);
+    // data-body: a JSON body the server wrote (e.g. which job ids); absent for actions without one.
+    const outcome = await call(button.dataset.method || "POST", button.dataset.url, button.dataset.body);
     button.disabled = false;
     if (!outcome) return;
     if (outcome.response.ok) {
