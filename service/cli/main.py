@@ -275,7 +275,7 @@ def dead(
         )
 
 
-JobOption = Annotated[list[str] | None, typer.Option("--job", help="Only this job's dead letters (repeatable).")]
+JobOption = Annotated[list[str] | None, typer.Option("--job", help="Only this job (repeat for more); default: all.")]
 
 
 @app.command("requeue-dead")
@@ -371,9 +371,6 @@ def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
 @cache
 def _delayed() -> DelayedJobs:
     return DelayedJobs(services().jobs)
-
-
-JobOption = Annotated[list[str] | None, typer.Option("--job", help="Only this job (repeat for more); default: all.")]
 
 
 @app.command()
