@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: What logging's exc_info holds once a record was made.
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+#: The framework's own lines (Dramatiq's, this service's: "job completed", retries) are in the process log; a job keeps
+#: what its own code (and the libraries it calls) logged, so a job that logs nothing costs nothing here.
+FRAMEWORK_LOGGERS = ("service.", "dramatiq", "periodiq", "pika")
 #: Jobs with lines waiting at once; beyond them (Redis away while many jobs log) a new job's lines are dropped.
 MAX_JOBS_WAITING = 1000
 
@@ -73,7 +76,7 @@ class JobLogCapture(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # Overridden (no handler lock, no filters): the one question is whether a job runs on this thread.
         job = current_job.get()
-        if job is None:
+        if job is None or record.name.startswith(FRAMEWORK_LOGGERS):
             return False
         line = (
             f"{self._prefix}-{next(self._seq):x}",
