@@ -78,13 +78,18 @@ class JobLogCapture(logging.Handler):
         job = current_job.get()
         if job is None or record.name.startswith(FRAMEWORK_LOGGERS):
             return False
+        try:
+            message = record.getMessage()  # now: the arguments may change once the call returns
+        except Exception:  # a bad format string: logging never raises into the caller, and neither does this
+            self.stats.dropped += 1
+            return False
         line = (
             f"{self._prefix}-{next(self._seq):x}",
             record.created,
             record.levelname,
             record.name,
             job.attempt,
-            record.getMessage(),  # now: the arguments may change once the call returns
+            message,
             record.exc_info if record.exc_info and record.exc_info[0] is not None else None,
         )
         with self._mutex:
@@ -125,8 +130,14 @@ class JobLogCapture(logging.Handler):
         while not self._stop.is_set():
             self._wake.wait(self.flush_s)
             self._wake.clear()
+            self._flush_safely()
+        self._flush_safely()
+
+    def _flush_safely(self) -> None:
+        try:
             self.flush()
-        self.flush()
+        except Exception:  # a bug here must not end the writer, and with it every later job's lines
+            logger.exception("job log lines not written")  # this thread runs no job: not captured again
 
     def flush(self) -> None:
         with self._mutex:

@@ -23,8 +23,8 @@ class JobLogs(Middleware):
         logging.getLogger().addHandler(self.capture)
         self.capture.start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self.capture.stop()
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.capture.stop()  # after the worker threads: what the last jobs logged is written too
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
