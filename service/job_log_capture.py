@@ -161,8 +161,10 @@ class JobLogCapture(logging.Handler):
 
     def _format(self, line: tuple[str, float, str, str, int, str, ExcInfo | None]) -> str:
         line_id, created, level, name, attempt, message, exc = line
-        if exc is not None:
-            message += "\n" + "".join(traceback.format_exception(*exc)).rstrip()
+        text = logs.shorten(message, self.line_chars if exc is None else self.line_chars // 2)
+        if exc is not None:  # a traceback's end says what failed: its last characters are kept
+            trace = "".join(traceback.format_exception(*exc)).rstrip()
+            text += "\n" + logs.shorten_tail(trace, max(self.line_chars - len(text) - 1, 1))
         at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
         entry: dict[str, Any] = {
             "id": line_id,
@@ -170,6 +172,6 @@ class JobLogCapture(logging.Handler):
             "level": level.lower(),
             "logger": name,
             "attempt": attempt,
-            "message": logs.shorten(message, self.line_chars),
+            "message": text,
         }
         return json.dumps(entry)  # the message was redacted whole, before any escaping

@@ -68,6 +68,11 @@ def test_a_failing_job_keeps_its_traceback_in_the_line_that_logged_it(jobs: Jobs
     logged = [line for line in settled(job_id) if str(line["message"]).startswith("could not finish")]
     assert len(logged) == 1 and logged[0]["level"] == "error"
     assert "ValueError: boom went wrong" in str(logged[0]["message"])
+    # Over the cap: the message's start and the traceback's end (what failed) are kept.
+    long = run(jobs, "chatty", lines=1, text="boom" * 200, fail=True)
+    message = str(next(line for line in settled(long) if line["level"] == "error")["message"])
+    assert message.startswith("could not finish\n") and message.endswith("boom went wrong")
+    assert len(message) <= LINE_CHARS + 40
 
 
 def test_a_registered_secret_is_redacted_in_a_stored_line(jobs: Jobs, log_worker: WorkerProcess) -> None:
