@@ -86,7 +86,8 @@ def test_a_running_job_appears_on_the_busy_page_with_its_elapsed_time_and_leaves
     expect(row.locator('[data-field="progress"]')).to_contain_text(re.compile(r"line \d+ of 20"))
     page.wait_for_timeout(1500)
     assert float(elapsed.inner_text().split()[0]) > first, "elapsed time does not move"
-    expect(page.locator("#busy-summary")).to_contain_text("2 of 3 worker threads busy")
+    # Other tests' workers may beat in this Redis database too: their threads count, their jobs are done.
+    expect(page.locator("#busy-summary")).to_contain_text(re.compile(r"^2 of \d+ worker threads busy"))
     keep(page, artifacts, "busy.png")
     row.locator("a").click()
     expect(page).to_have_url(f"{web.url}/dashboard/jobs/{job_id}")
