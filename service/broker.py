@@ -12,11 +12,14 @@ from dramatiq.results.backends.redis import RedisBackend
 from service import logs, progress, schedules, tracing
 from service.events import EventRelay
 from service.hook_failures import GuardedRabbitmqBroker, HookFailures
+from service.job_log_capture import JobLogCapture
+from service.log_store import JobLogStore
 from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
 from service.middleware.interrupts import JobTimeLimit, RunningActors
+from service.middleware.job_logs import JobLogs
 from service.middleware.lease import JobLease
 from service.middleware.parking import ParkingLot, install_quiet_parking
 from service.middleware.pause import QueuePause
@@ -56,6 +59,21 @@ def build_store(settings: Settings, client: redis.Redis) -> JobStore:
             failed_s=settings.job_retention_failed_s,
             failed_count=settings.job_retention_failed_count,
         ),
+    )
+
+
+def build_log_store(settings: Settings, client: redis.Redis) -> JobLogStore:
+    # Lines outlive their last write by the longest retention, so they never outlive a record that kept them.
+    ttl_s = max(settings.job_retention_completed_s, settings.job_retention_failed_s)
+    return JobLogStore(client, keep=max(settings.job_log_lines, 1), ttl_s=ttl_s)
+
+
+def build_log_capture(settings: Settings, client: redis.Redis) -> JobLogCapture:
+    return JobLogCapture(
+        build_log_store(settings, client),
+        keep=settings.job_log_lines,
+        line_chars=settings.job_log_line_chars,
+        flush_s=settings.job_log_flush_ms / 1000,
     )
 
 
@@ -110,6 +128,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         ConcurrencyLimit(client),
         AttemptSpans(),  # before status: its span is open when "active" is written and when a retry is published
         leases,
+        JobLogs(build_log_capture(settings, client)),  # before status: its after hook sees the outcome's log line
         status,
         Heartbeat(store),
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
@@ -135,6 +154,7 @@ redis_client = connect_redis(settings.redis_url)
 store = build_store(settings, redis_client)
 progress.bind_store(store)
 schedule_store = ScheduleStore(redis_client)
+log_store = build_log_store(settings, redis_client)
 schedules.bind_store(schedule_store)
 broker = build_broker(settings, redis_client, store)
 dramatiq.set_broker(broker)

@@ -23,6 +23,11 @@ def index(actor: str | None = None, state: str | None = None) -> str:
     return key
 
 
+def job_logs(job_id: str) -> str:
+    """The last lines a job's own code logged (a list of JSON lines); deleted with the record (common.lua)."""
+    return f"{PREFIX}logs:{job_id}"
+
+
 def idempotency(key: str) -> str:
     return f"{PREFIX}idem:{key}"
 

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     #: message goes back to RabbitMQ) or its outcome is written again in the background (its message waits).
     job_store_retry_s: float = Field(60.0, gt=0)
 
+    #: A job's own log lines (service/job_log_capture.py): how many are kept per job (0 turns capture off), how long
+    #: each may be, and how often a worker writes what its jobs logged (also as each job ends).
+    job_log_lines: int = Field(200, ge=0, le=10_000)
+    job_log_line_chars: int = Field(2000, ge=100, le=100_000)
+    job_log_flush_ms: int = Field(150, ge=10, le=10_000)
+
     #: On SIGTERM a worker finishes its jobs for this long, then interrupts the rest (they run again elsewhere).
     worker_shutdown_timeout_s: float = Field(30.0, ge=0)
     #: Each `dramatiq` command serves its workers' Prometheus metrics here; 0 turns that off.

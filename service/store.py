@@ -363,6 +363,13 @@ class JobStore:
         beats = self.client.mget([keys.worker(str(i)) for i in ids])
         return [json.loads(b) for b in beats if b]
 
+    def progress_of(self, job_ids: Sequence[str]) -> list[tuple[str | None, str | None, str | None]]:
+        """(state, progress, progressMessage) of each job, in one round trip; all None for a job with no record."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(keys.job(job_id), ["state", "progress", "progressMessage"])
+        return [(row[0], row[1], row[2]) for row in pipe.execute()]
+
     def list(
         self,
         *,

@@ -13,7 +13,20 @@ from service.api import errors
 from service.api.exposure import check_exposure
 from service.api.limits import BodyLimit
 from service.api.origin import SameOriginOnly
-from service.api.routes import dead, delayed, events, health, hooks, jobs, metrics, queues, reports, schedules
+from service.api.routes import (
+    dead,
+    delayed,
+    events,
+    health,
+    hooks,
+    job_logs,
+    jobs,
+    metrics,
+    queues,
+    reports,
+    schedules,
+    workers,
+)
 from service.broker import settings
 from service.dashboard import router as dashboard
 from service.settings import public_view
@@ -54,3 +67,5 @@ app.include_router(metrics.router)
 app.include_router(dashboard.router)
 app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")
 app.include_router(schedules.router)
+app.include_router(job_logs.router)
+app.include_router(workers.router)

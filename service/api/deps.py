@@ -14,10 +14,11 @@ from fastapi import Depends, Header, HTTPException
 
 import actors  # noqa: F401  (declares every job, so the API knows their names and payload models)
 from service.activity import Activity
-from service.broker import broker, redis_client, schedule_store, settings, store
+from service.broker import broker, log_store, redis_client, schedule_store, settings, store
 from service.dead_letters import DeadLetters
 from service.hook_ids import HookIds
 from service.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
+from service.job_logs import JobLogs
 from service.jobs import Jobs
 from service.pauses import PauseFlags
 from service.queue_control import QueueControl
@@ -58,6 +59,18 @@ async def provide_activity() -> Activity:
 
 
 ActivityDep = Annotated[Activity, Depends(provide_activity)]
+
+
+@lru_cache(maxsize=1)
+def get_job_logs() -> JobLogs:
+    return JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000)
+
+
+async def provide_job_logs() -> JobLogs:
+    return get_job_logs()
+
+
+JobLogsDep = Annotated[JobLogs, Depends(provide_job_logs)]
 
 
 @lru_cache(maxsize=1)

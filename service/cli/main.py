@@ -20,6 +20,7 @@ from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
 from service.dead_jobs import RequeueProgress
 from service.delayed import DelayedJobs
+from service.job_logs import JobLogs
 from service.jobs import Jobs
 from service.queue_control import QueueControl
 from service.schedule_views import Schedules
@@ -123,6 +124,33 @@ def show(job_id: str, as_json: JsonFlag = False) -> None:
     render.out.print(render.record_table(record))
     if record.traceback and record.state is JobState.FAILED:
         render.out.print("\n" + record.traceback.rstrip(), markup=False)
+
+
+@cache
+def _job_logs() -> JobLogs:
+    from service.broker import log_store, settings
+
+    return JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000)
+
+
+@app.command()
+def logs(
+    job_id: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print new lines as they come, until the job ends.")
+    ] = False,
+    timeout: Annotated[float | None, typer.Option(min=0, help="With --follow: stop after this many seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
+) -> None:
+    """Show the lines a job's own code logged (the last JOB_LOG_LINES), oldest first."""
+    book = _job_logs()
+    lines = book.follow(job_id, timeout_s=timeout) if follow else iter(book.page(job_id).lines)
+    for line in lines:
+        if as_json:
+            render.emit_json(line.as_json())
+        else:
+            print(f"{line.at[11:23]} {line.level.upper():<7} {line.logger} [attempt {line.attempt}]: {line.message}")
+        sys.stdout.flush()
 
 
 @app.command("list")

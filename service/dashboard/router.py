@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.api.deps import ActivityDep, JobsDep, SchedulesDep
+from service.api.deps import ActivityDep, JobLogsDep, JobsDep, SchedulesDep
 from service.api.routes.jobs import CURSOR_PATTERN
-from service.dashboard import actions, attempts, dead, delayed
+from service.dashboard import actions, attempts, busy, dead, delayed
 from service.dashboard.chart import throughput_chart
 from service.dashboard.pages import HERE, render
 from service.jobs import JobNotFound
@@ -26,6 +26,7 @@ static_files = StaticFiles(directory=HERE / "static")
 router.include_router(actions.router)
 router.include_router(delayed.router)
 router.include_router(dead.router)
+router.include_router(busy.router)
 
 PAGE_SIZE = 25
 #: The API's own pattern: ASCII digits only (`\d` also takes "٣" or "²", which the store cannot read: a 500).
@@ -96,9 +97,10 @@ def job_list(
 
 
 @router.get("/dashboard/jobs/{job_id}")
-def job_page(request: Request, job_id: str, jobs: JobsDep) -> Response:
+def job_page(request: Request, job_id: str, jobs: JobsDep, job_logs: JobLogsDep) -> Response:
     try:
         record = jobs.get(job_id)
+        logs = job_logs.page(job_id).lines
     except JobNotFound:
         return render("missing.html", {**common(request, "jobs"), "job_id": job_id}, status_code=404)
     tried = attempts.attempts(record.history)
@@ -111,6 +113,7 @@ def job_page(request: Request, job_id: str, jobs: JobsDep) -> Response:
             "retryable": record.state in RETRYABLE_STATES,
             "attempts": tried,
             "spans": attempts.timeline(record.createdAt, tried, datetime.now(UTC)),
+            "logs": logs,
         },
     )
 

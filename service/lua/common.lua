@@ -40,7 +40,7 @@ local function prune(actor, st, now_ms, max_age_s, max_count)
     for _, jid in ipairs(extra) do table.insert(doomed, jid) end
   end
   for _, jid in ipairs(doomed) do
-    redis.call('DEL', job_key(jid), history_key(jid))
+    redis.call('DEL', job_key(jid), history_key(jid), prefix .. 'logs:' .. jid)
     unindex(jid, actor, st)
     redis.call('ZREM', fin, jid)
   end

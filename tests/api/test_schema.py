@@ -22,7 +22,7 @@ from service.api.routes.hooks import hook_settings
 #: Small enough that the whole run stays well under a minute on a shared 2-core machine.
 MAX_EXAMPLES = 12
 #: The job API and its neighbours; the dashboard pages and the SSE stream are exercised by their own tests.
-API_PATHS = r"^/(jobs|queues|hooks|healthz|readyz)"
+API_PATHS = r"^/(jobs|queues|hooks|healthz|readyz|workers)"
 
 schema = (
     schemathesis.openapi.from_asgi("/openapi.json", app).include(path_regex=API_PATHS).exclude(path_regex="/events$")
