@@ -32,6 +32,15 @@ class QueuePause(Middleware):
         self._worker: Any = None
         self._stop = threading.Event()
 
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # Dramatiq starts its consumers before "after_worker_boot": read the flags first, so a queue paused before
+        # the worker started has its first deliveries parked rather than run.
+        main_queues = sorted(name for name in broker.get_declared_queues() if q_name(name) == name)
+        try:
+            self.paused = frozenset(self.flags.paused(main_queues))
+        except redis.RedisError:
+            logger.warning("paused queues not read at start: Redis unreachable; read again once the worker is up")
+
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._worker = worker
         self._stop.clear()
