@@ -77,6 +77,7 @@ def test_a_failing_job_keeps_its_traceback_in_the_line_that_logged_it(jobs: Jobs
 
 def test_a_registered_secret_is_redacted_in_a_stored_line(jobs: Jobs, log_worker: WorkerProcess) -> None:
     job_id = run(jobs, "chatty", lines=2, text=f"calling with token={SECRET} and {json.dumps(SECRET)}")
+    assert len(settled(job_id)) == 2  # the lines are written just after the job ends
     stored = jobs.store.client.lrange(keys.job_logs(job_id), 0, -1)
     assert len(stored) >= 2
     assert not any(SECRET in line for line in stored), stored
