@@ -105,12 +105,13 @@ def test_a_job_that_logs_nothing_keeps_no_lines(jobs: Jobs, log_worker: WorkerPr
 def test_lines_are_pruned_with_the_job_record(jobs: Jobs) -> None:
     store = JobStore(jobs.store.client, Retention(completed_count=1))
     book = JobLogStore(jobs.store.client, keep=200, ttl_s=60)
-    for job_id in ("old", "new"):
+    for n, job_id in enumerate(("old", "new")):
         create = {"jobId": job_id, "actor": "pruned", "queue": "q", "data": "{}", "createdMs": 1, "createdAt": "x"}
         store.transition(job_id, JobState.ACTIVE, create=create)
         book.append({job_id: [json.dumps({"id": "1", "at": "", "level": "info", "logger": "t", "attempt": 1,
                                           "message": "m"})]})  # fmt: skip
-        store.transition(job_id, JobState.COMPLETED)
+        # A millisecond apart: retention keeps the newest by finish time, and a tie would be decided by the ids.
+        store.transition(job_id, JobState.COMPLETED, at_ms=int(time.time() * 1000) + n)
     assert jobs.store.client.exists(keys.job("old")) == 0
     assert jobs.store.client.exists(keys.job_logs("old")) == 0
     assert jobs.store.client.llen(keys.job_logs("new")) == 1
