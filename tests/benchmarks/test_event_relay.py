@@ -83,7 +83,7 @@ def test_relaying_an_event_against_publishing_it_through_pika() -> None:
     for name in results:
         print(f"  {name:13s}: this process {median(name, 0):5.1f}, RabbitMQ {median(name, 1):5.1f}")
     ours = median("relay", 0) + median("relay", 1)
-    print(
-        f"  relay / through pika, both processes: {ours / (median('through pika', 0) + median('through pika', 1)):.2f}"
-    )
-    assert ours > 0
+    ratio = ours / (median("through pika", 0) + median("through pika", 1))
+    print(f"  relay / through pika, both processes: {ratio:.2f}")
+    # The relay packs its own frames to cost less than pika's channel (0.47 of it at the last measurement).
+    assert ratio < 1.0, f"the relay costs {ratio:.2f} of pika's CPU per event, target < 1.0"

@@ -43,4 +43,5 @@ def test_worker_throughput_against_plain_dramatiq(work_ms: float) -> None:
         f"{median(ours, 'machine_ms'):.2f} ms (ratio {median(plain, 'machine_ms') / median(ours, 'machine_ms'):.2f}, "
         "the figure the throughput ratio follows when the machine is the limit)"
     )
-    assert ratio > 0
+    # Issue 2's target. It is not met today (0.55-0.67 at the last measurements): `make bench` says so by failing.
+    assert ratio >= 0.9, f"service/plain throughput {ratio:.2f}, target >= 0.9"
