@@ -21,6 +21,8 @@ from dramatiq.common import dq_name, xq_name
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from service.acks import BatchingConsumer
+
 T = TypeVar("T")
 ChannelKind = Literal["confirm", "tx", "plain"]
 
@@ -71,6 +73,10 @@ class ServiceBroker(RabbitmqBroker):
     """Dramatiq's RabbitMQ broker, whose queue declarations name the fix when a queue exists with other arguments
     (another client declared it first with other options): RabbitMQ only closes the channel with PRECONDITION_FAILED,
     and Dramatiq's consumer would retry that for ever without saying what is wrong."""
+
+    @property
+    def consumer_class(self) -> type[BatchingConsumer]:
+        return BatchingConsumer  # acknowledgements in batches (service/acks.py)
 
     def _declare_queue(self, queue_name: str) -> Any:
         wanted = self._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]

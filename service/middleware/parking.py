@@ -20,6 +20,8 @@ from typing import Any
 
 from dramatiq.middleware import SkipMessage
 
+from service.acks import settled_elsewhere
+
 logger = logging.getLogger(__name__)
 
 _parking = threading.local()
@@ -106,8 +108,15 @@ def _on_connection(ticket: Ticket, action: Callable[[], None]) -> bool:
     connection = ticket.consumer.connection
     if not connection.is_open:
         return False  # the channel closed, so RabbitMQ has requeued it already
+    report = settled_elsewhere(ticket.consumer, ticket.tag)
+
+    def settle() -> None:
+        action()
+        if report is not None:  # the consumer may acknowledge past this tag in one go now (service/acks.py)
+            report()
+
     try:
-        connection.add_callback_threadsafe(action)
+        connection.add_callback_threadsafe(settle)
     except Exception:  # closing meanwhile: RabbitMQ requeues it anyway
         return False
     return True

@@ -34,6 +34,11 @@ T = TypeVar("T")
 
 _PRIORITY_NAMES = {number: name.value for name, number in BROKER_PRIORITY.items()}
 
+#: Set on every message this service's senders publish: their record is written as they publish. A message without
+#: it (another service's plain Dramatiq client) has no record yet, so its first write carries the whole record at
+#: once instead of finding it missing and writing again.
+RECORDED = "recorded"
+
 
 def run_of(message: Any) -> int:
     """Which run of the job this message is: 0 at first, +1 each time it is retried by hand."""
@@ -128,6 +133,9 @@ class StatusMiddleware(Middleware):
         self._stopping = threading.Event()
 
     # -- sender side -----------------------------------------------------------------------------------------
+
+    def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        message.options[RECORDED] = 1
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         fields: dict[str, Any] = {}
@@ -251,8 +259,10 @@ class StatusMiddleware(Middleware):
         write = functools.partial(
             self.store.transition, job_id, state, run=run, retries=retries, fields=fields, lease=lease, token=token
         )
+        if state is JobState.ACTIVE and not message.options.get(RECORDED):
+            return write(create=record_fields(message, self.max_payload_bytes))
         outcome = write()
-        if outcome.state == "missing":
+        if outcome.state == "missing":  # recorded by its sender, but pruned or lost since: written whole again
             outcome = write(create=record_fields(message, self.max_payload_bytes))
         return outcome
 
