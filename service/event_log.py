@@ -8,19 +8,22 @@ groups of their own) all read it here; nothing else writes it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from service import keys
+from service.states import FINAL_STATES
 
 #: How far back of a job's creation time a look for its events starts: the stream's ids come from Redis' clock, the
 #: record's creation time from its sender's.
 CLOCK_SKEW_MS = 60_000
 #: Entries read per round trip when a job's events are looked for.
 SCAN_CHUNK = 1000
+FINAL = {s.value for s in FINAL_STATES}
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,20 @@ class EventLog:
             if len(chunk) < SCAN_CHUNK:
                 return found
             start = f"({chunk[-1][0]}"
+
+    def follow(
+        self, after_id: str, *, job_id: str | None = None, timeout_s: float | None = None, block_ms: int = 1000
+    ) -> Iterator[Event]:
+        """Events added after `after_id` as they come (only `job_id`'s when given), until a job's final state, or
+        `timeout_s`."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while deadline is None or time.monotonic() < deadline:
+            for event in self.after(after_id, block_ms=block_ms):
+                after_id = event.event_id
+                if job_id is None or event.job_id == job_id:
+                    yield event
+                    if job_id is not None and event.state in FINAL:
+                        return
 
     def figures(self) -> StreamFigures:
         """Length, events ever added and every consumer group's lag, in one round trip."""

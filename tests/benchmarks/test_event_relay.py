@@ -15,8 +15,8 @@ from typing import Any
 
 import pika
 import redis
-
 from service.events import EXCHANGE, ConfirmedPublisher, Event, EventRelay
+
 from tests.benchmarks.draining import cpu_seconds, servers
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
