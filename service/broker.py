@@ -10,12 +10,10 @@ from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, progress, schedules, tracing
-from service.events import EventRelay
 from service.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.job_log_capture import JobLogCapture
 from service.log_store import JobLogStore
 from service.middleware.concurrency import ConcurrencyLimit
-from service.middleware.event_relay import EventRelaying
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
 from service.middleware.interrupts import JobTimeLimit, RunningActors
@@ -59,6 +57,7 @@ def build_store(settings: Settings, client: redis.Redis) -> JobStore:
             failed_s=settings.job_retention_failed_s,
             failed_count=settings.job_retention_failed_count,
         ),
+        events_maxlen=settings.events_stream_maxlen,
     )
 
 
@@ -142,7 +141,6 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     )
     # A hook that fails means "not run" before a job and "not acknowledged yet" after it (service/hook_failures.py).
     broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)
-    broker.add_middleware(EventRelaying(EventRelay(client, broker.parameters)))  # its hooks run only in workers
     broker.add_middleware(RedisConfigCheck(client))  # warns at each worker's start when Redis may lose records
     return broker
 

@@ -103,11 +103,21 @@ def lock(name: str) -> str:
     return f"{PREFIX}lock:{name}"
 
 
-#: Lifecycle events waiting to be relayed to RabbitMQ (a list of JSON objects, oldest first), written by the Lua
-#: scripts with each state change; the relay's lock; how many were dropped because the list was full.
-EVENTS_OUTBOX = f"{PREFIX}events:outbox"
-EVENTS_RELAY_LOCK = f"{PREFIX}events:relay"
-EVENTS_DROPPED = f"{PREFIX}events:dropped"
+#: The lifecycle-event stream, capped at EVENTS_STREAM_MAXLEN: one entry per state change, added by the Lua script
+#: that makes the change (common.lua builds the same name from the prefix).
+EVENTS = f"{PREFIX}events"
+
+
+def events_export_group(exchange: str) -> str:
+    """The consumer group through which the RabbitMQ export reads the stream: one per exchange."""
+    return f"export:{exchange}"
+
+
+def events_export_lease(exchange: str) -> str:
+    """Held by the one export relay that may publish to `exchange` (a token; it expires unless renewed)."""
+    return f"{PREFIX}events:export:{exchange}:lease"
+
+
 #: Counters for /metrics, written by the Lua scripts: jobs created per "queue|actor", state entries per
 #: "queue|actor|state", attempt run times per "queue|actor|le" (plus "|sum" and "|count").
 METRICS_CREATED = f"{PREFIX}metrics:created"

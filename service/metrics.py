@@ -2,7 +2,8 @@
 
 Per queue: depth read from RabbitMQ (waiting, delayed, dead) and whether it is paused. Per actor: jobs in each
 state, jobs enqueued and finished, and attempt run times, all from counters the Lua scripts keep in Redis in the
-same step as each state change, so they add up across every process and machine. Workers serve Dramatiq's own
+same step as each state change, so they add up across every process and machine. The lifecycle-event stream: its
+length, events added and trimmed, and each consumer group's lag (XINFO). Workers serve Dramatiq's own
 per-process metrics on their own port (service.worker_metrics).
 """
 
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from service import queues
+from service.event_log import EventLog, StreamFigures
 from service.jobs import Jobs
 from service.pauses import PauseFlags
 from service.rabbit import LINK_ERRORS
@@ -93,14 +95,33 @@ class JobMetrics:
             queue, actor, entered = key.split("|", 2)
             if entered in _FINAL:
                 finished.add_metric([queue, actor, entered], n)
-        events_waiting = GaugeMetricFamily("jobs_events_waiting", "Lifecycle events not yet relayed to RabbitMQ.")
-        events_waiting.add_metric([], counters.events_waiting)
-        events_dropped = CounterMetricFamily("jobs_events_dropped", "Lifecycle events dropped: the outbox was full.")
-        events_dropped.add_metric([], counters.events_dropped)
         workers = GaugeMetricFamily("jobs_workers_alive", "Worker processes with a live heartbeat.")
         workers.add_metric([], alive)
-        yield from (paused, in_state, enqueued, finished, _run_times(counters.runs), events_waiting, events_dropped)
-        yield workers
+        yield from (paused, in_state, enqueued, finished, _run_times(counters.runs), workers)
+        yield from _event_stream(EventLog(store.client).figures(), store.events_maxlen)
+
+
+def _event_stream(figures: StreamFigures, maxlen: int) -> Iterator[Metric]:
+    """The lifecycle-event stream and each consumer group reading it (other services, the RabbitMQ export)."""
+    length = GaugeMetricFamily("jobs_events_stream_length", "Lifecycle events kept in the Redis stream.")
+    length.add_metric([], figures.length)
+    cap = GaugeMetricFamily("jobs_events_stream_maxlen", "The stream's cap (EVENTS_STREAM_MAXLEN).")
+    cap.add_metric([], maxlen)
+    added = CounterMetricFamily("jobs_events_added", "Lifecycle events added to the stream.")
+    added.add_metric([], figures.added)
+    trimmed = CounterMetricFamily("jobs_events_trimmed", "Lifecycle events removed from the stream by its cap.")
+    trimmed.add_metric([], figures.trimmed)
+    lag = GaugeMetricFamily(
+        "jobs_events_group_lag", "Events a consumer group has not been delivered yet.", labels=["group"]
+    )
+    pending = GaugeMetricFamily(
+        "jobs_events_group_pending", "Events delivered to a consumer group and not acknowledged.", labels=["group"]
+    )
+    for group in figures.groups:
+        if group.lag is not None:  # Redis cannot always tell (after XDEL); no sample beats a wrong one
+            lag.add_metric([group.name], group.lag)
+        pending.add_metric([group.name], group.pending)
+    yield from (length, cap, added, trimmed, lag, pending)
 
 
 def _run_times(runs: dict[str, float]) -> HistogramMetricFamily:

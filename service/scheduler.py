@@ -23,7 +23,7 @@ import periodiq
 import pika.exceptions
 import redis
 
-from service import schedules
+from service import event_export, schedules
 from service.cron import ZonedCron
 from service.redis_config import warn_if_unsafe
 from service.schedules import TickOutcome
@@ -189,6 +189,20 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
         self.stopping.set()
 
     def loop(self) -> None:
+        # The RabbitMQ export of lifecycle events, when EVENTS_EXCHANGE asks for it: here, once per deployment's
+        # schedulers (its lease lets one of them publish), rather than in every worker process.
+        export = event_export.export_from_settings(
+            get_settings().events_exchange,
+            schedules.bound_store().client,
+            dramatiq.get_broker().parameters,  # type: ignore[attr-defined]  # a RabbitmqBroker's
+        )
+        try:
+            self._loop()
+        finally:
+            if export is not None:
+                export.stop()
+
+    def _loop(self) -> None:
         if not self.actors:
             logger.warning("no schedule is switched on (every SCHEDULE_<ACTOR> is off): idling until stopped")
         else:

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     #: Each `dramatiq` command serves its workers' Prometheus metrics here; 0 turns that off.
     worker_metrics_port: int = Field(9191, ge=0, le=65535)
 
+    #: Lifecycle events kept in the Redis stream `jobs:events` (approximately: Redis trims whole stream nodes).
+    events_stream_maxlen: int = Field(100_000, ge=1000, le=100_000_000)
+    #: When set (e.g. jobs.events), the scheduler process also exports every event to this RabbitMQ topic exchange.
+    events_exchange: str = ""
+
     api_token: str = ""
     #: Must be true for a web process to serve without API_TOKEN on an address other than loopback.
     api_open: bool = False

@@ -17,12 +17,18 @@ from service import keys
 from service.clock import iso_from_ms, now_ms
 from service.records import JobRecord
 from service.script_batcher import ScriptBatcher
+from service.settings import Settings
 from service.states import JobState
 
+#: EVENTS_STREAM_MAXLEN's default, read from the settings rather than typed again.
+DEFAULT_EVENTS_MAXLEN: int = Settings.model_fields["events_stream_maxlen"].default
 
-def _script(name: str) -> str:
+
+def _script(name: str, events_maxlen: int = DEFAULT_EVENTS_MAXLEN) -> str:
+    """A script with common.lua before it, and the event stream's cap baked in (no read of it per call)."""
     lua = resources.files("service") / "lua"
-    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    common = (lua / "common.lua").read_text().replace("${EVENTS_STREAM_MAXLEN}", str(int(events_maxlen)))
+    return common + "\n" + (lua / f"{name}.lua").read_text()
 
 
 #: transition.lua returns this many values per transition: applied, state after, a number, the fencing token.
@@ -89,8 +95,6 @@ class Counters:
     created: dict[str, int]  #: "queue|actor" -> jobs created
     entered: dict[str, int]  #: "queue|actor|state" -> times a job entered the state
     runs: dict[str, float]  #: "queue|actor|le", "...|sum", "...|count" -> attempt run times (see common.lua)
-    events_waiting: int  #: events in the outbox, not relayed to RabbitMQ yet
-    events_dropped: int  #: events dropped because the outbox was full
 
 
 @dataclass(frozen=True)
@@ -126,25 +130,32 @@ class Page:
 class JobStore:
     """All reads and writes of job records. Transitions run as Lua scripts, so each is atomic."""
 
-    def __init__(self, client: redis.Redis, retention: Retention | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, retention: Retention | None = None, *, events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+    ) -> None:
         self.client = client
         self.retention = retention or Retention()
-        self._transition = client.register_script(_script("transition"))
+        #: Lifecycle events kept in the stream (EVENTS_STREAM_MAXLEN), baked into every script that writes one.
+        self.events_maxlen = events_maxlen
+        self._transition = client.register_script(self._script("transition"))
         #: transition.lua's arguments before the groups: the key prefix and the retention
         self._transition_head: list[str | int] = [keys.PREFIX, *self.retention.args()]
         self._transitions = ScriptBatcher(
             client, self._transition, head=self._transition_head, result_width=TRANSITION_RESULT_WIDTH
         )
-        self._progress = client.register_script(_script("progress"))
-        self._cancel = client.register_script(_script("cancel"))
-        self._reopen = client.register_script(_script("reopen"))
-        self._discard = client.register_script(_script("discard"))
-        self._prune = client.register_script(_script("prune"))
-        self._requeue_lost = client.register_script(_script("requeue_lost"))
-        self._renew_leases = client.register_script(_script("renew_leases"))
-        self._sweep_index = client.register_script(_script("sweep_index"))
+        self._progress = client.register_script(self._script("progress"))
+        self._cancel = client.register_script(self._script("cancel"))
+        self._reopen = client.register_script(self._script("reopen"))
+        self._discard = client.register_script(self._script("discard"))
+        self._prune = client.register_script(self._script("prune"))
+        self._requeue_lost = client.register_script(self._script("requeue_lost"))
+        self._renew_leases = client.register_script(self._script("renew_leases"))
+        self._sweep_index = client.register_script(self._script("sweep_index"))
         self._confirm_key = client.register_script(_CONFIRM_KEY)
         self._release_key = client.register_script(_RELEASE_KEY)
+
+    def _script(self, name: str) -> str:
+        return _script(name, self.events_maxlen)
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -309,20 +320,16 @@ class JobStore:
         return dict(zip(pairs, (int(n) for n in pipe.execute()), strict=True))
 
     def counters(self) -> Counters:
-        """The totals the Lua scripts keep for /metrics, and the events outbox, read together."""
+        """The totals the Lua scripts keep for /metrics, read together."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(keys.METRICS_CREATED)
         pipe.hgetall(keys.METRICS_ENTERED)
         pipe.hgetall(keys.METRICS_RUNS)
-        pipe.llen(keys.EVENTS_OUTBOX)
-        pipe.get(keys.EVENTS_DROPPED)
-        created, entered, runs, outbox, dropped = pipe.execute()
+        created, entered, runs = pipe.execute()
         return Counters(
             created={k: int(v) for k, v in created.items()},
             entered={k: int(v) for k, v in entered.items()},
             runs={k: float(v) for k, v in runs.items()},
-            events_waiting=int(outbox),
-            events_dropped=int(dropped or 0),
         )
 
     def actors(self) -> list[str]:

@@ -16,6 +16,8 @@ import actors  # noqa: F401  (declares every job, so the API knows their names a
 from service.activity import Activity
 from service.broker import broker, log_store, redis_client, schedule_store, settings, store
 from service.dead_letters import DeadLetters
+from service.event_feed import EventFeed
+from service.event_log import EventLog
 from service.hook_ids import HookIds
 from service.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
 from service.job_logs import JobLogs
@@ -35,6 +37,30 @@ async def provide_jobs() -> Jobs:
 
 
 JobsDep = Annotated[Jobs, Depends(provide_jobs)]
+
+
+@lru_cache(maxsize=1)
+def get_event_log() -> EventLog:
+    return EventLog(redis_client)
+
+
+async def provide_event_log() -> EventLog:
+    return get_event_log()
+
+
+EventLogDep = Annotated[EventLog, Depends(provide_event_log)]
+
+
+@lru_cache(maxsize=1)
+def get_event_feed() -> EventFeed:
+    return EventFeed(get_event_log())
+
+
+async def provide_event_feed() -> EventFeed:
+    return get_event_feed()
+
+
+EventFeedDep = Annotated[EventFeed, Depends(provide_event_feed)]
 
 
 @lru_cache(maxsize=1)

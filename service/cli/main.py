@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +21,13 @@ from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
 from service.dead_jobs import RequeueProgress
 from service.delayed import DelayedJobs
+from service.event_log import Event, EventLog
 from service.job_logs import JobLogs
 from service.jobs import Jobs
 from service.queue_control import QueueControl
 from service.schedule_views import Schedules
-from service.states import JobState, Priority
+from service.states import FINAL_STATES, JobState, Priority
+from service.unavailable import mapped, store_call
 
 app = typer.Typer(
     name="jobs",
@@ -151,6 +154,57 @@ def logs(
         else:
             print(f"{line.at[11:23]} {line.level.upper():<7} {line.logger} [attempt {line.attempt}]: {line.message}")
         sys.stdout.flush()
+
+
+@cache
+def _event_log() -> EventLog:
+    from service.broker import redis_client
+
+    return EventLog(redis_client)
+
+
+def _created_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000) if iso else 0
+
+
+@app.command()
+def events(
+    job_id: Annotated[str | None, typer.Argument(help="Only this job's events (all jobs' when left out).")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then print new events as they come (a job's: until it ends).")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Without JOB_ID: how many recent events.")] = 20,
+    timeout: Annotated[float | None, typer.Option(min=0, help="With --follow: stop after this many seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
+) -> None:
+    """Show lifecycle events from the Redis stream, oldest first: a job's, or the most recent of all jobs."""
+    log = _event_log()
+    if job_id is not None:
+        record = services().jobs.get(job_id)  # an unknown job is an error, not an empty list
+        shown = store_call(lambda: log.of_job(job_id, _created_ms(record.createdAt)))
+        finished = bool(shown) and shown[-1].state in {s.value for s in FINAL_STATES}
+    else:
+        shown = store_call(lambda: log.recent(limit))
+        finished = False
+    start = shown[-1].event_id if shown else store_call(log.last_id)
+    for event in shown:
+        _print_event(event, as_json)
+    if follow and not finished:
+        with mapped():
+            for event in log.follow(start, job_id=job_id, timeout_s=timeout):
+                _print_event(event, as_json)
+
+
+def _print_event(event: Event, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(event.as_json())
+    else:
+        steps = f"run {event.run or 0} retry {event.retry or 0}" + (
+            f" attempt {event.attempt}" if event.attempt else ""
+        )
+        error = f"  {event.error}" if event.error else ""
+        print(f"{event.at}  {event.event_id}  {event.actor}  {event.job_id}  {event.state:<9}  {steps}{error}")
+    sys.stdout.flush()
 
 
 @app.command("list")

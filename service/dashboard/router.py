@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.api.deps import ActivityDep, JobLogsDep, JobsDep, SchedulesDep
+from service.api.deps import ActivityDep, EventLogDep, JobLogsDep, JobsDep, SchedulesDep
 from service.api.routes.jobs import CURSOR_PATTERN
 from service.dashboard import actions, attempts, busy, dead, delayed
 from service.dashboard.chart import throughput_chart
@@ -38,7 +38,7 @@ def common(request: Request, section: str) -> dict[str, Any]:
 
 
 @router.get("/")
-def overview(request: Request, jobs: JobsDep, activity: ActivityDep) -> Response:
+def overview(request: Request, jobs: JobsDep, activity: ActivityDep, events: EventLogDep) -> Response:
     return render(
         "overview.html",
         {
@@ -46,6 +46,7 @@ def overview(request: Request, jobs: JobsDep, activity: ActivityDep) -> Response
             "queues": jobs.queues(),
             "chart": throughput_chart(activity.throughput(60)),
             "workers": activity.workers(),
+            "events": list(reversed(events.recent(15))),  # newest first, from the lifecycle-event stream
         },
     )
 

@@ -63,12 +63,17 @@ local function hset_all(key, fields)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
 
--- Every state change also lands in the events outbox (relayed to RabbitMQ's `jobs.events` by the workers, see
--- service/events.py) and in the counters GET /metrics reads. Both are written by the same atomic script as the
--- change itself, so no state can change without its event and no event can outlive a change that did not happen.
--- A script notes them in a tally and writes the tally once at its end: a batch of changes then costs one write
--- per counter instead of one per change.
-local OUTBOX_MAX = 100000
+-- Every state change also lands in the lifecycle-event stream (`jobs:events`, read by GET /jobs/{id}/events, the
+-- dashboard, `jobs events`, other services' consumer groups and the optional RabbitMQ export, service/event_log.py)
+-- and in the counters GET /metrics reads. Both are written by the same atomic script as the change itself, so no
+-- state can change without its event and no event can outlive a change that did not happen. A script notes them in
+-- a tally and writes the tally once at its end: a batch of changes then costs one write per counter instead of one
+-- per change.
+-- The stream's cap (EVENTS_STREAM_MAXLEN) is baked into the script text when service/store.py loads it: no read per
+-- call. `MAXLEN ~` trims whole stream nodes, so trimming costs next to nothing.
+local EVENTS_MAXLEN = tonumber('${EVENTS_STREAM_MAXLEN}')
+-- Optional fields of an event, in this order, each only when it has a value (flat, small entries).
+local EVENT_EXTRAS = {'run', 'retry', 'attempt', 'error', 'note'}
 local RUN_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 
 local function new_tally()
@@ -78,8 +83,15 @@ local function new_tally()
 
   function t.change(jid, actor, queue, st, now_iso, extra)
     queue = queue or 'default'
-    local event = {jobId = jid, actor = actor, queue = queue, state = st, at = now_iso}
-    for k, v in pairs(extra) do event[k] = v end
+    local event = {'jobId', jid, 'actor', actor, 'queue', queue, 'state', st, 'at', now_iso}
+    for _, k in ipairs(EVENT_EXTRAS) do
+      local v = extra[k]
+      -- cjson.null (a field being removed) and empty strings are no value.
+      if (type(v) == 'string' and v ~= '') or type(v) == 'number' then
+        event[#event + 1] = k
+        event[#event + 1] = tostring(v)
+      end
+    end
     t.events[#t.events + 1] = event
     t.count(t.entered, queue .. '|' .. actor .. '|' .. st, 1)
   end
@@ -104,21 +116,9 @@ local function new_tally()
   end
 
   function t.flush()
-    local n = #t.events
-    if n > 0 then
-      local first = redis.call('INCRBY', prefix .. 'events:seq', n) - n
-      local encoded = {}
-      for i, event in ipairs(t.events) do
-        event['eventId'] = first + i
-        encoded[i] = cjson.encode(event)
-      end
-      local outbox = prefix .. 'events:outbox'
-      local size = redis.call('RPUSH', outbox, unpack(encoded))
-      if size > OUTBOX_MAX then
-        -- No worker has relayed events for a long while: keep Redis bounded, and count what was dropped.
-        redis.call('LTRIM', outbox, size - OUTBOX_MAX, -1)
-        redis.call('INCRBY', prefix .. 'events:dropped', size - OUTBOX_MAX)
-      end
+    -- The stream id Redis gives each entry is the event's id: increasing, unique, and a time (ms) as well.
+    for _, event in ipairs(t.events) do
+      redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(event))
     end
     hincr_all(prefix .. 'metrics:entered', t.entered)
     hincr_all(prefix .. 'metrics:created', t.created)

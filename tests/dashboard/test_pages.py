@@ -34,6 +34,17 @@ def test_the_overview_lists_every_queue_with_its_figures(client: httpx.Client, j
     assert "Workers alive" in page.text
 
 
+def test_the_overview_shows_the_recent_events_of_the_stream_newest_first(client: httpx.Client, jobs: Jobs) -> None:
+    first, second = put_record(), put_record()
+    jobs.cancel(first)
+    page = client.get("/").text
+    section = page.split('id="events"', 1)[1].split("</section>", 1)[0]
+    assert "Recent events" in section
+    rows = [row for row in section.split("<tr data-event=")[1:]]
+    assert f"/dashboard/jobs/{first}" in rows[0] and "cancelled" in rows[0]
+    assert any(f"/dashboard/jobs/{second}" in row and ">queued<" in row for row in rows[1:])
+
+
 def test_every_page_forbids_inline_scripts_and_framing(client: httpx.Client, jobs: Jobs) -> None:
     job_id = put_record()
     for path in ("/", "/dashboard/jobs", f"/dashboard/jobs/{job_id}", "/dashboard/jobs/nope"):

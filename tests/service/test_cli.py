@@ -320,3 +320,22 @@ def test_send_wait_draws_a_live_progress_bar_on_a_terminal(worker: WorkerProcess
     assert "\x1b[" in done.err  # drawn with terminal control codes, redrawn in place
     assert "completed" in done.err and "100%" in done.err
     assert done.out.startswith("completed ") and 'result: {"n": 1}' in done.out
+
+
+def test_events_prints_a_jobs_changes_and_follows_the_stream_until_it_ends(
+    capsys: pytest.CaptureFixture[str], jobs: Jobs, worker: WorkerProcess
+) -> None:
+    job_id = test_actors.flaky.send(key="cli-events", failures=1).message_id
+    followed = run_cli(capsys, "events", job_id, "--follow", "--timeout", "20", "--json")  # returns at its end
+    assert followed.code == 0
+    events = [json.loads(line) for line in followed.out.splitlines()]
+    states = [e["state"] for e in events if e["state"] != "queued"]  # queued may lose the race to active
+    assert states == ["active", "delayed", "active", "completed"], followed.out
+    assert all(e["jobId"] == job_id for e in events)
+    shown = run_cli(capsys, "events", job_id)
+    assert shown.code == 0 and "completed" in shown.out.splitlines()[-1] and job_id in shown.out
+    recent = run_cli(capsys, "events", "--limit", "2", "--json")
+    assert [json.loads(line)["eventId"] for line in recent.out.splitlines()] == [e["eventId"] for e in events[-2:]]
+    missing = run_cli(capsys, "events", "00000000-0000-0000-0000-000000000000")
+    assert missing.code == 3
+    assert_one_line_error(missing.err, "job not found")

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from service import keys
 from service.broker import broker, store
 from service.jobs import Jobs
 from service.states import JobState
@@ -96,6 +97,8 @@ def served() -> Iterator[set[str]]:
         WebProcess(extra_args=["--log-level", "warning", "--no-access-log"]) as web,
     ):
         jobs = Jobs(broker, store)
+        # A consumer group, as another service would make: its lag is a labelled series.
+        store.client.xgroup_create(keys.EVENTS, "grafana-test", id="$", mkstream=True)
         retried = jobs.enqueue("traced_flaky", {"key": "grafana-retried", "failures": 1}).job_id
         dead = jobs.enqueue("traced_flaky", {"key": "grafana-dead", "failures": 99}).job_id
         assert jobs.wait(retried, timeout_s=30).state is JobState.COMPLETED

@@ -89,7 +89,13 @@ def test_metrics_parse_pass_promtool_and_count_what_happened(
     assert value(runs, "jobs_run_duration_seconds_sum", queue="test", actor="add") < 3
     for family in ("jobs_queue_waiting", "jobs_queue_delayed", "jobs_queue_dead", "jobs_queue_paused"):
         assert {s.labels["queue"] for s in families[family]} >= {"default", "test", "ops"}, family
-    assert "jobs_events_waiting" in families and "jobs_events_dropped" in families
+    # Every change above is an event in the stream; nothing trimmed at this size.
+    assert (
+        value(families["jobs_events_added"], "jobs_events_added_total")
+        == value(families["jobs_events_stream_length"], "jobs_events_stream_length")
+        > 0
+    )
+    assert value(families["jobs_events_trimmed"], "jobs_events_trimmed_total") == 0
     assert value(families["jobs_workers_alive"], "jobs_workers_alive") >= 1
 
 
