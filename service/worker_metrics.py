@@ -62,9 +62,16 @@ class WorkerMetrics(Middleware):
         if not self.port:
             return
         directory = metrics_dir()
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._answerer = SampleAnswerer(directory / f"{os.getpid()}.sock", lambda: sample(worker, self.running))
-        self._answerer.start()
+        answerer = SampleAnswerer(directory / f"{os.getpid()}.sock", lambda: sample(worker, self.running))
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            answerer.start()
+        except OSError:
+            # Metrics are not worth a worker that runs no jobs: this process goes on, left out of the sums
+            # (jobs_worker_processes shows one process fewer than the command runs).
+            logger.exception("worker metrics: this process cannot answer on %s", answerer.path)
+            return
+        self._answerer = answerer
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         if self._answerer is not None:

@@ -3,6 +3,7 @@ summed over its processes and read when scraped; nothing is written while jobs r
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 import time
@@ -110,3 +111,21 @@ def test_workers_serve_busy_threads_and_held_messages_read_when_scraped_with_no_
         assert listing(directory) == before
         jobs.cancel(later)
     broker.flush("ops")
+
+
+@pytest.mark.slow
+def test_a_worker_process_that_cannot_answer_still_runs_jobs_and_is_left_out_of_the_sums(jobs: Jobs) -> None:
+    # A temporary directory too long for a Unix socket's path: each worker process's bind fails.
+    deep = Path(tempfile.mkdtemp(prefix="wm-")) / ("d" * 100)
+    deep.mkdir()
+    port = free_port()
+    env = {"WORKER_METRICS_PORT": str(port), "WORKER_METRICS_HOST": "127.0.0.1", "TMPDIR": str(deep)}
+    broker.flush("ops")
+    with WorkerProcess(processes=1, threads=1, queues=["ops"], modules=["tests.support.ops_actors"], env=env) as w:
+        assert "worker metrics: this process cannot answer" in w.output()
+        job_id = jobs.enqueue("ops_step", {"key": "worker-unanswering", "seconds": 0}).job_id
+        assert jobs.wait(job_id, timeout_s=30).state is JobState.COMPLETED
+        figures = scrape_until(port, lambda f: ("jobs_worker_processes", ()) in f, "the serving process")
+        assert figures[("jobs_worker_processes", ())] == 0
+    broker.flush("ops")
+    shutil.rmtree(deep.parent)
