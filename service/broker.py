@@ -114,7 +114,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     )
     middleware = [
         DirectWorkerLogs(),
-        WorkerMetrics(settings.worker_metrics_port),  # first, so it sees every message, parked ones too
+        WorkerMetrics(settings.worker_metrics_port, running),  # no per-message hook: read when scraped
         QueuePause(PauseFlags(client), parking),
         GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s, running=running),
         AgeLimit(),

@@ -1,12 +1,13 @@
-"""Dramatiq's own Prometheus metrics for worker processes, in multi-process mode, served on WORKER_METRICS_PORT.
+"""Worker metrics on WORKER_METRICS_PORT: what only the worker processes know, read at each scrape, never per job.
 
-Dramatiq's Prometheus middleware keeps its figures in files that every worker process of one `dramatiq` command
-shares, and a forked process serves their sum. Two things are done differently here:
-- the middleware is inert until the worker process boots (the web process, the CLI and the scheduler load the same
-  broker and must not count anything, nor write files);
-- the files live in a directory per `dramatiq` command (named after its pid), so two commands on one machine never
-  mix their figures; directories of commands that are gone are removed when the next one starts serving.
-This module imports nothing of the service at load time: the serving process starts from a bare fork.
+Job counts, failures, retries and run times are counted once, by the store (the web process's GET /metrics). A
+worker adds only what nobody else knows (busy threads, messages it holds, its memory and CPU), and it does so when
+asked: WorkerMetrics has no per-message hook at all. Each worker process answers on a Unix socket in a directory per
+`dramatiq` command (named after its pid); the process Dramatiq forks to serve the port asks every socket at each
+scrape and serves the sum. So two commands on one machine never mix their figures, and directories of commands that
+are gone are removed when the next one starts serving.
+The middleware is inert until a worker process boots: the web process, the CLI and the scheduler load the same
+broker. This module imports no more of the service than worker_sample: the serving process starts from a bare fork.
 """
 
 from __future__ import annotations
@@ -15,17 +16,29 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import dramatiq
 from dramatiq.middleware import Middleware
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from service.worker_sample import ProcessSample, sample, total
+
+if TYPE_CHECKING:
+    from service.middleware.interrupts import RunningActors
 
 logger = logging.getLogger(__name__)
 
-_DIR_PREFIX = "jobservice-prometheus-"
+_DIR_PREFIX = "jobservice-worker-metrics-"
+#: How long the serving process waits for one worker process's answer; a process that is slower is counted as
+#: unanswered for that scrape (it may hold the GIL in a long C call) rather than holding up the whole scrape.
+ANSWER_TIMEOUT_S = 2.0
 
 
 def metrics_dir(supervisor_pid: int | None = None) -> Path:
@@ -33,64 +46,135 @@ def metrics_dir(supervisor_pid: int | None = None) -> Path:
     return Path(tempfile.gettempdir()) / f"{_DIR_PREFIX}{supervisor_pid or os.getppid()}"
 
 
-def _point_dramatiq_at(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    os.environ["dramatiq_prom_db"] = str(directory)  # noqa: SIM112 - the name Dramatiq reads
-    from dramatiq.middleware import prometheus  # only now: it creates its directory when imported
-
-    prometheus.DB_PATH = str(directory)
-
-
 class WorkerMetrics(Middleware):
-    def __init__(self, port: int) -> None:
+    """Starts a worker process's answerer at boot and stops it at shutdown; nothing in between."""
+
+    def __init__(self, port: int, running: RunningActors) -> None:
         self.port = port
-        self._inner: Any = None
+        self.running = running
+        self._answerer: SampleAnswerer | None = None
 
     @property
     def forks(self) -> list[Any]:
         return [serve_worker_metrics] if self.port else []
 
-    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         if not self.port:
             return
-        _point_dramatiq_at(metrics_dir())
-        from dramatiq.middleware.prometheus import Prometheus
+        directory = metrics_dir()
+        answerer = SampleAnswerer(directory / f"{os.getpid()}.sock", lambda: sample(worker, self.running))
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            answerer.start()
+        except OSError:
+            # Metrics are not worth a worker that runs no jobs: this process goes on, left out of the sums
+            # (jobs_worker_processes shows one process fewer than the command runs).
+            logger.exception("worker metrics: this process cannot answer on %s", answerer.path)
+            return
+        self._answerer = answerer
 
-        self._inner = Prometheus()
-        self._inner.after_process_boot(broker)
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if self._answerer is not None:
+            self._answerer.stop()
+            self._answerer = None
 
-    # The hooks that count something, passed on once the process has booted; until then they do nothing.
 
-    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
-        if self._inner is not None:
-            self._inner.after_nack(broker, message)
+class SampleAnswerer:
+    """A thread that answers each connection to `path` with this process's sample, then closes it."""
 
-    def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
-        if self._inner is not None:
-            self._inner.after_enqueue(broker, message, delay)
+    def __init__(self, path: Path, read: Callable[[], ProcessSample]) -> None:
+        self.path = path
+        self.read = read
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
-    def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        if self._inner is not None:
-            self._inner.before_delay_message(broker, message)
+    def start(self) -> None:
+        self.path.unlink(missing_ok=True)  # left by a process of the same pid that was killed
+        self._listener.bind(str(self.path))
+        self._listener.listen(16)
+        self._listener.settimeout(1.0)  # wakes once a second when idle, to notice stop()
+        threading.Thread(target=self._answer_forever, name="worker-metrics", daemon=True).start()
 
-    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        if self._inner is not None:
-            self._inner.before_process_message(broker, message)
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self.path.unlink(missing_ok=True)
 
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        if self._inner is not None:
-            self._inner.after_process_message(broker, message, result=result, exception=exception)
+    def _answer_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by stop()
+            with connection:
+                try:
+                    connection.settimeout(ANSWER_TIMEOUT_S)
+                    connection.sendall(self.read().to_json())
+                except Exception:  # one failed answer must not end the answers to every later scrape
+                    logger.exception("worker metrics: sample not sent")
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        if self._inner is not None:
-            self._inner.after_skip_message(broker, message)
 
-    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        if self._inner is not None:
-            self._inner.after_worker_shutdown(broker, worker)
+def ask(path: Path) -> ProcessSample:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(ANSWER_TIMEOUT_S)
+        connection.connect(str(path))
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return ProcessSample.from_json(b"".join(chunks))
+
+
+def ask_every_process(directory: Path) -> tuple[list[ProcessSample], int]:
+    """The samples of the command's live worker processes, and how many did not answer in time."""
+    samples, unanswered = [], 0
+    for path in sorted(directory.glob("*.sock")):
+        try:
+            samples.append(ask(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)  # its process is gone (killed before it could remove its socket)
+        except (OSError, ValueError):
+            unanswered += 1
+    return samples, unanswered
+
+
+class CommandMetrics:
+    """A prometheus_client collector: asks the worker processes of one command at every scrape and sums them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        samples, unanswered = ask_every_process(self.directory)
+        summed = total(samples)
+        yield GaugeMetricFamily(
+            "jobs_worker_processes", "Worker processes that answered this scrape.", summed.processes
+        )
+        yield GaugeMetricFamily(
+            "jobs_worker_processes_unanswered", "Worker processes that did not answer this scrape in time.", unanswered
+        )
+        yield GaugeMetricFamily("jobs_worker_threads", "Worker threads, busy or idle.", summed.threads)
+        yield _per_queue("jobs_worker_threads_busy", "Threads running a job of the queue now.", summed.busy)
+        yield _per_queue(
+            "jobs_worker_messages_prefetched", "Messages received and held until a thread is free.", summed.prefetched
+        )
+        yield _per_queue(
+            "jobs_worker_messages_delayed", "Delayed messages held in memory until they are due.", summed.delayed
+        )
+        yield GaugeMetricFamily(
+            "jobs_worker_resident_memory_bytes", "Resident memory of the worker processes.", summed.resident_bytes
+        )
+        yield CounterMetricFamily(
+            "jobs_worker_cpu_seconds", "User and system CPU time of the worker processes.", summed.cpu_seconds
+        )
+
+
+def _per_queue(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["queue"])
+    for queue, n in sorted(counts.items()):
+        family.add_metric([queue], n)
+    return family
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -115,12 +199,10 @@ def serve_worker_metrics() -> int:
     host = os.environ.get("WORKER_METRICS_HOST", "0.0.0.0")
     with contextlib.suppress(OSError):
         _remove_dirs_of_gone_commands()
-    directory = metrics_dir()
-    _point_dramatiq_at(directory)
-    from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+    from prometheus_client import CollectorRegistry, make_wsgi_app
 
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CommandMetrics(metrics_dir()))
     server = make_server(host, port, make_wsgi_app(registry), handler_class=_QuietHandler)
     logger.info("worker metrics on http://%s:%d/metrics", host, port)
     server.serve_forever()

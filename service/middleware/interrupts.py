@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage, Middleware
 from dramatiq.middleware.threading import raise_thread_exception
 from dramatiq.middleware.time_limit import TimeLimitExceeded
@@ -32,6 +33,7 @@ class Run:
 
     job_id: str
     started: float  #: time.monotonic() when the actor's function started
+    queue: str = ""  #: the job's queue, without a delay queue's suffix (worker metrics count busy threads by it)
     interrupted: bool = False
     depth: int = 1  #: an actor that calls another actor's function directly is still one run
 
@@ -69,12 +71,13 @@ class RunningActors(Middleware):
     def _enter(self, thread_id: int) -> None:
         message = CurrentMessage.get_current_message()
         job_id = message.message_id if message is not None else ""
+        queue = q_name(message.queue_name) if message is not None else ""
         with self._lock:
             run = self._runs.get(thread_id)
             if run is not None:
                 run.depth += 1
             else:
-                self._runs[thread_id] = Run(job_id, time.monotonic())
+                self._runs[thread_id] = Run(job_id, time.monotonic(), queue=queue)
 
     def _leave(self, thread_id: int) -> None:
         with self._lock:

@@ -1,15 +1,13 @@
 """GET /metrics: Prometheus text that prometheus-client's own parser reads and `promtool check metrics` accepts,
-with queue depth from RabbitMQ, jobs by state, totals and run times; workers serve Dramatiq's metrics, summed over
-their processes, on their own port."""
+with queue depth from RabbitMQ, jobs by state, totals and run times, each counted once, by the store. (What a
+worker serves on its own port: tests/service/test_worker_metrics.py.)"""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,7 +20,6 @@ from service.metrics import RUN_BUCKETS
 from service.pauses import PauseFlags
 from service.states import JobState
 from tests.support import isolation, ops_actors, test_actors
-from tests.support.api_server import free_port
 from tests.support.promtool import ROOT, promtool
 from tests.support.workers import WorkerProcess
 
@@ -124,34 +121,3 @@ def test_the_run_time_buckets_match_the_lua_script() -> None:
     match = re.search(r"RUN_BUCKETS = \{([^}]*)\}", lua)
     assert match is not None
     assert tuple(float(b) for b in match.group(1).split(",")) == tuple(float(b) for b in RUN_BUCKETS)
-
-
-@pytest.mark.slow
-def test_workers_serve_dramatiq_metrics_summed_over_their_processes(jobs: Jobs) -> None:
-    port = free_port()
-    env = {"WORKER_METRICS_PORT": str(port), "WORKER_METRICS_HOST": "127.0.0.1"}
-    with WorkerProcess(processes=2, threads=2, queues=["ops"], modules=["tests.support.ops_actors"], env=env) as w:
-        ids = [jobs.enqueue("ops_step", {"key": "worker-metrics", "seconds": 0.05}).job_id for _ in range(12)]
-        for job_id in ids:
-            assert jobs.wait(job_id, timeout_s=30).state is JobState.COMPLETED
-        pids = set()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-                samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-                total = sum(
-                    s.value
-                    for s in samples
-                    if s.name == "dramatiq_messages_total" and s.labels.get("actor_name") == "ops_step"
-                )
-                if total == 12:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "worker metrics never showed the 12 jobs"
-            time.sleep(0.2)
-        pids = {p.name for p in Path(f"/tmp/jobservice-prometheus-{w.proc.pid}").glob("*.db")} if w.proc else set()
-        assert len(pids) >= 2, pids  # one file per worker process, read together
-        names = {s.name for s in samples}
-        assert {"dramatiq_message_duration_milliseconds_bucket", "dramatiq_messages_inprogress"} <= names
