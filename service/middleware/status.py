@@ -213,7 +213,8 @@ class StatusMiddleware(Middleware):
             return  # nothing to record: the lease middleware sends the message back to RabbitMQ
         if exception is None:
             self._finish(message, JobState.COMPLETED, {"result": to_json(result), "progress": 100})
-            logger.info("job completed", extra={"event": "completed"})
+            # DEBUG: the completion is in the event stream already (`jobs events`); failures and retries log at INFO+.
+            logger.debug("job completed", extra={"event": "completed"})
         elif isinstance(exception, JobCancelled):
             self._finish(message, JobState.CANCELLED, {"failedReason": describe(exception)})
         elif message.failed:
