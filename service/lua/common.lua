@@ -27,22 +27,31 @@ local function index(jid, actor, st, score)
 end
 
 -- Removes finished jobs past their age or beyond the count, at most 200 a call so no call blocks Redis for long.
+-- By count, it waits until the set is a sixty-fourth over its limit (at most 156 jobs for 10 000; none under 64)
+-- and then removes the excess at once: every removal is then one multi-member command per key instead of six
+-- commands per job, which on a busy queue at its limit was a fifth of what a job cost Redis.
 local function prune(actor, st, now_ms, max_age_s, max_count)
   local fin = finished_key(st, actor)
   -- The common case, nothing to prune, costs two O(1) reads.
   local size = redis.call('ZCARD', fin)
   local oldest = redis.call('ZRANGE', fin, 0, 0, 'WITHSCORES')
-  if size <= max_count and (oldest[2] == nil or tonumber(oldest[2]) >= now_ms - max_age_s * 1000) then return 0 end
-  local doomed = redis.call('ZRANGEBYSCORE', fin, '-inf', now_ms - max_age_s * 1000, 'LIMIT', 0, 200)
-  local left = redis.call('ZCARD', fin) - #doomed
+  local too_old = oldest[2] ~= nil and tonumber(oldest[2]) < now_ms - max_age_s * 1000
+  if size <= max_count + math.floor(max_count / 64) and not too_old then return 0 end
+  local doomed = {}
+  if too_old then doomed = redis.call('ZRANGEBYSCORE', fin, '-inf', now_ms - max_age_s * 1000, 'LIMIT', 0, 200) end
+  local left = size - #doomed
   if left > max_count then
     local extra = redis.call('ZRANGE', fin, #doomed, #doomed + math.min(left - max_count, 200) - 1)
-    for _, jid in ipairs(extra) do table.insert(doomed, jid) end
+    for _, jid in ipairs(extra) do doomed[#doomed + 1] = jid end
   end
+  if #doomed == 0 then return 0 end
+  local gone = {}
   for _, jid in ipairs(doomed) do
-    redis.call('DEL', job_key(jid), history_key(jid), prefix .. 'logs:' .. jid)
-    unindex(jid, actor, st)
-    redis.call('ZREM', fin, jid)
+    gone[#gone + 1], gone[#gone + 2], gone[#gone + 3] = job_key(jid), history_key(jid), prefix .. 'logs:' .. jid
+  end
+  redis.call('DEL', unpack(gone))
+  for _, key in ipairs({idx(nil, nil), idx(actor, nil), idx(nil, st), idx(actor, st), fin}) do
+    redis.call('ZREM', key, unpack(doomed))
   end
   return #doomed
 end
@@ -125,8 +134,7 @@ local function new_tally()
     hincr_all(prefix .. 'metrics:runs', t.runs)
     for field, seconds in pairs(t.run_sums) do redis.call('HINCRBYFLOAT', prefix .. 'metrics:runs', field, seconds) end
     for key, n in pairs(t.throughput) do
-      redis.call('INCRBY', key, n)
-      redis.call('EXPIRE', key, 7200)
+      if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, 7200) end  -- set once, as the minute starts
     end
     for actor in pairs(t.actors) do redis.call('SADD', prefix .. 'actors', actor) end
   end
