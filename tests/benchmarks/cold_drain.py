@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +77,11 @@ class Side:
     queue: str
     actor: str
     env: Callable[[], dict[str, str]]  #: the worker command's environment, on top of this process's
-    reset: Callable[[], None]  #: empties what `done` counts, before the queue is filled
+    metrics_port: str  #: the variable in `env` that names the port the worker metrics are served on
+    reset: Callable[[], object]  #: empties what `done` counts, before the queue is filled
     done: Callable[[], int]  #: jobs done so far
     failed: Callable[[], int] = field(default=lambda: 0)  #: jobs that failed (a run with any is not a measurement)
+    json_logs: bool = False  #: its worker must log JSON lines (the service's production format)
 
 
 def free_port() -> int:
@@ -108,33 +111,45 @@ def service_side(client: redis.Redis, without: str = "") -> Side:
         queue=queue,
         actor=actor,
         env=env,
+        metrics_port="WORKER_METRICS_PORT",
         reset=lambda: isolation.flush_except_lock(client),  # each round starts with an empty job store
         done=lambda: entered("completed"),
         failed=lambda: entered("failed"),
+        json_logs=True,
     )
 
 
-def plain_side(results: redis.Redis, results_url: str) -> Side:
-    """`dramatiq tests.benchmarks.plain_app`, queue `bench-plain`, results in their own Redis database."""
-    metrics_db = Path(tempfile.mkdtemp(prefix="bench-plain-prometheus-"))
+@contextlib.contextmanager
+def plain_side() -> Iterator[Side]:
+    """`dramatiq tests.benchmarks.plain_app`, queue `bench-plain`, its results in a Redis database of their own
+    (claimed like the test run's own) and its Prometheus files in a directory of their own."""
+    db = isolation.claim_redis_db(f"bench-results-{os.getpid()}")
+    url = f"redis://{isolation.HOST}:6379/{db}"
+    results = redis.Redis.from_url(url)
 
     def env() -> dict[str, str]:
         return {
-            "BENCH_RESULTS_URL": results_url,
+            "BENCH_RESULTS_URL": url,
             "dramatiq_prom_host": "127.0.0.1",
             "dramatiq_prom_port": str(free_port()),
-            "dramatiq_prom_db": str(metrics_db),
+            "dramatiq_prom_db": metrics_db,
         }
 
-    return Side(
-        name="plain dramatiq",
-        module="tests.benchmarks.plain_app",
-        queue="bench-plain",
-        actor="bench_noop",
-        env=env,
-        reset=results.flushdb,
-        done=lambda: int(results.dbsize()),
-    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-plain-prometheus-") as metrics_db:
+            yield Side(
+                name="plain dramatiq",
+                module="tests.benchmarks.plain_app",
+                queue="bench-plain",
+                actor="bench_noop",
+                env=env,
+                metrics_port="dramatiq_prom_port",
+                reset=results.flushdb,
+                done=lambda: int(results.dbsize()),
+            )
+    finally:
+        results.close()
+        isolation.release_redis_db(db)
 
 
 def fill(side: Side, jobs: int, work_ms: float) -> None:
@@ -166,6 +181,7 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
     command = [sys.executable, "-m", "dramatiq", side.module, "--processes", str(processes), "--threads",
                str(threads), "--queues", side.queue]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), **side.env()}
+    metrics_url = f"http://127.0.0.1:{env[side.metrics_port]}/metrics"
     others = servers()
     others_before = cpu_seconds(others)
     with log.open("ab") as out:
@@ -184,6 +200,8 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
                 assert first is not None
                 own = cpu_seconds(process_tree(proc.pid))
                 machine = own + cpu_seconds(others) - others_before
+                check_production_settings(side, metrics_url, log)  # after the figures: it costs nothing measured
+                log.unlink()
                 return Run(
                     jobs=jobs,
                     seconds=now - started,
@@ -206,6 +224,22 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
         stop(proc)
 
 
+def check_production_settings(side: Side, metrics_url: str, log: Path) -> None:
+    """The run was a production run: its worker metrics were served, and the service logged JSON lines."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            served = response.status == 200 and bool(response.read())
+    except OSError as error:
+        served, why = False, str(error)
+    else:
+        why = "empty answer"
+    if not served:
+        raise RuntimeError(f"{side.name}: worker metrics not served at {metrics_url} ({why}); log {log}")
+    lines = log.read_text(errors="replace").splitlines()
+    if side.json_logs and not (lines and all(line.startswith("{") for line in lines)):
+        raise RuntimeError(f"{side.name}: the worker did not log JSON lines; log {log}")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -214,14 +248,3 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-
-
-@contextlib.contextmanager
-def results_database() -> Iterator[tuple[redis.Redis, str]]:
-    """A Redis database of its own for plain Dramatiq's results (claimed like the test run's own), and its URL."""
-    db = isolation.claim_redis_db(f"bench-results-{os.getpid()}")
-    url = f"redis://{isolation.HOST}:6379/{db}"
-    try:
-        yield redis.Redis.from_url(url), url
-    finally:
-        isolation.release_redis_db(db)

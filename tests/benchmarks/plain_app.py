@@ -22,7 +22,7 @@ client = redis.Redis.from_url(os.environ["REDIS_URL"])
 results = redis.Redis.from_url(os.environ.get("BENCH_RESULTS_URL") or os.environ["REDIS_URL"])
 broker = RabbitmqBroker(url=os.environ["RABBITMQ_URL"], confirm_delivery=True, max_priority=10)
 broker.add_middleware(Results(backend=RedisBackend(client=results)))  # type: ignore[no-untyped-call]
-if os.environ.get("dramatiq_prom_port"):
+if os.environ.get("dramatiq_prom_port"):  # noqa: SIM112 - the name Dramatiq reads
     broker.add_middleware(Prometheus())
 dramatiq.set_broker(broker)
 

@@ -34,7 +34,7 @@ def fill(queue: str, actor_name: str, count: int, work_ms: float) -> None:
     def remote(work_ms: float = 0) -> None:
         """Never run here: the body lives in the consumer."""
 
-    actor = dramatiq.actor(remote, actor_name=actor_name, queue_name=queue, broker=broker)
+    actor = dramatiq.actor(actor_name=actor_name, queue_name=queue, broker=broker)(remote)
     broker.declare_queue(queue, ensure=True)  # queue, its .DQ and its .XQ, as the consumer declares them
     broker.channel.queue_purge(queue)
     for _ in range(count):
