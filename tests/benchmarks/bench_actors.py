@@ -12,6 +12,9 @@ import os
 import sys
 import time
 
+import redis
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
 from pydantic import BaseModel
 
 import actors  # noqa: F401
@@ -25,6 +28,13 @@ _unknown = WITHOUT - {type(m).__name__ for m in broker.middleware}
 if _unknown:
     raise SystemExit(f"BENCH_WITHOUT names middleware not in the stack: {', '.join(sorted(_unknown))}")
 broker.middleware[:] = [m for m in broker.middleware if type(m).__name__ not in WITHOUT]
+#: Without the job store nothing records a job: its Dramatiq result, in a database of its own, says it is done, as
+#: for plain Dramatiq (tests/benchmarks/cold_drain.py counts them).
+RESULTS_WITHOUT_STORE = "StatusMiddleware" in WITHOUT
+if RESULTS_WITHOUT_STORE:
+    for middleware in broker.middleware:
+        if isinstance(middleware, Results):
+            middleware.backend = RedisBackend(client=redis.Redis.from_url(os.environ["BENCH_RESULTS_URL"]))  # type: ignore[no-untyped-call]
 
 
 class CounterPayload(BaseModel):
@@ -44,7 +54,7 @@ def service_noop(payload: CounterPayload) -> None:
     redis_client.incr(payload.counter)
 
 
-@job(WorkPayload, queue="bench")
+@job(WorkPayload, queue="bench", store_results=RESULTS_WITHOUT_STORE)
 def bench_noop(payload: WorkPayload) -> None:
     """The throughput benchmark's job, sent by tests/benchmarks/plain_sender.py: nothing, or a sleep standing for
     I/O. It is done once the store has recorded it completed."""

@@ -77,7 +77,7 @@ class Side:
     queue: str
     actor: str
     env: Callable[[], dict[str, str]]  #: the worker command's environment, on top of this process's
-    metrics_port: str  #: the variable in `env` that names the port the worker metrics are served on
+    metrics_port: str  #: the variable in `env` naming the port its worker metrics are served on ("" for none)
     reset: Callable[[], object]  #: empties what `done` counts, before the queue is filled
     done: Callable[[], int]  #: jobs done so far
     failed: Callable[[], int] = field(default=lambda: 0)  #: jobs that failed (a run with any is not a measurement)
@@ -90,9 +90,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def service_side(client: redis.Redis, without: str = "") -> Side:
-    """`dramatiq tests.benchmarks.bench_actors` (the service's full stack, less BENCH_WITHOUT), queue `bench`."""
+@dataclass(frozen=True)
+class Results:
+    """A Redis database of its own for Dramatiq results: its size is the number of jobs done."""
+
+    client: redis.Redis
+    url: str
+
+    def count(self) -> int:
+        return int(self.client.dbsize())
+
+
+@contextlib.contextmanager
+def results_database() -> Iterator[Results]:
+    """Claimed like the test run's own database, so that concurrent runs never share it."""
+    db = isolation.claim_redis_db(f"bench-results-{os.getpid()}")
+    results = Results(
+        redis.Redis.from_url(f"redis://{isolation.HOST}:6379/{db}"), f"redis://{isolation.HOST}:6379/{db}"
+    )
+    try:
+        yield results
+    finally:
+        results.client.close()
+        isolation.release_redis_db(db)
+
+
+def service_side(client: redis.Redis, without: str = "", results: Results | None = None) -> Side:
+    """`dramatiq tests.benchmarks.bench_actors` (the service's full stack, less BENCH_WITHOUT), queue `bench`.
+
+    Without the job store (StatusMiddleware) nothing records a job, so that variant stores Dramatiq results in
+    `results` (bench_actors.py) and a job is done, as for plain Dramatiq, once its result is stored."""
     queue, actor = "bench", "bench_noop"
+    gone = set(without.split(","))
+    no_store = "StatusMiddleware" in gone
+    if no_store and results is None:
+        raise ValueError("without the job store, a results database says which jobs are done")
 
     def entered(state: str) -> int:
         return int(client.hget(keys.METRICS_ENTERED, f"{queue}|{actor}|{state}") or 0)
@@ -103,7 +135,13 @@ def service_side(client: redis.Redis, without: str = "") -> Side:
             "LOG_LEVEL": "INFO",
             "WORKER_METRICS_PORT": str(free_port()),
             "BENCH_WITHOUT": without,
+            "BENCH_RESULTS_URL": results.url if results else "",
         }
+
+    def reset() -> None:
+        isolation.flush_except_lock(client)  # each round starts with an empty job store
+        if results:
+            results.client.flushdb()
 
     return Side(
         name="service" if not without else f"service without {without}",
@@ -111,45 +149,38 @@ def service_side(client: redis.Redis, without: str = "") -> Side:
         queue=queue,
         actor=actor,
         env=env,
-        metrics_port="WORKER_METRICS_PORT",
-        reset=lambda: isolation.flush_except_lock(client),  # each round starts with an empty job store
-        done=lambda: entered("completed"),
+        metrics_port="" if "WorkerMetrics" in gone else "WORKER_METRICS_PORT",
+        reset=reset,
+        done=results.count if no_store and results else lambda: entered("completed"),
         failed=lambda: entered("failed"),
         json_logs=True,
     )
 
 
 @contextlib.contextmanager
-def plain_side() -> Iterator[Side]:
-    """`dramatiq tests.benchmarks.plain_app`, queue `bench-plain`, its results in a Redis database of their own
-    (claimed like the test run's own) and its Prometheus files in a directory of their own."""
-    db = isolation.claim_redis_db(f"bench-results-{os.getpid()}")
-    url = f"redis://{isolation.HOST}:6379/{db}"
-    results = redis.Redis.from_url(url)
+def plain_side(results: Results) -> Iterator[Side]:
+    """`dramatiq tests.benchmarks.plain_app`, queue `bench-plain`, its results in their own Redis database and its
+    Prometheus files in a directory of their own."""
 
     def env() -> dict[str, str]:
         return {
-            "BENCH_RESULTS_URL": url,
+            "BENCH_RESULTS_URL": results.url,
             "dramatiq_prom_host": "127.0.0.1",
             "dramatiq_prom_port": str(free_port()),
             "dramatiq_prom_db": metrics_db,
         }
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-plain-prometheus-") as metrics_db:
-            yield Side(
-                name="plain dramatiq",
-                module="tests.benchmarks.plain_app",
-                queue="bench-plain",
-                actor="bench_noop",
-                env=env,
-                metrics_port="dramatiq_prom_port",
-                reset=results.flushdb,
-                done=lambda: int(results.dbsize()),
-            )
-    finally:
-        results.close()
-        isolation.release_redis_db(db)
+    with tempfile.TemporaryDirectory(prefix="bench-plain-prometheus-") as metrics_db:
+        yield Side(
+            name="plain dramatiq",
+            module="tests.benchmarks.plain_app",
+            queue="bench-plain",
+            actor="bench_noop",
+            env=env,
+            metrics_port="dramatiq_prom_port",
+            reset=results.client.flushdb,
+            done=results.count,
+        )
 
 
 def fill(side: Side, jobs: int, work_ms: float) -> None:
@@ -181,7 +212,7 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
     command = [sys.executable, "-m", "dramatiq", side.module, "--processes", str(processes), "--threads",
                str(threads), "--queues", side.queue]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), **side.env()}
-    metrics_url = f"http://127.0.0.1:{env[side.metrics_port]}/metrics"
+    metrics_url = f"http://127.0.0.1:{env[side.metrics_port]}/metrics" if side.metrics_port else ""
     others = servers()
     others_before = cpu_seconds(others)
     with log.open("ab") as out:
@@ -225,7 +256,13 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
 
 
 def check_production_settings(side: Side, metrics_url: str, log: Path) -> None:
-    """The run was a production run: its worker metrics were served, and the service logged JSON lines."""
+    """The run was a production run: its worker metrics were served, and the service's workers logged JSON lines
+    (Dramatiq's parent process keeps its own format: it logs before any of the service is loaded)."""
+    lines = log.read_text(errors="replace").splitlines()
+    if side.json_logs and not any(line.startswith("{") and '"dramatiq.WorkerProcess' in line for line in lines):
+        raise RuntimeError(f"{side.name}: the workers did not log JSON lines; log {log}")
+    if not metrics_url:
+        return
     try:
         with urllib.request.urlopen(metrics_url, timeout=5) as response:
             served = response.status == 200 and bool(response.read())
@@ -235,9 +272,6 @@ def check_production_settings(side: Side, metrics_url: str, log: Path) -> None:
         why = "empty answer"
     if not served:
         raise RuntimeError(f"{side.name}: worker metrics not served at {metrics_url} ({why}); log {log}")
-    lines = log.read_text(errors="replace").splitlines()
-    if side.json_logs and not (lines and all(line.startswith("{") for line in lines)):
-        raise RuntimeError(f"{side.name}: the worker did not log JSON lines; log {log}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -12,6 +12,8 @@ A feature's price is the full stack's machine CPU per job (the command's process
 the stack without it, counted once the first job is done (start-up, the same for every row but noisy, left out).
 A negative price is a saving: without DirectWorkerLogs, log lines go through Dramatiq's parent process.
 
+BENCH_COST_ONLY=StatusMiddleware,WorkerMetrics measures only those rows. A quick look:
+
     BENCH_COST_ROUNDS=1 BENCH_COST_JOBS=3000 .venv/bin/python -m pytest tests/benchmarks/test_stack_costs.py \
         -p no:cacheprovider -s -o addopts="" -q
 """
@@ -24,11 +26,13 @@ import statistics
 import pytest
 
 from service.broker import broker, redis_client
-from tests.benchmarks.cold_drain import Run, Side, drain, plain_side, service_side
+from tests.benchmarks.cold_drain import Results, Run, Side, drain, plain_side, results_database, service_side
 
 ROUNDS = int(os.environ.get("BENCH_COST_ROUNDS", "2"))
 JOBS = int(os.environ.get("BENCH_COST_JOBS", "5000"))
 THREADS = 8
+#: Only these middleware (comma-separated class names), for a quick look at a few rows; all of them by default.
+ONLY = {name for name in os.environ.get("BENCH_COST_ONLY", "").split(",") if name}
 FULL = "full stack"
 PLAIN = "plain dramatiq"
 
@@ -42,19 +46,23 @@ def stack() -> list[str]:
     return [type(m).__name__ for m in broker.middleware]
 
 
-def variants() -> dict[str, Side]:
+def measured() -> list[str]:
+    return [name for name in stack() if name not in KEPT and (not ONLY or name in ONLY)]
+
+
+def variants(results: Results) -> dict[str, Side]:
     sides = {FULL: service_side(redis_client)}
-    for name in stack():
-        if name not in KEPT:
-            sides[f"without {name}"] = service_side(redis_client, without=name)
+    for name in measured():
+        sides[f"without {name}"] = service_side(redis_client, without=name, results=results)
     return sides
 
 
 @pytest.mark.timeout(7200)
 def test_what_each_feature_of_the_worker_stack_costs() -> None:
-    assert not set(KEPT) - set(stack()), f"KEPT names middleware gone from the stack: {set(KEPT) - set(stack())}"
-    with plain_side() as plain:
-        sides = {**variants(), PLAIN: plain}
+    gone = (set(KEPT) | ONLY) - set(stack())
+    assert not gone, f"KEPT or BENCH_COST_ONLY name middleware that is not in the stack: {gone}"
+    with results_database() as results, plain_side(results) as plain:
+        sides = {**variants(results), PLAIN: plain}
         runs: dict[str, list[Run]] = {label: [] for label in sides}
         failures: dict[str, str] = {}
         for n in range(ROUNDS):
@@ -82,4 +90,4 @@ def test_what_each_feature_of_the_worker_stack_costs() -> None:
         print(f"  {name} stays in every row: {why}")
     assert not failures, f"variants that did not drain every job: {failures}"
     assert all(len(each) == ROUNDS and all(r.jobs == JOBS for r in each) for each in runs.values())
-    assert len(runs) == len(stack()) - len(KEPT) + 2 and FULL in runs and PLAIN in runs
+    assert len(runs) == len(measured()) + 2 and FULL in runs and PLAIN in runs

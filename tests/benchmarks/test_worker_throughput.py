@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import pytest
 
 from service.broker import redis_client
-from tests.benchmarks.cold_drain import Run, Side, drain, plain_side, service_side
+from tests.benchmarks.cold_drain import Run, Side, drain, plain_side, results_database, service_side
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 JOBS = int(os.environ.get("BENCH_JOBS", "20000"))
@@ -41,7 +41,7 @@ IO_BOUND = PROCESSES * 50 / (IO_MS / 1000)  #: jobs per second when every thread
 
 @pytest.fixture(scope="module")
 def sides() -> Iterator[tuple[Side, Side]]:
-    with plain_side() as plain:
+    with results_database() as results, plain_side(results) as plain:
         yield service_side(redis_client), plain
 
 
