@@ -10,6 +10,7 @@ worker metrics served.
 
 A feature's price is the full stack's machine CPU per job (the command's processes, RabbitMQ and Redis) minus that of
 the stack without it, counted once the first job is done (start-up, the same for every row but noisy, left out).
+The `workers` column (the command's processes alone, whole run) does not move with other load on RabbitMQ and Redis.
 A negative price is a saving: without DirectWorkerLogs, log lines go through Dramatiq's parent process.
 
 BENCH_COST_ONLY=StatusMiddleware,WorkerMetrics measures only those rows. A quick look:
@@ -78,13 +79,15 @@ def test_what_each_feature_of_the_worker_stack_costs() -> None:
 
     full = figure(FULL, "steady_machine_ms")
     print(f"\nworker stack costs: {JOBS} no-op jobs x {ROUNDS} rounds, 2 processes x {THREADS} threads (medians)")
-    print(f"  {'':34s} {'jobs/s':>7s} {'CPU ms/job':>10s} {'steady':>7s} {'price (full minus this)':>24s}")
+    print(
+        f"  {'':34s} {'jobs/s':>7s} {'CPU ms/job':>10s} {'steady':>7s} {'workers':>7s} {'price (full minus this)':>24s}"
+    )
     for label in sides:
         price = f"{full - figure(label, 'steady_machine_ms'):+.3f} ms" if label not in (FULL, PLAIN) else ""
         note = f"  DID NOT DRAIN: {failures[label]}" if label in failures else ""
         print(
             f"  {label:34s} {figure(label, 'rate'):7.0f} {figure(label, 'machine_ms'):10.2f} "
-            f"{figure(label, 'steady_machine_ms'):7.2f} {price:>24s}{note}"
+            f"{figure(label, 'steady_machine_ms'):7.2f} {figure(label, 'worker_ms'):7.2f} {price:>19s}{note}"
         )
     for name, why in KEPT.items():
         print(f"  {name} stays in every row: {why}")
