@@ -219,6 +219,8 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
                str(threads), "--queues", side.queue]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), **side.env()}
     metrics_url = f"http://127.0.0.1:{env[side.metrics_port]}/metrics" if side.metrics_port else ""
+    if (stale := side.done()) != 0:
+        raise RuntimeError(f"{side.name}: {stale} jobs counted done before its worker started")
     others = servers()
     others_before = cpu_seconds(others)
     with log.open("ab") as out:
