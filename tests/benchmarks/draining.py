@@ -72,6 +72,6 @@ def drain(client: redis.Redis, counter: str, module: str, queue: str, env: dict[
                 others_ms = (cpu_seconds(others) - first[3]) * 1000 / jobs
                 return Drain(jobs / (time.monotonic() - first[0]), worker_ms, worker_ms + others_ms)
             time.sleep(0.005)
-        raise TimeoutError(f"{counter}: only {client.get(counter)} of {JOBS} done")
+        raise TimeoutError(f"{counter}: only {client.get(counter)!r} of {JOBS} done")
     finally:
         worker.stop()
