@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -218,16 +218,38 @@ class GuardedRabbitmqBroker(ServiceBroker):
     HookFailures policy."""
 
     hook_failures: HookFailures | None = None
+    _hook_lists: dict[str, list[tuple[Middleware, Callable[..., None]]]]
+    _hooks_built_for: tuple[Middleware, ...] | None = None
+
+    def _hooks(self, name: str) -> list[tuple[Middleware, Callable[..., None]]]:
+        """The middlewares that define hook `name` themselves, in stack order, with the bound hook. Dramatiq calls
+        every middleware's hook, most of them Middleware's empty ones: twenty calls a signal, several signals a job."""
+        stack = tuple(self.middleware)
+        if stack != self._hooks_built_for:  # a middleware added or taken out since: look again
+            self._hook_lists, self._hooks_built_for = {}, stack
+        hooks = self._hook_lists.get(name)
+        if hooks is None:
+            empty = getattr(Middleware, name, None)
+            hooks = [(m, getattr(m, name)) for m in stack if getattr(type(m), name, None) is not empty]
+            self._hook_lists[name] = hooks
+        return hooks
 
     def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
         policy = self.hook_failures
+        hooks = self._hooks("before_" + signal)
         if signal != "process_message" or policy is None:
-            super().emit_before(signal, *args, **kwargs)
+            for middleware, hook in hooks:
+                try:
+                    hook(self, *args, **kwargs)
+                except MiddlewareError:
+                    raise
+                except Exception:
+                    self.logger.critical("Unexpected failure in before_%s of %r.", signal, middleware, exc_info=True)
             return
         message = args[0]
-        for middleware in self.middleware:
+        for middleware, hook in hooks:
             try:
-                middleware.before_process_message(self, message)
+                hook(self, message)
             except MiddlewareError:
                 raise
             except Exception as error:
@@ -238,14 +260,19 @@ class GuardedRabbitmqBroker(ServiceBroker):
         policy = self.hook_failures
         if signal == "worker_boot" and policy is not None:
             policy.bind(self, args[0])
+        hooks = self._hooks("after_" + signal)
         if signal != "process_message" or policy is None:
-            super().emit_after(signal, *args, **kwargs)
+            for middleware, hook in reversed(hooks):
+                try:
+                    hook(self, *args, **kwargs)
+                except Exception:
+                    self.logger.critical("Unexpected failure in after_%s of %r.", signal, middleware, exc_info=True)
             return
         message = args[0]
         failures: list[tuple[Middleware, Exception]] = []
-        for middleware in reversed(self.middleware):
+        for middleware, hook in reversed(hooks):
             try:
-                middleware.after_process_message(self, message, **kwargs)
+                hook(self, message, **kwargs)
             except Exception as error:
                 failures.append((middleware, error))
                 policy.after_failed(middleware, message, error)
