@@ -5,20 +5,23 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from standardwebhooks import Webhook
 
 from service.errors import PermanentError
 from service.middleware.rate_limit import parse_rate
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class WebhookSettings(BaseSettings):
@@ -185,10 +188,22 @@ class Deliverer:
     def __init__(self, settings: WebhookSettings) -> None:
         self.settings = settings
         self.signer = Webhook(settings.webhook_signing_secret) if settings.webhook_signing_secret else None
-        # trust_env=False: a proxy from the environment would connect on our behalf and undo the address check.
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(settings.webhook_timeout_s), follow_redirects=False, trust_env=False
-        )
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        # Made, and httpx imported, at the first delivery: every worker process declares this actor, and importing
+        # httpx was a tenth of a worker's start-up, which delays the first job of every queue.
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                # trust_env=False: a proxy from the environment would connect on our behalf and undo the address check.
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self.settings.webhook_timeout_s), follow_redirects=False, trust_env=False
+                )
+            return self._client
 
     def deliver(
         self, *, webhook_id: str, url: str, event: str, body: dict[str, Any], headers: dict[str, str]
@@ -208,6 +223,8 @@ class Deliverer:
             "webhook-signature": self.signer.sign(webhook_id, now, data),
         }
         extensions = {"sni_hostname": host_of(url)} if url.lower().startswith("https") else {}
+        import httpx  # imported by the client already: see `client`
+
         started = time.monotonic()
         for i, address in enumerate(addresses):
             target, host_header = pinned(url, address)
