@@ -7,8 +7,8 @@ the retention count is reached first, so pruning is part of the steady state. Pl
 `RedisBackend.store_result` (a pipeline of DEL, LPUSH, PEXPIRE). Prints Redis CPU (µs) and commands per job.
 
 The assertion guards the scripts' size: at most 26 Redis commands a job (23 when it was written; 29 before pruning
-went in batches). It fails when a
-change adds work to every job's write; say why in the README's "What a job costs" when raising it.
+went in batches). It fails when a change adds work to every job's write; say why in the README's "What a job
+costs" when raising it.
 """
 
 from __future__ import annotations
