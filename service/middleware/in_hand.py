@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class InHand:
     """One worker thread's message, from the start of its "before" hooks to the end of its "after" hooks."""
 

@@ -7,6 +7,7 @@ sender's), so "active" writes its whole record, as on a worker's first sight of 
 
 Prints the chain's CPU per message (this thread's CPU time: Redis's own work is not in it, the client's is), the
 median over rounds, then each middleware's share from a second pass that times every hook on its own.
+test_hook_chain.py asserts what the jobs-in-hand bookkeeping costs, from the same functions.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from typing import Any
 
 from tests.support import isolation
 
-VHOST, DB = isolation.isolate()
-os.environ["WORKER_METRICS_PORT"] = "0"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+if __name__ == "__main__":  # run alone: a vhost and a Redis database of its own, before the service reads settings
+    VHOST, DB = isolation.isolate()
+    os.environ["WORKER_METRICS_PORT"] = "0"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-import dramatiq  # noqa: E402
-from dramatiq.broker import MessageProxy  # noqa: E402
+import dramatiq
+from dramatiq.broker import MessageProxy
 
-from service.broker import broker  # noqa: E402
+from service.broker import broker
 
 
 @dramatiq.actor(queue_name="hook-chain")
