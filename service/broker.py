@@ -16,7 +16,8 @@ from service.log_store import JobLogStore
 from service.middleware.concurrency import ConcurrencyLimit
 from service.middleware.graceful_stop import GracefulStop
 from service.middleware.heartbeat import Heartbeat
-from service.middleware.interrupts import JobTimeLimit, RunningActors
+from service.middleware.in_hand import JobsInHand
+from service.middleware.interrupts import JobTimeLimit
 from service.middleware.job_logs import JobLogs
 from service.middleware.lease import JobLease
 from service.middleware.parking import ParkingLot, install_quiet_parking
@@ -100,26 +101,28 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
     # decides before a job is marked active, and the status middleware sees the retry decision already made.
     # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
+    # The jobs in hand come right after them, so a message they hand back is never in hand, and every later hook
+    # finds its message's entry: written by the first "before" hook, removed by the last "after" or "skip" hook.
     parking = ParkingLot()
     install_quiet_parking()
-    running = RunningActors()  # every interruption goes through it: only while an actor runs, never in a hook
-    leases = JobLease(store, running, lease_ms=settings.job_lease_ms)
+    in_hand = JobsInHand()  # also every interruption goes through it: only while an actor runs, never in a hook
+    leases = JobLease(store, in_hand, lease_ms=settings.job_lease_ms)
     status = StatusMiddleware(
         store,
+        in_hand,
         max_payload_bytes=settings.max_payload_bytes,
         lease_ms=settings.job_lease_ms,
         leases=leases,
-        running=running,
         outage_grace_s=settings.job_store_retry_s,
     )
     middleware = [
         DirectWorkerLogs(),
-        WorkerMetrics(settings.worker_metrics_port, running),  # no per-message hook: read when scraped
+        WorkerMetrics(settings.worker_metrics_port, in_hand),  # no per-message hook: read when scraped
         QueuePause(PauseFlags(client), parking),
-        GracefulStop(parking, timeout_s=settings.worker_shutdown_timeout_s, running=running),
+        GracefulStop(parking, in_hand, timeout_s=settings.worker_shutdown_timeout_s),
+        in_hand,
         AgeLimit(),
-        running,
-        JobTimeLimit(running, time_limit=settings.job_time_limit_ms),
+        JobTimeLimit(in_hand, time_limit=settings.job_time_limit_ms),  # no per-message hook: reads the jobs in hand
         ShutdownNotifications(),
         CurrentMessage(),
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s),
@@ -129,7 +132,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         leases,
         JobLogs(build_log_capture(settings, client)),  # before status: its after hook sees the outcome's log line
         status,
-        Heartbeat(store),
+        Heartbeat(store, in_hand),  # no per-message hook: beats what the jobs in hand say
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
         Callbacks(),
         Pipelines(),

@@ -31,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from service.worker_sample import ProcessSample, sample, total
 
 if TYPE_CHECKING:
-    from service.middleware.interrupts import RunningActors
+    from service.middleware.in_hand import JobsInHand
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def metrics_dir(supervisor_pid: int | None = None) -> Path:
 class WorkerMetrics(Middleware):
     """Starts a worker process's answerer at boot and stops it at shutdown; nothing in between."""
 
-    def __init__(self, port: int, running: RunningActors) -> None:
+    def __init__(self, port: int, in_hand: JobsInHand) -> None:
         self.port = port
-        self.running = running
+        self.in_hand = in_hand
         self._answerer: SampleAnswerer | None = None
 
     @property
@@ -62,7 +62,7 @@ class WorkerMetrics(Middleware):
         if not self.port:
             return
         directory = metrics_dir()
-        answerer = SampleAnswerer(directory / f"{os.getpid()}.sock", lambda: sample(worker, self.running))
+        answerer = SampleAnswerer(directory / f"{os.getpid()}.sock", lambda: sample(worker, self.in_hand))
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             answerer.start()

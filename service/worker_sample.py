@@ -1,8 +1,9 @@
 """What only a worker process knows about itself, read when it is asked (a scrape), never written per job.
 
-Busy threads come from RunningActors (which already marks each actor call, for interruptions); messages held in
-memory from Dramatiq's own worker queues; memory and CPU from the operating system. Reading them costs a lock and a
-few dict copies, once per scrape, however many jobs ran. Samples of the processes of one `dramatiq` command add up.
+Busy threads come from the jobs in hand (service/middleware/in_hand.py marks each actor call, for interruptions);
+messages held in memory from Dramatiq's own worker queues; memory and CPU from the operating system. Reading them
+costs a few dict copies, once per scrape, however many jobs ran. Samples of the processes of one `dramatiq` command
+add up.
 """
 
 from __future__ import annotations

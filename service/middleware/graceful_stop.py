@@ -22,10 +22,9 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
-from dramatiq.middleware.threading import raise_thread_exception
 
 from service.errors import WorkerStopped
-from service.middleware.interrupts import RunningActors
+from service.middleware.in_hand import JobsInHand
 from service.middleware.parking import ParkingLot
 
 logger = logging.getLogger(__name__)
@@ -35,14 +34,14 @@ STOP_MARGIN_S = 5.0
 
 
 class GracefulStop(Middleware):
-    def __init__(self, parking: ParkingLot, *, timeout_s: float, running: RunningActors | None = None) -> None:
+    """Reads the jobs in hand (service/middleware/in_hand.py); its only per-message work is the parking check."""
+
+    def __init__(self, parking: ParkingLot, in_hand: JobsInHand, *, timeout_s: float) -> None:
         self.parking = parking
-        self.running = running  #: interrupts only while an actor runs, never in a hook
+        self.in_hand = in_hand  #: interrupts only while an actor runs, never in a hook
         self.timeout_s = timeout_s
         self.stopping = False
         self._worker: Any = None
-        self._running: dict[int, str] = {}  # worker thread id -> job id
-        self._lock = threading.Lock()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._worker = worker
@@ -50,11 +49,9 @@ class GracefulStop(Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.stopping = True
-        with self._lock:
-            in_hand = len(self._running)
         logger.info(
             "stopping: finishing %d job(s) in hand (up to %gs); unstarted messages go back to RabbitMQ",
-            in_hand,
+            len(self.in_hand),
             self.timeout_s,
         )
         threading.Thread(target=self._interrupt_when_late, name="graceful-stop", daemon=True).start()
@@ -63,34 +60,17 @@ class GracefulStop(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.stopping:
             self.parking.park(self._worker, message, "worker is stopping")
-        with self._lock:
-            self._running[threading.get_ident()] = message.message_id
-
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        with self._lock:
-            self._running.pop(threading.get_ident(), None)
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        with self._lock:
-            self._running.pop(threading.get_ident(), None)
 
     def _interrupt_when_late(self) -> None:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
-            with self._lock:
-                if not self._running:
-                    return
+            if not self.in_hand.entries():
+                return
             time.sleep(0.1)
-        with self._lock:
-            late = dict(self._running)
-        for thread_id, job_id in late.items():
-            logger.warning("job %s still running after %gs: interrupting it; it will run again", job_id, self.timeout_s)
-            if self.running is not None:
-                self.running.interrupt(thread_id, job_id, WorkerStopped)
-            else:
-                raise_thread_exception(thread_id, WorkerStopped)  # type: ignore[no-untyped-call]
+        for entry in self.in_hand.entries():
+            logger.warning("job %s still running after %gs: interrupting it; it will run again", entry.job_id,
+                           self.timeout_s)  # fmt: skip
+            self.in_hand.interrupt(entry.thread_id, entry.job_id, WorkerStopped)
 
     def _exit_when_overdue(self) -> None:
         time.sleep(self.timeout_s + STOP_MARGIN_S)

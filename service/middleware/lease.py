@@ -30,7 +30,7 @@ import redis
 from dramatiq.middleware import Middleware
 
 from service.errors import AttemptAbandoned, LeaseLost
-from service.middleware.interrupts import RunningActors
+from service.middleware.in_hand import JobsInHand
 from service.store import HeldLease, JobStore
 
 logger = logging.getLogger(__name__)
@@ -50,20 +50,20 @@ class Held:
 
 
 class JobLease(Middleware):
-    """Keeps `jobs:lease:<job id>` alive for each job this process is running, and fences the jobs that lose it."""
+    """Keeps `jobs:lease:<job id>` alive for each job this process is running, and fences the jobs that lose it.
+    A running job's lease hangs on its entry in the jobs in hand (service/middleware/in_hand.py)."""
 
-    def __init__(self, store: JobStore, running: RunningActors, *, lease_ms: int = 30_000) -> None:
+    def __init__(self, store: JobStore, in_hand: JobsInHand, *, lease_ms: int = 30_000) -> None:
         self.store = store
-        self.running = running
+        self.in_hand = in_hand
         self.lease_ms = lease_ms
         #: A job whose lease was not extended for this long is interrupted: a sixth of the lease before it can
         #: lapse in Redis (renewal runs every third, so two renewals in a row failed).
         self.fence_after_s = lease_ms * 5 / 6 / 1000
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        self._held: dict[int, Held] = {}  # worker thread id -> the lease its job holds
         self._kept: dict[str, Held] = {}  # job id -> lease kept for an outcome not recorded yet (hook_failures.py)
         self._given_back: list[HeldLease] = []  # leases of interrupted attempts, given back at the next renewal
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for the two above, which change only on rare paths
         self._stop = threading.Event()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
@@ -79,32 +79,37 @@ class JobLease(Middleware):
 
     def hold(self, job_id: str, token: int, granted: float) -> None:
         """This thread's job took its lease with fencing token `token`, by a write asked for at `granted`."""
-        with self._lock:
-            self._held[threading.get_ident()] = Held(job_id, token, granted)
+        entry = self.in_hand.mine()
+        if entry is not None and entry.job_id == job_id:
+            entry.lease = Held(job_id, token, granted)
 
     def token_of(self, job_id: str) -> int | None:
         """The fencing token of `job_id` if this thread runs it, else None."""
-        with self._lock:
-            held = self._held.get(threading.get_ident())
-            if held is None or held.job_id != job_id:
+        held = self._mine(job_id)
+        if held is None:
+            with self._lock:
                 held = self._kept.get(job_id)  # its outcome is being written again by another thread
-        return held.token if held is not None and held.job_id == job_id else None
+        return held.token if held is not None else None
+
+    def _mine(self, job_id: str) -> Held | None:
+        entry = self.in_hand.mine()
+        held = entry.lease if entry is not None else None
+        return held if held is not None and held.job_id == job_id else None
 
     def give_back(self, job_id: str) -> None:
         """This thread's attempt of `job_id` ends with no outcome and its message goes back to RabbitMQ (a retry
         that could not be published): its lease is given back, so the redelivered copy need not wait for it to lapse
         and is not counted as the restart of a worker that died."""
-        with self._lock:
-            held = self._held.get(threading.get_ident())
-            if held is not None and held.job_id == job_id:
-                held.give_back = True
+        held = self._mine(job_id)
+        if held is not None:
+            held.give_back = True
 
     def keep(self, job_id: str) -> None:
         """Go on renewing the lease this thread's job holds after the thread moves on: its outcome is not recorded
         yet, and the message's redelivered copy must wait for it rather than run the job again."""
-        with self._lock:
-            held = self._held.get(threading.get_ident())
-            if held is not None and held.job_id == job_id:
+        held = self._mine(job_id)
+        if held is not None:
+            with self._lock:
                 self._kept[job_id] = held
 
     def let_go(self, job_id: str) -> None:
@@ -139,16 +144,22 @@ class JobLease(Middleware):
         self._release()
 
     def _release(self) -> Held | None:
-        # The key itself is left to lapse: deleting it would cost a round trip per job, and a lease on a
-        # finished job means nothing (cleanup only looks at active ones; the finishing write deletes it anyway).
-        with self._lock:
-            return self._held.pop(threading.get_ident(), None)
+        # Renewal stops here, right after the outcome's write (which deleted the key): renewing it later would find
+        # it gone and report the lease lost. The key of a job with no outcome is left to lapse: deleting it would
+        # cost a round trip per job, and cleanup only looks at active jobs.
+        entry = self.in_hand.mine()
+        if entry is None:
+            return None
+        held, entry.lease = entry.lease, None
+        return held
 
     # -- renewal and fencing --------------------------------------------------------------------------------
 
     def renew(self) -> None:
+        in_hand = [e.lease for e in self.in_hand.entries()]
         with self._lock:
-            held = [h for h in [*self._held.values(), *self._kept.values()] if not h.lost]
+            # By identity: a lease kept for its outcome may still hang on its entry too.
+            held = list({id(h): h for h in [*in_hand, *self._kept.values()] if h is not None and not h.lost}.values())
             given_back = list(self._given_back)
         if not held and not given_back:
             return
@@ -170,9 +181,10 @@ class JobLease(Middleware):
     def fence(self) -> None:
         """Interrupt the jobs whose lease is lost or could lapse soon (not extended for `fence_after_s`)."""
         now = time.monotonic()
-        with self._lock:
-            held = list(self._held.items())
-        for thread_id, h in held:
+        for entry in self.in_hand.entries():
+            h = entry.lease
+            if h is None:
+                continue
             if not h.lost and now - h.granted >= self.fence_after_s:
                 h.lost = f"not extended for {now - h.granted:.1f}s"
                 logger.warning(
@@ -183,7 +195,7 @@ class JobLease(Middleware):
                     self.lease_ms,
                 )
             # Asked again at every tick until it lands: the job's function may not have started yet.
-            if h.lost and not h.interrupted and self.running.interrupt(thread_id, h.job_id, LeaseLost):
+            if h.lost and not h.interrupted and self.in_hand.interrupt(entry.thread_id, h.job_id, LeaseLost):
                 h.interrupted = True
 
     def _renew_forever(self) -> None:

@@ -16,13 +16,12 @@ import dramatiq
 import redis
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
-from dramatiq.middleware.threading import raise_thread_exception
 
 from service import envelope, tracing
 from service.clock import iso_from_ms
 from service.context import JobContext, current_job
 from service.errors import JobCancelled, LeaseLost, ResultTooLarge
-from service.middleware.interrupts import RunningActors
+from service.middleware.in_hand import JobsInHand
 from service.middleware.lease import PARENT_ATTEMPT, JobLease
 from service.middleware.retries import describe, stored_traceback
 from service.progress import flush_progress
@@ -105,6 +104,7 @@ class StatusMiddleware(Middleware):
     def __init__(
         self,
         store: JobStore,
+        in_hand: JobsInHand,
         *,
         outage_grace_s: float = 60.0,
         cancel_poll_s: float = 1.0,
@@ -112,12 +112,12 @@ class StatusMiddleware(Middleware):
         max_restarts: int = 2,
         lease_ms: int = 30_000,
         leases: JobLease | None = None,
-        running: RunningActors | None = None,
     ) -> None:
         self.store = store
+        #: Which job each worker thread has in hand: "active" marks its entry, the cancel watcher reads them.
+        self.in_hand = in_hand
         #: Keeps the leases "active" takes, and knows each running attempt's fencing token for its finishing writes.
         self.leases = leases
-        self.running = running
         self.max_payload_bytes = max_payload_bytes
         #: How often one attempt may start again after its worker died mid-run before it is failed instead: a job
         #: that gets its worker killed every time (the kernel's out-of-memory killer) must not loop forever.
@@ -127,8 +127,6 @@ class StatusMiddleware(Middleware):
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.outage_grace_s = outage_grace_s
         self.cancel_poll_s = cancel_poll_s
-        self._running: dict[int, str] = {}  # worker thread id -> job id
-        self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -194,14 +192,11 @@ class StatusMiddleware(Middleware):
             )
         attempt = retries_of(message) + 1
         current_job.set(JobContext(message.message_id, message.actor_name, q_name(message.queue_name), attempt))
-        with self._lock:
-            self._running[threading.get_ident()] = message.message_id
+        self.in_hand.activate()
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        with self._lock:
-            self._running.pop(threading.get_ident(), None)
         flush_progress()
         try:
             self._record_outcome(message, result, exception)
@@ -227,8 +222,6 @@ class StatusMiddleware(Middleware):
             logger.info("job attempt failed, will retry: %s", describe(exception), extra={"event": "retrying"})
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        with self._lock:
-            self._running.pop(threading.get_ident(), None)
         current_job.set(None)
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -299,27 +292,16 @@ class StatusMiddleware(Middleware):
                 pause = min(pause * 2, 2.0)
 
     def _watch_cancellations(self) -> None:
-        # Interrupts running jobs whose cancellation was requested, for jobs that never report progress.
+        # Interrupts running jobs whose cancellation was requested, for jobs that never report progress. Only while
+        # the actor runs, never in a hook: a job whose actor has not started yet is looked at again next time.
         while True:
             time.sleep(self.cancel_poll_s)
-            with self._lock:
-                running = dict(self._running)
-            for thread_id, job_id in running.items():
+            for thread_id, entry in self.in_hand.runs().items():
+                if entry.interrupted or entry.active_at is None:
+                    continue
                 try:
-                    wanted = self.store.cancel_requested(job_id)
+                    wanted = self.store.cancel_requested(entry.job_id)
                 except redis.RedisError:
                     break
-                if wanted:
-                    with self._lock:
-                        still_same = self._running.get(thread_id) == job_id
-                    if still_same and self._interrupt(thread_id, job_id):
-                        logger.info("interrupting cancelled job %s", job_id)
-                        with self._lock:
-                            self._running.pop(thread_id, None)
-
-    def _interrupt(self, thread_id: int, job_id: str) -> bool:
-        # Through RunningActors: only while the actor runs, never in a hook (not yet started: asked again later).
-        if self.running is not None:
-            return self.running.interrupt(thread_id, job_id, JobCancelled)
-        raise_thread_exception(thread_id, JobCancelled)  # type: ignore[no-untyped-call]
-        return True
+                if wanted and self.in_hand.interrupt(thread_id, entry.job_id, JobCancelled):
+                    logger.info("interrupting cancelled job %s", entry.job_id)

@@ -9,17 +9,17 @@ from typing import Any
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from service.middleware.interrupts import RunningActors
+from service.middleware.in_hand import JobsInHand
 
 
-def _declare(running: RunningActors, fn: Any) -> Any:
+def _declare(running: JobsInHand, fn: Any) -> Any:
     actor = SimpleNamespace(fn=fn)
     running.after_declare_actor(None, actor)  # type: ignore[arg-type]
     return actor
 
 
 def test_an_interruption_reaches_a_thread_only_while_its_actor_runs() -> None:
-    running = RunningActors()
+    running = JobsInHand()
     go_on = threading.Event()
     outcome: list[BaseException | str] = []
 
@@ -51,7 +51,7 @@ def test_an_interruption_reaches_a_thread_only_while_its_actor_runs() -> None:
 
 
 def test_a_finished_actor_is_not_interrupted_and_nested_calls_are_one_run() -> None:
-    running = RunningActors()
+    running = JobsInHand()
     inner = _declare(running, lambda: "inner")
     outer = _declare(running, lambda: inner.fn() + " then outer")
     assert outer.fn() == "inner then outer"
@@ -60,7 +60,7 @@ def test_a_finished_actor_is_not_interrupted_and_nested_calls_are_one_run() -> N
 
 
 def test_an_interruption_meant_for_another_job_is_not_raised() -> None:
-    running = RunningActors()
+    running = JobsInHand()
     seen: list[bool] = []
 
     def work() -> None:

@@ -11,7 +11,7 @@ from dramatiq import Message
 from service import keys
 from service.broker import broker
 from service.jobs import Jobs
-from service.middleware.interrupts import RunningActors
+from service.middleware.in_hand import JobsInHand
 from service.middleware.lease import PARENT_ATTEMPT, JobLease
 from service.states import JobState
 from service.store import HeldLease, JobStore
@@ -91,7 +91,7 @@ def test_a_delayed_retry_moved_from_its_delay_queue_keeps_the_token_of_the_attem
 ) -> None:
     # When a delayed retry comes due, Dramatiq's consumer thread publishes it again (delay queue -> queue). No
     # attempt of that process holds the job, so the token it carries must travel on, or the fence above is lost.
-    leases = JobLease(jobs.store, RunningActors(), lease_ms=5000)
+    leases = JobLease(jobs.store, JobsInHand(), lease_ms=5000)
     due = Message(queue_name="default", actor_name="add", args=(), kwargs={}, options={PARENT_ATTEMPT: 1, "retries": 1})
     leases.before_enqueue(broker, due, None)
     assert due.options[PARENT_ATTEMPT] == 1
@@ -134,7 +134,9 @@ def test_at_maxmemory_leases_are_renewed_as_long_as_transitions_are_written() ->
     with OwnRedis("--maxmemory", "3mb", "--maxmemory-policy", "noeviction") as server:
         client = server.client()
         store = JobStore(client)
-        leases = JobLease(store, RunningActors(), lease_ms=60_000)
+        in_hand = JobsInHand()
+        leases = JobLease(store, in_hand, lease_ms=60_000)
+        in_hand.start(Message(queue_name="test", actor_name="add", args=(), kwargs={}, options={}, message_id="L1"))
         started = store.transition("L1", JobState.ACTIVE, create=CREATE, lease=(leases.holder, 1000))
         leases.hold("L1", started.token, started.asked_at)
         with pytest.raises(redis.exceptions.OutOfMemoryError):  # the situation: Redis refuses plain writes
