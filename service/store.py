@@ -9,16 +9,18 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from service import keys
 from service.clock import iso_from_ms, now_ms
-from service.records import JobRecord
 from service.script_batcher import ScriptBatcher
 from service.settings import Settings
 from service.states import JobState
+
+if TYPE_CHECKING:
+    from service.records import JobRecord
 
 #: EVENTS_STREAM_MAXLEN's default, read from the settings rather than typed again.
 DEFAULT_EVENTS_MAXLEN: int = Settings.model_fields["events_stream_maxlen"].default
@@ -299,6 +301,8 @@ class JobStore:
         fields, history = pipe.execute()
         if not fields:
             return None
+        from service.records import JobRecord  # here: a worker never reads records, and building them costs its start
+
         return JobRecord.from_redis(fields, history)
 
     def state_of(self, job_id: str) -> str | None:
@@ -417,6 +421,8 @@ class JobStore:
             pipe.hgetall(keys.job(job_id))
             pipe.lrange(keys.history(job_id), 0, -1)
         raw = pipe.execute()
+        from service.records import JobRecord
+
         jobs = [JobRecord.from_redis(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
         more = last is not None and len(ids) == limit
         return Page(jobs, f"{int(last[0])}:{last[1]}" if more and last else None)

@@ -12,30 +12,26 @@ broker. This module imports no more of the service than worker_sample: the servi
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import dramatiq
 from dramatiq.middleware import Middleware
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from service.worker_sample import ProcessSample, sample, total
+from service.worker_sample import ProcessSample, sample
 
 if TYPE_CHECKING:
     from service.middleware.in_hand import JobsInHand
 
 logger = logging.getLogger(__name__)
 
-_DIR_PREFIX = "jobservice-worker-metrics-"
+DIR_PREFIX = "jobservice-worker-metrics-"
 #: How long the serving process waits for one worker process's answer; a process that is slower is counted as
 #: unanswered for that scrape (it may hold the GIL in a long C call) rather than holding up the whole scrape.
 ANSWER_TIMEOUT_S = 2.0
@@ -43,7 +39,7 @@ ANSWER_TIMEOUT_S = 2.0
 
 def metrics_dir(supervisor_pid: int | None = None) -> Path:
     """The directory shared by the worker processes of one `dramatiq` command (their parent)."""
-    return Path(tempfile.gettempdir()) / f"{_DIR_PREFIX}{supervisor_pid or os.getppid()}"
+    return Path(tempfile.gettempdir()) / f"{DIR_PREFIX}{supervisor_pid or os.getppid()}"
 
 
 class WorkerMetrics(Middleware):
@@ -139,71 +135,9 @@ def ask_every_process(directory: Path) -> tuple[list[ProcessSample], int]:
     return samples, unanswered
 
 
-class CommandMetrics:
-    """A prometheus_client collector: asks the worker processes of one command at every scrape and sums them."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def collect(self) -> Iterator[Metric]:
-        samples, unanswered = ask_every_process(self.directory)
-        summed = total(samples)
-        yield GaugeMetricFamily(
-            "jobs_worker_processes", "Worker processes that answered this scrape.", summed.processes
-        )
-        yield GaugeMetricFamily(
-            "jobs_worker_processes_unanswered", "Worker processes that did not answer this scrape in time.", unanswered
-        )
-        yield GaugeMetricFamily("jobs_worker_threads", "Worker threads, busy or idle.", summed.threads)
-        yield _per_queue("jobs_worker_threads_busy", "Threads running a job of the queue now.", summed.busy)
-        yield _per_queue(
-            "jobs_worker_messages_prefetched", "Messages received and held until a thread is free.", summed.prefetched
-        )
-        yield _per_queue(
-            "jobs_worker_messages_delayed", "Delayed messages held in memory until they are due.", summed.delayed
-        )
-        yield GaugeMetricFamily(
-            "jobs_worker_resident_memory_bytes", "Resident memory of the worker processes.", summed.resident_bytes
-        )
-        yield CounterMetricFamily(
-            "jobs_worker_cpu_seconds", "User and system CPU time of the worker processes.", summed.cpu_seconds
-        )
-
-
-def _per_queue(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=["queue"])
-    for queue, n in sorted(counts.items()):
-        family.add_metric([queue], n)
-    return family
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def _remove_dirs_of_gone_commands() -> None:
-    for directory in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*"):
-        try:
-            pid = int(directory.name.removeprefix(_DIR_PREFIX))
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(directory, ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue  # not ours, or a live process of another user
-
-
 def serve_worker_metrics() -> int:
     """Dramatiq forks this once per `dramatiq` command: serves the sum over its worker processes until stopped."""
-    port = int(os.environ.get("WORKER_METRICS_PORT", "9191") or 0)
-    host = os.environ.get("WORKER_METRICS_HOST", "0.0.0.0")
-    with contextlib.suppress(OSError):
-        _remove_dirs_of_gone_commands()
-    from prometheus_client import CollectorRegistry, make_wsgi_app
+    # Imported here, in the serving fork only: prometheus_client and the HTTP server stay out of every worker's start.
+    from service.worker_metrics_server import serve
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(CommandMetrics(metrics_dir()))
-    server = make_server(host, port, make_wsgi_app(registry), handler_class=_QuietHandler)
-    logger.info("worker metrics on http://%s:%d/metrics", host, port)
-    server.serve_forever()
-    return 0
+    return serve()
