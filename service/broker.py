@@ -125,9 +125,9 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         JobTimeLimit(in_hand, time_limit=settings.job_time_limit_ms),  # no per-message hook: reads the jobs in hand
         ShutdownNotifications(),
         CurrentMessage(),
-        PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s),
+        PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s, max_payload_bytes=settings.max_payload_bytes),
         RateLimit(client),
-        ConcurrencyLimit(client),
+        ConcurrencyLimit(client, default_time_limit_ms=settings.job_time_limit_ms),
         AttemptSpans(),  # before status: its span is open when "active" is written and when a retry is published
         leases,
         JobLogs(build_log_capture(settings, client)),  # before status: its after hook sees the outcome's log line

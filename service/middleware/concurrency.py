@@ -43,8 +43,10 @@ MAX_WAIT_MS = 5_000
 class ConcurrencyLimit(Middleware):
     """Actor options `concurrency_limit=N` and `concurrency_key=fn(message) -> str` (one limit per key)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, default_time_limit_ms: int) -> None:
         self.client = client
+        #: JOB_TIME_LIMIT_MS, for an actor that sets no time limit of its own: a slot outlives the job's own limit
+        self.default_time_limit_ms = default_time_limit_ms
         self._acquire = client.register_script(_ACQUIRE)
         self._held = threading.local()
 
@@ -67,7 +69,7 @@ class ConcurrencyLimit(Middleware):
         name = message.actor_name + (f":{key_fn(message)}" if key_fn else "")
         key = keys.semaphore(name)
         token = f"{message.message_id}:{uuid.uuid4().hex[:8]}"
-        time_limit = int(message.options.get("time_limit", actor.options.get("time_limit", 300_000)))
+        time_limit = int(message.options.get("time_limit", actor.options.get("time_limit", self.default_time_limit_ms)))
         if self._acquire(keys=[key], args=[limit, time_limit + LEASE_MARGIN_MS, token]):
             self._held.slot = (key, token)
             message.options.pop("concurrency_waits", None)  # a later retry starts waiting afresh

@@ -23,9 +23,10 @@ logger = logging.getLogger("service.schedules")
 
 
 class PeriodicJobs(Middleware):
-    def __init__(self, store: JobStore, *, grace_s: int) -> None:
+    def __init__(self, store: JobStore, *, grace_s: int, max_payload_bytes: int) -> None:
         self.store = store
         self.grace_s = grace_s
+        self.max_payload_bytes = max_payload_bytes  #: MAX_PAYLOAD_BYTES: a skipped tick's record keeps no more
 
     @property
     def actor_options(self) -> set[str]:
@@ -48,7 +49,7 @@ class PeriodicJobs(Middleware):
             run=run_of(message),
             retries=retries_of(message),
             fields={"failedReason": reason},
-            create=record_fields(message),
+            create=record_fields(message, self.max_payload_bytes),
         )
         logger.warning("%s: %s", message.message_id, reason)
         raise SkipMessage(reason)

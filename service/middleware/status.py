@@ -48,7 +48,7 @@ def retries_of(message: Any) -> int:
     return int(message.options.get("retries", 0))
 
 
-def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, Any]:
+def record_fields(message: Any, max_payload_bytes: int) -> dict[str, Any]:
     """What a new record holds, taken from the message alone (so a foreign sender's job can be recorded too)."""
     created = envelope.created_ms(message)
     fields: dict[str, Any] = {
@@ -73,7 +73,7 @@ def record_fields(message: Any, max_payload_bytes: int = 262_144) -> dict[str, A
 _NOT_COPIED = frozenset({"eta", "job_run", "retries", "last_error", "traceback", PARENT_ATTEMPT})
 
 
-def delayed_fields(message: Any, max_bytes: int = 262_144) -> dict[str, Any]:
+def delayed_fields(message: Any, max_bytes: int) -> dict[str, Any]:
     """What a delayed job's record keeps besides its state: when it is due (`dueAt`), and the message's other options
     (`delayedOptions`: a pipeline's next step, a per-message time limit, ...): "run now" publishes a faithful copy.
     Options over `max_bytes` (MAX_PAYLOAD_BYTES) are not kept ("" says so): such a job runs only when due."""

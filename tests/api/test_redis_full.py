@@ -39,7 +39,7 @@ class FullRedis:
 
 def record(store: JobStore, state: JobState) -> str:
     message = api_actors.held.message_with_options(kwargs={"key": "before-full"})
-    store.transition(message.message_id, JobState.QUEUED, create=record_fields(message))
+    store.transition(message.message_id, JobState.QUEUED, create=record_fields(message, 262_144))
     if state is not JobState.QUEUED:
         assert store.transition(message.message_id, state, fields={"failedReason": "boom"}).applied
     return message.message_id

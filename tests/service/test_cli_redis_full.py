@@ -24,7 +24,7 @@ def full_redis() -> Iterator[tuple[str, str]]:
     with OwnRedis("--maxmemory-policy", "noeviction") as server:
         store = JobStore(connect_redis(server.url))
         message = ping.message_with_options(kwargs={})
-        store.transition(message.message_id, JobState.QUEUED, create=record_fields(message))
+        store.transition(message.message_id, JobState.QUEUED, create=record_fields(message, 262_144))
         assert store.transition(message.message_id, JobState.FAILED, fields={"failedReason": "boom"}).applied
         server.fill()
         yield server.url, message.message_id
