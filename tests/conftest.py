@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from dramatiq.common import dq_name
 
 from tests.support import isolation
 
@@ -82,6 +85,25 @@ def periodic_worker() -> Iterator[WorkerProcess]:
     modules = ["tests.support.periodic_actors"]
     with WorkerProcess(processes=1, threads=4, queues=["test-periodic"], env=env, modules=modules) as process:
         yield process
+
+
+CHAOS_QUEUE = "chaos"  #: tests/support/chaos_actors.py's QUEUE (not imported here: that declares its actors)
+
+
+@functools.cache
+def _uses_chaos_queue(path: str) -> bool:
+    return "chaos_actors" in Path(path).read_text()
+
+
+@pytest.fixture(autouse=True)
+def empty_chaos_queue(request: pytest.FixtureRequest) -> None:
+    """Fault tests share the "chaos" queue of their run: a job one of them left behind (one that SIGKILLs its worker,
+    a long tally) must not be taken by the next test's workers, which would then wait behind it or die of it."""
+    path = getattr(request.module, "__file__", None)
+    if path is None or not _uses_chaos_queue(path):
+        return
+    broker.declare_queue(CHAOS_QUEUE, ensure=True)
+    purge_queues(CHAOS_QUEUE, dq_name(CHAOS_QUEUE))
 
 
 def purge_queues(*names: str) -> None:
