@@ -87,6 +87,18 @@ def parse(entry_id: str, fields: dict[str, str] | None) -> Event | None:
     )
 
 
+def _seq(fields: dict[str, str] | None) -> int | None:
+    value = (fields or {}).get("seq")
+    return int(value) if value else None
+
+
+def _before(entry_id: str, other: str) -> bool:
+    """Stream ids compared as Redis does ("<ms>-<n>")."""
+    a, _, b = entry_id.partition("-")
+    c, _, d = other.partition("-")
+    return (int(a), int(b or 0)) < (int(c), int(d or 0))
+
+
 def parse_all(entries: Sequence[Any]) -> list[Event]:
     return [e for e in (parse(str(entry_id), fields) for entry_id, fields in entries or []) if e is not None]
 
@@ -96,7 +108,8 @@ class GroupLag:
     """A consumer group reading the stream (another service, or the RabbitMQ export)."""
 
     name: str
-    #: entries added after the last one delivered to the group; None when Redis cannot tell (rare, after XDEL)
+    #: events added after the last one delivered to the group (counted with `seq` when Redis cannot tell); None when
+    #: nothing can tell
     lag: int | None
     pending: int  #: delivered to a consumer of the group and not acknowledged yet
 
@@ -172,8 +185,36 @@ class EventLog:
             if isinstance(answer, Exception):
                 raise answer
         added = int(stream.get("entries-added", stream["length"]))
+        unknown = [str(g["last-delivered-id"]) for g in groups if g.get("lag") is None]
+        counted = self._count_after(unknown, stream) if unknown else {}
         lags = []
         for group in groups:
             lag = group.get("lag")
-            lags.append(GroupLag(str(group["name"]), None if lag is None else int(lag), int(group["pending"])))
+            lag = counted.get(str(group["last-delivered-id"])) if lag is None else int(lag)
+            lags.append(GroupLag(str(group["name"]), lag, int(group["pending"])))
         return StreamFigures(int(stream["length"]), added, lags)
+
+    def _count_after(self, last_ids: list[str], stream: dict[str, Any]) -> dict[str, int | None]:
+        """Events after each of these ids, counted with the events' `seq` (Redis answers no lag for a group once the
+        cap has trimmed the stream, i.e. on every busy deployment). A group whose last event was trimmed already is
+        behind by at least every event still there."""
+        first, last = stream.get("first-entry"), stream.get("last-entry")
+        if not first or not last:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for last_id in last_ids:
+            pipe.xrange(self.key, min=last_id, max=last_id, count=1)
+        found = pipe.execute()
+        newest, oldest = _seq(last[1]), _seq(first[1])
+        counts: dict[str, int | None] = {}
+        for last_id, entries in zip(last_ids, found, strict=True):
+            seq = _seq(entries[0][1]) if entries else None
+            if newest is None:
+                counts[last_id] = None
+            elif seq is not None:
+                counts[last_id] = newest - seq
+            elif oldest is not None and _before(last_id, str(first[0])):
+                counts[last_id] = newest - oldest + 1
+            else:
+                counts[last_id] = None
+        return counts

@@ -125,9 +125,15 @@ local function new_tally()
   end
 
   function t.flush()
-    -- The stream id Redis gives each entry is the event's id: increasing, unique, and a time (ms) as well.
-    for _, event in ipairs(t.events) do
-      redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(event))
+    -- The stream id Redis gives each entry is the event's id: increasing, unique, and a time (ms) as well. `seq`
+    -- numbers the events with no gaps, so a group's lag can be counted after the cap has trimmed the stream (Redis
+    -- then often answers nil: service/event_log.py) and a reader can tell how many it missed.
+    if #t.events > 0 then
+      local seq = redis.call('INCRBY', prefix .. 'events:seq', #t.events) - #t.events
+      for i, event in ipairs(t.events) do
+        event[#event + 1], event[#event + 2] = 'seq', seq + i
+        redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(event))
+      end
     end
     hincr_all(prefix .. 'metrics:entered', t.entered)
     hincr_all(prefix .. 'metrics:created', t.created)

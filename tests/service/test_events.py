@@ -96,7 +96,7 @@ def test_every_state_change_of_a_job_is_in_the_stream_in_order(jobs: Jobs, worke
     assert [e.attempt for e in events if e.state == "active"] == [1, 2]
     # Flat and small: only the fields a change has.
     raw = redis_client.xrange(keys.EVENTS, events[-1].event_id, events[-1].event_id)[0][1]
-    assert set(raw) == {"jobId", "actor", "queue", "state", "at", "run", "retry"}, raw
+    assert set(raw) == {"jobId", "actor", "queue", "state", "at", "run", "retry", "seq"}, raw
     assert raw["actor"] == "flaky" and raw["queue"] == "test" and raw["at"].endswith("Z")
 
     # Changes made by the API or CLI (cancel, retry) are events too. On "ops", which no shared worker consumes.
@@ -124,6 +124,27 @@ def test_the_stream_keeps_about_its_cap_and_metrics_count_what_was_trimmed() -> 
     assert 1000 <= figures.length < 1200, figures  # MAXLEN ~ trims whole nodes of the stream
     assert figures.trimmed == 3000 - figures.length
     assert log.recent(1)[0].job_id == jobs[-1][0]  # the newest stay
+
+
+def test_a_groups_lag_is_counted_after_the_cap_has_trimmed_the_stream() -> None:
+    small = JobStore(redis_client, events_maxlen=100)
+
+    def add(n: int) -> None:
+        jobs = [(uuid.uuid4().hex, JobState.QUEUED, {"actor": "add", "queue": "test", "createdMs": i})
+                for i in range(n)]  # fmt: skip
+        small.record_enqueued([(job_id, state, {**create, "jobId": job_id}) for job_id, state, create in jobs])
+
+    add(500)
+    redis_client.xgroup_create(keys.EVENTS, "behind", id="$")
+    redis_client.xgroup_create(keys.EVENTS, "long-gone", id="0-1")  # its last event was trimmed long ago
+    add(30)
+    groups = {g["name"]: g for g in redis_client.xinfo_groups(keys.EVENTS)}
+    # The situation: the stream was trimmed, and Redis cannot tell these groups' lag.
+    assert log.figures().trimmed > 0
+    assert groups["behind"]["lag"] is None
+    lags = {g.name: g.lag for g in log.figures().groups}
+    assert lags["behind"] == 30  # counted with the events' seq
+    assert lags["long-gone"] == log.figures().length  # at least every event still there (Redis says so too)
 
 
 def readme_subscriber() -> str:
