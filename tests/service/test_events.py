@@ -197,6 +197,8 @@ def test_the_readme_subscriber_gets_every_event_across_its_own_restart(jobs: Job
         def seen() -> set[tuple[str, str]]:
             pairs = set()
             for line in before + second.lines:
+                if len(line.split(" ")) < 4:
+                    continue  # the last line of the killed subscriber, cut mid-write (it was not acknowledged)
                 _, actor, state, job_id, *_ = line.split(" ")
                 assert actor == "slow"
                 pairs.add((job_id, state))
