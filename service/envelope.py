@@ -34,15 +34,17 @@ def created_ms(message: Any) -> int:
     return now_ms()
 
 
-def recordable_data(message: Any, max_payload_bytes: int) -> dict[str, Any]:
-    """The payload as the record keeps it: never more than the limit, whatever was published."""
+def recordable_json(message: Any, max_payload_bytes: int) -> str:
+    """The payload as the record keeps it, as JSON (encoded once: it is measured and stored as the same text): never
+    more than the limit, whatever was published."""
     if message.args:
         data: dict[str, Any] = {"args": list(message.args)}
     elif isinstance(message.kwargs, dict):
         data = dict(message.kwargs)
     else:
         data = {}
-    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    size = len(text.encode())
     if size > max_payload_bytes:
-        return {"omitted": f"{size} bytes, over the {max_payload_bytes}-byte limit"}
-    return data
+        return json.dumps({"omitted": f"{size} bytes, over the {max_payload_bytes}-byte limit"})
+    return text

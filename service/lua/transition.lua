@@ -1,6 +1,6 @@
 -- Moves jobs to new states unless that would go backwards; creates a record where asked to.
 -- One call carries a batch of transitions (service/script_batcher.py gathers them from many threads), taken in
--- order, each exactly as if it were alone. The bookkeeping every change also feeds (events outbox, metrics,
+-- order, each exactly as if it were alone. The bookkeeping every change also feeds (events stream, metrics,
 -- throughput, retention) is summed over the batch and written once at the end: that is where a batch saves.
 -- ARGV: prefix, retention (4 numbers), then per transition TRANSITION_WIDTH values:
 --       id, state, run, retries, now_ms, now_iso, set_json, create_json, lease holder, lease ms ('' and 0: none),

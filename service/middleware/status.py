@@ -55,7 +55,7 @@ def record_fields(message: Any, max_payload_bytes: int) -> dict[str, Any]:
         "jobId": message.message_id,
         "actor": message.actor_name,
         "queue": q_name(message.queue_name),
-        "data": json.dumps(envelope.recordable_data(message, max_payload_bytes), default=str),
+        "data": envelope.recordable_json(message, max_payload_bytes),
         "priority": _PRIORITY_NAMES.get(message.options.get("broker_priority", 5), "normal"),
         "createdMs": created,
         "createdAt": iso_from_ms(created),
