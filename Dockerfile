@@ -10,4 +10,4 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
     && mkdir -p /app/reports && chown jobs:jobs /app/reports
 USER 10001:10001
 EXPOSE 8000
-CMD ["uvicorn", "service.api:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "service.web:app", "--host", "0.0.0.0", "--port", "8000"]

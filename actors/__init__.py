@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import service.broker  # noqa: F401  (sets the global broker before any actor is declared)
+import service.bootstrap  # noqa: F401  (sets the global broker before any actor is declared)
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):

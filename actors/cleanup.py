@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import maintenance
-from service.broker import settings, store
-from service.typed_actor import job
+from service.bootstrap import settings, store
+from service.store import maintenance
+from service.worker.typed_actor import job
 
 TIME_LIMIT_MS = 600_000
 

@@ -12,13 +12,14 @@ import dramatiq
 import redis
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from service import logs, mail
-from service.broker import redis_client
-from service.context import current_job
-from service.errors import PermanentError
-from service.once import Once
+from service import logs
+from service.bootstrap import redis_client
+from service.domain.context import current_job
+from service.domain.errors import PermanentError
+from service.kits import mail
 from service.settings import exit_on_invalid
-from service.typed_actor import job
+from service.store.once import Once
+from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)
 

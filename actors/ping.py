@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from service.typed_actor import job
+from service.worker.typed_actor import job
 
 
 class PingPayload(BaseModel):

@@ -11,13 +11,13 @@ from dramatiq.middleware import CurrentMessage
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from actors.email import send_email
-from service import reports
-from service.broker import store
-from service.clock import now_ms
-from service.context import current_job
-from service.progress import report_progress
-from service.schedules import Periodic
-from service.typed_actor import job
+from service.bootstrap import store
+from service.domain.clock import now_ms
+from service.domain.context import current_job
+from service.kits import reports
+from service.worker.progress import report_progress
+from service.worker.schedules import Periodic
+from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,11 @@ from typing import Any
 import dramatiq
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from service import logs, webhooks
-from service.context import current_job
+from service import logs
+from service.domain.context import current_job
+from service.kits import webhooks
 from service.settings import exit_on_invalid
-from service.typed_actor import job
+from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 import actors
-from service import scheduler
-from service.broker import broker, settings
+from service.bootstrap import broker, settings
 from service.settings import public_view
+from service.worker import scheduler
 
 logging.getLogger("service.actors").info("configuration: %s", public_view(settings))
 

@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
 
-from service.context import current_job
+from service.domain.context import current_job
 
 # user:password@ in URLs, and values of settings whose names say they are secret. The bounded repeats keep the
 # scan linear: with `*` a long line without "://" (a big payload in an error) took minutes and froze logging.

@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     #: message goes back to RabbitMQ) or its outcome is written again in the background (its message waits).
     job_store_retry_s: float = Field(60.0, gt=0)
 
-    #: A job's own log lines (service/job_log_capture.py): how many are kept per job (0 turns capture off), how long
-    #: each may be, and how often a worker writes what its jobs logged (also as each job ends).
+    #: A job's own log lines (service/worker/job_log_capture.py): how many are kept per job (0 turns capture off), how
+    #: long each may be, and how often a worker writes what its jobs logged (also as each job ends).
     job_log_lines: int = Field(200, ge=0, le=10_000)
     job_log_line_chars: int = Field(2000, ge=100, le=100_000)
     job_log_flush_ms: int = Field(150, ge=10, le=10_000)
@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    #: Cron (service/schedules.py): how late a missed tick may still run, and the zone cron expressions are read in.
+    #: Cron (service/worker/schedules.py): how late a missed tick may still run, and the zone cron expressions are
+    #: read in.
     schedule_misfire_grace_s: int = Field(300, ge=0)
     schedule_timezone: str = "UTC"
 

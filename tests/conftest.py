@@ -19,8 +19,8 @@ os.environ.setdefault("JOB_RETRY_DELAYS_MS", "100,200,300")
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,::1,testserver")  # TestClient sends Host: testserver
 os.environ.setdefault("WORKER_METRICS_PORT", "0")  # test workers serve metrics only when a test asks, on a free port
 
-from service.broker import broker, redis_client, store  # noqa: E402
-from service.jobs import Jobs  # noqa: E402
+from service.bootstrap import broker, redis_client, store  # noqa: E402
+from service.ops.jobs import Jobs  # noqa: E402
 from tests.support import fault_reports, test_actors  # noqa: E402,F401
 from tests.support.workers import WorkerProcess  # noqa: E402
 

@@ -9,7 +9,8 @@ import redis
 import typer
 from pydantic import ValidationError
 
-from service.jobs import (
+from service.logs import redact
+from service.ops.jobs import (
     BatchInvalid,
     Conflict,
     EnqueueInProgress,
@@ -18,10 +19,9 @@ from service.jobs import (
     Unavailable,
     UnknownActor,
 )
-from service.logs import redact
-from service.queue_control import UnknownQueue
-from service.typed_actor import describe_validation
-from service.unavailable import failure
+from service.ops.queues import UnknownQueue
+from service.ops.unavailable import failure
+from service.worker.typed_actor import describe_validation
 
 #: Exit statuses (also in the README).
 OK = 0

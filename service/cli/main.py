@@ -19,15 +19,15 @@ import typer
 from service.cli import render
 from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
-from service.dead_jobs import RequeueProgress
-from service.delayed import DelayedJobs
-from service.event_log import Event, EventLog
-from service.job_logs import JobLogs
-from service.jobs import Jobs
-from service.queue_control import QueueControl
-from service.schedule_views import Schedules
-from service.states import FINAL_STATES, JobState, Priority
-from service.unavailable import mapped, store_call
+from service.domain.states import FINAL_STATES, JobState, Priority
+from service.ops.dead_jobs import RequeueProgress
+from service.ops.delayed import DelayedJobs
+from service.ops.event_log import Event, EventLog
+from service.ops.job_logs import JobLogs
+from service.ops.jobs import Jobs
+from service.ops.queues import QueueControl
+from service.ops.schedules import Schedules
+from service.ops.unavailable import mapped, store_call
 
 app = typer.Typer(
     name="jobs",
@@ -51,9 +51,9 @@ class Services:
 def services() -> Services:
     """Built on first use, so `jobs --help` and usage errors never touch RabbitMQ or Redis."""
     from service.actors import broker  # declares every actor, like a worker does
-    from service.broker import redis_client, store
-    from service.dead_letters import DeadLetters
-    from service.pauses import PauseFlags
+    from service.bootstrap import redis_client, store
+    from service.rabbit.dead_letters import DeadLetters
+    from service.store.pauses import PauseFlags
 
     jobs = Jobs(broker, store)
     return Services(jobs, QueueControl(jobs, PauseFlags(redis_client), DeadLetters(broker)))
@@ -131,7 +131,7 @@ def show(job_id: str, as_json: JsonFlag = False) -> None:
 
 @cache
 def _job_logs() -> JobLogs:
-    from service.broker import log_store, settings
+    from service.bootstrap import log_store, settings
 
     return JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000)
 
@@ -158,7 +158,7 @@ def logs(
 
 @cache
 def _event_log() -> EventLog:
-    from service.broker import redis_client
+    from service.bootstrap import redis_client
 
     return EventLog(redis_client)
 
@@ -411,7 +411,7 @@ def delete_dead(
 @cache
 def _schedules() -> Schedules:
     from service.actors import broker  # declares every actor, and with them their schedules
-    from service.broker import schedule_store
+    from service.bootstrap import schedule_store
 
     return Schedules(broker, schedule_store)
 

@@ -7,9 +7,9 @@ import time
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from service.cli import render
-from service.jobs import Jobs
-from service.records import JobRecord
-from service.states import FINAL_STATES
+from service.domain.records import JobRecord
+from service.domain.states import FINAL_STATES
+from service.ops.jobs import Jobs
 
 POLL_S = 0.2
 

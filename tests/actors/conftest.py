@@ -11,8 +11,8 @@ import dramatiq
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from service.broker import build_broker, redis_client, settings, store
-from service.typed_actor import TypedActor
+from service.bootstrap import build_broker, redis_client, settings, store
+from service.worker.typed_actor import TypedActor
 from tests.support import isolation
 from tests.support.http_receiver import Receiver
 from tests.support.smtp import SmtpServer

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from actors.cleanup import cleanup_jobs
-from service import keys, maintenance
-from service.clock import now_ms
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.clock import now_ms
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys, maintenance
 from tests.actors.conftest import QUEUES, PrivateLane
 from tests.support import test_actors
 from tests.support.seed import seed

@@ -10,11 +10,12 @@ from fastapi.testclient import TestClient
 from pydantic import NameEmail
 
 from actors.email import send_email
-from service import keys, mail
-from service.api import app
-from service.errors import PermanentError
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.errors import PermanentError
+from service.domain.states import JobState
+from service.kits import mail
+from service.ops.jobs import Jobs
+from service.store import keys
+from service.web import app
 from tests.actors.conftest import PrivateLane
 from tests.support.smtp import HOST, SmtpServer, free_port
 from tests.support.workers import WorkerProcess
@@ -210,7 +211,7 @@ def test_a_worker_killed_after_the_server_accepted_a_message_does_not_send_it_ag
     assert len(smtp_server.handler.messages_with_id(message_id(job_id))) == 1
 
 
-# -- service.mail on its own, against the same server -------------------------------------------------------------
+# -- service.kits.mail on its own, against the same server -------------------------------------------------------------
 
 
 def settings_for(port: int) -> mail.MailSettings:

@@ -16,10 +16,10 @@ import pika
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from service.broker import build_broker, redis_client, settings, store
-from service.jobs import Jobs
-from service.rabbit import QueueMismatch
-from service.states import JobState
+from service.bootstrap import build_broker, redis_client, settings, store
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.rabbit.link import QueueMismatch
 from tests.support import isolation
 from tests.support.smtp import SmtpServer
 from tests.support.workers import ROOT, WorkerProcess

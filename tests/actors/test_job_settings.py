@@ -9,10 +9,10 @@ import sys
 import pytest
 from pydantic_settings import BaseSettings
 
-from service.mail import MailSettings
-from service.reports import ReportSettings
+from service.kits.mail import MailSettings
+from service.kits.reports import ReportSettings
+from service.kits.webhooks import WebhookSettings
 from service.settings import Settings, exit_on_invalid
-from service.webhooks import WebhookSettings
 from tests.support.workers import ROOT
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import app
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
+from service.web import app
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from service.broker import broker, settings
-from service.schedules import schedule_of
-from service.typed_actor import TypedActor
+from service.bootstrap import broker, settings
+from service.worker.schedules import schedule_of
+from service.worker.typed_actor import TypedActor
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}

@@ -15,12 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from actors.reports import _EMAIL_IDS, generate_report
-from service import reports
-from service.api import app
-from service.clock import iso_from_ms
-from service.jobs import Jobs
-from service.schedules import schedule_of
-from service.states import JobState
+from service.domain.clock import iso_from_ms
+from service.domain.states import JobState
+from service.kits import reports
+from service.ops.jobs import Jobs
+from service.web import app
+from service.worker.schedules import schedule_of
 from tests.actors.conftest import PrivateLane
 from tests.support.seed import seed
 from tests.support.smtp import SmtpServer

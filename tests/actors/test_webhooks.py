@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from actors.webhooks import deliver_webhook
-from service import webhooks
-from service.api import app
-from service.errors import PermanentError
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.errors import PermanentError
+from service.domain.states import JobState
+from service.kits import webhooks
+from service.ops.jobs import Jobs
+from service.web import app
 from tests.actors.conftest import SIGNING_SECRET, PrivateLane
 from tests.support.http_receiver import Receiver
 from tests.support.workers import WorkerProcess
@@ -156,7 +156,7 @@ def test_a_wrong_payload_from_a_foreign_client_fails_without_retries_naming_the_
     assert "body: Field required" in reason
 
 
-# -- service.webhooks on its own -------------------------------------------------------------------------------
+# -- service.kits.webhooks on its own -------------------------------------------------------------------------------
 
 
 def deliverer(**overrides: object) -> webhooks.Deliverer:

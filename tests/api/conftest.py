@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import app
-from service.broker import broker
+from service.bootstrap import broker
+from service.web import app
 from tests.support import api_actors
 from tests.support.api_server import api_server
 

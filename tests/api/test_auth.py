@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import app
-from service.api.routes.hooks import hook_settings
-from service.broker import settings
-from service.jobs import Jobs
+from service.bootstrap import settings
+from service.ops.jobs import Jobs
+from service.web import app
+from service.web.routes.hooks import hook_settings
 
 TOKEN = "test-token-4c1f"
 

@@ -11,10 +11,10 @@ import pytest
 from dramatiq.common import xq_name
 from fastapi.testclient import TestClient
 
-from service import keys
-from service.broker import redis_client, settings
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import redis_client, settings
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
 from tests.api.test_origin import CROSS_SITE
 from tests.support.api_actors import QUEUE
 from tests.support.graveyard import bury, bury_raw, dead_ids, empty, read_queue

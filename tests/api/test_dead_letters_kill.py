@@ -11,12 +11,12 @@ import time
 import httpx
 import pytest
 
-from service import keys
-from service.api.deps import get_queue_control
-from service.broker import redis_client
-from service.dead_jobs import RequeueState
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import redis_client
+from service.domain.states import JobState
+from service.ops.dead_jobs import RequeueState
+from service.ops.jobs import Jobs
+from service.store import keys
+from service.web.deps import get_queue_control
 from tests.support.api_actors import QUEUE, held_worker
 from tests.support.cli import run_cli
 from tests.support.graveyard import bury, bury_raw, dead_ids, empty, keep_only, read_queue

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.broker import settings
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import settings
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support.workers import WorkerProcess
 
 HOUR_MS = 3_600_000

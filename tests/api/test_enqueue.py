@@ -6,8 +6,8 @@ import json
 
 from fastapi.testclient import TestClient
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support.workers import WorkerProcess
 
 

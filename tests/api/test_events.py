@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from tests.support import test_actors
 from tests.support.records import put_record
 from tests.support.web import WebProcess

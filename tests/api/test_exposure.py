@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.api.exposure import Bind, uvicorn_bind
+from service.web.exposure import Bind, uvicorn_bind
 from tests.support.web import WebProcess
 
 OPEN_WARNING = "API_TOKEN is empty: the API is open"
@@ -53,7 +53,7 @@ def test_with_a_token_the_api_starts_on_every_address_without_the_warning() -> N
 
 def test_the_bind_is_read_as_uvicorn_reads_its_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("UVICORN_HOST", raising=False)
-    assert uvicorn_bind(["/srv/.venv/bin/uvicorn", "service.api:app"]) == Bind("127.0.0.1", local=True)
+    assert uvicorn_bind(["/srv/.venv/bin/uvicorn", "service.web:app"]) == Bind("127.0.0.1", local=True)
     assert uvicorn_bind(["/usr/lib/python3/uvicorn/__main__.py", "a:app", "--host", "::1"]) == Bind("::1", local=True)
     assert uvicorn_bind(["uvicorn", "a:app", "--host", "localhost"]) == Bind("localhost", local=True)
     assert uvicorn_bind(["uvicorn", "a:app", "--host", "::"]) == Bind("::", local=False)

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from service.api.routes.hooks import hook_settings
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.web.routes.hooks import hook_settings
 from tests.support.workers import WorkerProcess
 
 SECRET = "whsec_" + base64.b64encode(b"api-test-signing-secret-0123456789").decode()

@@ -14,13 +14,13 @@ import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from fastapi.testclient import TestClient
 
-from service import keys
-from service.api import app
-from service.api.deps import provide_jobs
-from service.broker import broker, redis_client, store
-from service.jobs import Jobs, Unavailable
-from service.rabbit import RabbitLink
-from service.states import JobState
+from service.bootstrap import broker, redis_client, store
+from service.domain.states import JobState
+from service.ops.jobs import Jobs, Unavailable
+from service.rabbit.link import RabbitLink
+from service.store import keys
+from service.web import app
+from service.web.deps import provide_jobs
 from tests.support.api_actors import QUEUE
 from tests.support.workers import WorkerProcess
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from tests.support import test_actors
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from service.settings import Settings
 from tests.support.records import put_record
 

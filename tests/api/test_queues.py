@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.broker import redis_client
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import redis_client
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support.api_actors import held_worker
 from tests.support.workers import WorkerProcess
 

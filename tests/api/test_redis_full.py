@@ -11,17 +11,17 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from service import keys
-from service.api import app
-from service.api.deps import provide_jobs, provide_queue_control
-from service.broker import broker, connect_redis
-from service.dead_letters import DeadLetters
-from service.jobs import Jobs
-from service.middleware.status import record_fields
-from service.pauses import PauseFlags
-from service.queue_control import QueueControl
-from service.states import JobState
-from service.store import JobStore
+from service.bootstrap import broker, connect_redis
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.ops.queues import QueueControl
+from service.rabbit.dead_letters import DeadLetters
+from service.store import keys
+from service.store.job_store import JobStore
+from service.store.pauses import PauseFlags
+from service.web import app
+from service.web.deps import provide_jobs, provide_queue_control
+from service.worker.middleware.status import record_fields
 from tests.support import api_actors
 from tests.support.api_actors import QUEUE
 from tests.support.own_redis import OwnRedis

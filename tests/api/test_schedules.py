@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import periodiq
 from fastapi.testclient import TestClient
 
-from service import schedules
+from service.worker import schedules
 from tests.support import periodic_actors
 
 

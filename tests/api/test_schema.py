@@ -16,8 +16,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from service.api import app
-from service.api.routes.hooks import hook_settings
+from service.web import app
+from service.web.routes.hooks import hook_settings
 
 #: Small enough that the whole run stays well under a minute on a shared 2-core machine.
 MAX_EXAMPLES = 12

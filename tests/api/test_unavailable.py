@@ -12,13 +12,13 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service import keys
-from service.api import app
-from service.api.deps import provide_jobs
-from service.broker import broker, connect_redis, store
-from service.jobs import Jobs
-from service.rabbit import RabbitLink
-from service.store import JobStore
+from service.bootstrap import broker, connect_redis, store
+from service.ops.jobs import Jobs
+from service.rabbit.link import RabbitLink
+from service.store import keys
+from service.store.job_store import JobStore
+from service.web import app
+from service.web.deps import provide_jobs
 from tests.support.api_actors import QUEUE
 from tests.support.api_server import free_port
 

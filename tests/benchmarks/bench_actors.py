@@ -18,8 +18,8 @@ from dramatiq.results.backends.redis import RedisBackend
 from pydantic import BaseModel
 
 import actors  # noqa: F401
-from service.broker import broker, redis_client
-from service.typed_actor import job
+from service.bootstrap import broker, redis_client
+from service.worker.typed_actor import job
 
 if os.environ.get("EXP_SWITCH"):
     sys.setswitchinterval(float(os.environ["EXP_SWITCH"]))

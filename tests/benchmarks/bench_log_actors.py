@@ -7,8 +7,8 @@ import logging
 from pydantic import BaseModel
 
 import actors  # noqa: F401
-from service.broker import redis_client
-from service.typed_actor import job
+from service.bootstrap import redis_client
+from service.worker.typed_actor import job
 
 logger = logging.getLogger("bench.chatty")
 

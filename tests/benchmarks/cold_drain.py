@@ -33,8 +33,8 @@ from pathlib import Path
 
 import redis
 
-from service import keys
-from service.states import MAX_BROKER_PRIORITY
+from service.domain.states import MAX_BROKER_PRIORITY
+from service.store import keys
 from tests.benchmarks import plain_sender
 from tests.benchmarks.draining import cpu_seconds, servers
 from tests.support import isolation

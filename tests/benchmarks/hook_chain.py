@@ -30,7 +30,7 @@ if __name__ == "__main__":  # run alone: a vhost and a Redis database of its own
 import dramatiq
 from dramatiq.broker import MessageProxy
 
-from service.broker import broker
+from service.bootstrap import broker
 
 
 @dramatiq.actor(queue_name="hook-chain")

@@ -17,7 +17,7 @@ import time
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-#: The consumer's queue contract. The service declares its queues with x-max-priority 10 (service/states.py
+#: The consumer's queue contract. The service declares its queues with x-max-priority 10 (service/domain/states.py
 #: MAX_BROKER_PRIORITY) and Dramatiq's dead-letter arguments; RabbitMQ refuses (PRECONDITION_FAILED) a declaration
 #: whose arguments differ from the first one, so a producer has to declare them alike. `RabbitmqBroker` builds the
 #: same dead-letter arguments itself; only the priority range has to be told. The benchmarks check this value

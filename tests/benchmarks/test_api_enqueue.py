@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from actors.ping import ping
-from service.broker import broker
+from service.bootstrap import broker
 from tests.support.api_server import api_server
 from tests.support.workers import WorkerProcess
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from service.api.deps import get_queue_control
+from service.web.deps import get_queue_control
 from tests.support.api_actors import QUEUE
 from tests.support.graveyard import bury, dead_ids, empty, read_queue
 

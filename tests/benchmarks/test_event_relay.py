@@ -19,10 +19,10 @@ from typing import Any
 
 import pika
 
-from service import keys
-from service.broker import redis_client, store
-from service.event_export import EventExport, declare_exchange
-from service.states import JobState
+from service.bootstrap import redis_client, store
+from service.domain.states import JobState
+from service.ops.event_export import EventExport, declare_exchange
+from service.store import keys
 
 JOBS = int(os.environ.get("BENCH_EVENT_JOBS", "5000"))
 THREADS = 8

@@ -2,7 +2,7 @@
 
 Graceful stop, the time limit, the lease and the heartbeat used to keep a registry each (a lock and a dict write at
 every start and end, an ISO timestamp, an Event set): 36-41 us of CPU per message in this test on the shared 2-core
-machine, where the one shared registry (service/middleware/in_hand.py) and what is left of theirs take 15-19 us.
+machine, where the one shared registry (service/worker/middleware/in_hand.py) and what is left of theirs take 15-19 us.
 Each row includes about 1 us of the timing itself.
 """
 

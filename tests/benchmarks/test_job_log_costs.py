@@ -19,9 +19,9 @@ import time
 import redis
 
 from service import logs
-from service.broker import build_log_store, settings
-from service.context import JobContext, current_job
-from service.job_log_capture import JobLogCapture
+from service.bootstrap import build_log_store, settings
+from service.domain.context import JobContext, current_job
+from service.worker.job_log_capture import JobLogCapture
 from tests.benchmarks.draining import JOBS, Drain, drain, fill
 
 ROUNDS = int(os.environ.get("BENCH_LOG_ROUNDS", "2"))

@@ -20,8 +20,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service.api import app
-from service.broker import broker, redis_client
+from service.bootstrap import broker, redis_client
+from service.web import app
 from tests.benchmarks import bench_actors  # noqa: F401  (declares service_noop for the API)
 from tests.support.workers import ROOT, WorkerProcess
 

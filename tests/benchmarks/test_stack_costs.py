@@ -1,7 +1,7 @@
 """What each feature of the worker stack costs a job: the throughput benchmark's no-op jobs drained by the full
 stack and by the stack without one middleware at a time, beside plain Dramatiq, in alternating order.
 
-The variants come from the stack itself (`service.broker`'s middleware, as the worker builds it), so a middleware
+The variants come from the stack itself (`service.bootstrap`'s middleware, as the worker builds it), so a middleware
 added, renamed or removed changes the rows; bench_actors.py refuses a name that is not in the stack, so no row can
 stand for nothing. A few middleware cannot be taken out alone (the service does not run without them, see KEPT);
 they are listed, not measured. Everything else is as in test_worker_throughput.py (tests/benchmarks/cold_drain.py):
@@ -26,7 +26,7 @@ import statistics
 
 import pytest
 
-from service.broker import broker, redis_client
+from service.bootstrap import broker, redis_client
 from tests.benchmarks.cold_drain import Results, Run, Side, drain, plain_side, results_database, service_side
 
 ROUNDS = int(os.environ.get("BENCH_COST_ROUNDS", "2"))

@@ -24,9 +24,9 @@ import pytest
 import redis
 from dramatiq.results.backends.redis import RedisBackend
 
-from service.clock import now_ms
-from service.states import JobState
-from service.store import JobStore, Retention
+from service.domain.clock import now_ms
+from service.domain.states import JobState
+from service.store.job_store import JobStore, Retention
 from tests.support.own_redis import OwnRedis
 
 JOBS = int(os.environ.get("BENCH_STORE_JOBS", "6000"))

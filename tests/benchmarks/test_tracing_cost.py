@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service import tracing
-from service.broker import broker
-from service.middleware.tracing import AttemptSpans
+from service.bootstrap import broker
+from service.worker.middleware.tracing import AttemptSpans
 
 JOBS = int(os.environ.get("BENCH_TRACING_JOBS", "20000"))
 ROUNDS = 5

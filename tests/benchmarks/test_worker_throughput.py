@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.broker import redis_client
+from service.bootstrap import redis_client
 from tests.benchmarks.cold_drain import Run, Side, drain, plain_side, results_database, service_side
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from service.dashboard.attempts import attempts, timeline
-from service.records import HistoryEntry
+from service.domain.records import HistoryEntry
+from service.web.dashboard.attempts import attempts, timeline
 
 
 def entry(state: str, second: int, **extra: object) -> HistoryEntry:

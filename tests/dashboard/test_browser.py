@@ -17,11 +17,11 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 
 from actors.ping import ping
-from service.activity import Activity
-from service.broker import broker, schedule_store, store
-from service.jobs import Jobs
-from service.pauses import PauseFlags
-from service.states import JobState
+from service.bootstrap import broker, schedule_store, store
+from service.domain.states import JobState
+from service.ops.activity import Activity
+from service.ops.jobs import Jobs
+from service.store.pauses import PauseFlags
 from tests.dashboard.conftest import TOKEN
 from tests.support import api_actors, test_actors
 from tests.support.records import move, put_record

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from service.api.deps import get_job_logs
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.web.deps import get_job_logs
 from tests.support import log_actors
 from tests.support.records import put_record
 from tests.support.web import WebProcess

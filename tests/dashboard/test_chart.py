@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.dashboard.chart import throughput_chart
-from service.store import MinuteCount
+from service.store.job_store import MinuteCount
+from service.web.dashboard.chart import throughput_chart
 
 
 def test_bars_stack_failed_on_completed_and_the_busiest_minute_fills_the_height() -> None:

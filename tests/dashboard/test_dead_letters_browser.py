@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.dashboard.conftest import TOKEN
 from tests.support.api_actors import QUEUE
 from tests.support.graveyard import bury, dead_ids, empty, read_queue

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
-from service.delayed import DelayedJobs
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.delayed import DelayedJobs
+from service.ops.jobs import Jobs
 from tests.dashboard.test_browser import keep
 from tests.support import test_actors
 from tests.support.web import WebProcess

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support.records import put_record
 from tests.support.web import WebProcess
 

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
 
-from service.api import app
-from service.api.deps import provide_jobs
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
+from service.web import app
+from service.web.deps import provide_jobs
 
 
 @contextmanager

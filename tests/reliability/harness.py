@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from service.jobs import Jobs
-from service.states import FINAL_STATES, JobState
-from service.store import JobStore
+from service.domain.states import FINAL_STATES, JobState
+from service.ops.jobs import Jobs
+from service.store.job_store import JobStore
 from tests.support.chaos_actors import tally_client, tally_key
 from tests.support.fault_reports import REPORTS as REPORTS
 from tests.support.fault_reports import FaultReport as FaultReport
@@ -259,7 +259,7 @@ def jobs_through(rabbit_url: str, redis_url: str) -> Jobs:
     """A service layer of its own (as the API process has) whose connections run where the URLs point."""
     import dramatiq
 
-    from service.broker import build_broker, build_store, connect_redis
+    from service.bootstrap import build_broker, build_store, connect_redis
     from service.settings import get_settings
 
     settings = get_settings().model_copy(update={"rabbitmq_url": rabbit_url, "redis_url": redis_url})

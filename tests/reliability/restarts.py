@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.store import JobStore
+from service.store.job_store import JobStore
 from tests.reliability.executions import Execution, describe
 
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api import app
-from service.api.deps import get_jobs
+from service.web import app
+from service.web.deps import get_jobs
 
 pytestmark = [pytest.mark.reliability]
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from tests.reliability.api_client import api_using
 from tests.reliability.harness import (
     REPORTS,

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from tests.reliability.harness import (
     REPORTS,
     FaultReport,
@@ -24,7 +24,7 @@ from tests.support.chaos_actors import tally, tally_client, tally_key
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
-#: Seconds; production keeps 30 (service/broker.py), the test asks for 2 through RABBITMQ_URL's query.
+#: Seconds; production keeps 30 (service/bootstrap.py), the test asks for 2 through RABBITMQ_URL's query.
 HEARTBEAT = 2
 
 

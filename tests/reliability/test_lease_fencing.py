@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from service import keys
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
 from tests.reliability.harness import REPORTS, FaultReport, wait_for, worker_env
 from tests.support.fencing_actors import QUEUE, events, fenced_work
 from tests.support.proxy import FaultProxy

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from service import keys
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
 from tests.reliability.harness import CHAOS_MODULES, Tally, proxies, wait_for, worker_env
 from tests.support.chaos_actors import tally, tally_client, tally_key
 from tests.support.workers import WorkerProcess

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from tests.reliability.harness import Fleet, proxies, wait_for, worker_env
 from tests.support import isolation
 from tests.support.chaos_actors import tally, tally_client, tally_key

@@ -12,9 +12,9 @@ from typing import Any
 import pika
 import pytest
 
-from service.broker import broker
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import broker
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.reliability.harness import REPORTS, FaultReport, Fleet, wait_for
 from tests.support.chaos_actors import QUEUE, tally
 

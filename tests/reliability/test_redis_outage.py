@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from service.jobs import Jobs
+from service.ops.jobs import Jobs
 from tests.reliability.api_client import api_using
 from tests.reliability.harness import (
     REPORTS,

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.reliability.harness import REPORTS, FaultReport, Fleet, worker_env
 from tests.support.chaos_actors import crash, hog, spin, tally, tally_client, tally_key
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from service.jobs import Jobs
-from service.store import JobStore
+from service.ops.jobs import Jobs
+from service.store.job_store import JobStore
 from tests.reliability.api_client import api_using
 from tests.reliability.executions import (
     Execution,
@@ -96,7 +96,7 @@ def own_redis() -> Iterator[OwnRedis]:
         server.close()
 
 
-#: What a worker logs when a write to the job store fails and it tries again (service/middleware/status.py).
+#: What a worker logs when a write to the job store fails and it tries again (service/worker/middleware/status.py).
 STORE_UNREACHABLE = "job store unreachable"
 
 

@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from service.broker import broker, redis_client
-from service.dead_letters import DeadLetters
-from service.jobs import Jobs, Unavailable
-from service.pauses import PauseFlags
-from service.queue_control import QueueControl
-from service.states import JobState
+from service.bootstrap import broker, redis_client
+from service.domain.states import JobState
+from service.ops.jobs import Jobs, Unavailable
+from service.ops.queues import QueueControl
+from service.rabbit.dead_letters import DeadLetters
+from service.store.pauses import PauseFlags
 from tests.reliability.harness import jobs_through, through, wait_for, worker_env
 from tests.support.fencing_actors import QUEUE, events, fenced_work
 from tests.support.proxy import FaultProxy

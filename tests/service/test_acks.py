@@ -1,5 +1,5 @@
-"""Acknowledgements in batches (service/acks.py) against a real RabbitMQ: a multiple ack never takes in a delivery
-that is still open, rejected messages are dead-lettered, and a withheld one is settled only by its own call."""
+"""Acknowledgements in batches (service/rabbit/acks.py) against a real RabbitMQ: a multiple ack never takes in a
+delivery that is still open, rejected messages are dead-lettered, and a withheld one is settled only by its own call."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import dramatiq
 import pika
 from dramatiq.common import xq_name
 
-from service.acks import BatchingConsumer
-from service.broker import broker
+from service.bootstrap import broker
+from service.rabbit.acks import BatchingConsumer
 
 QUEUE = "test-acks"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from service.activity import Activity
-from service.broker import store
-from service.clock import now_ms
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import store
+from service.domain.clock import now_ms
+from service.domain.states import JobState
+from service.ops.activity import Activity
+from service.ops.jobs import Jobs
 from tests.support import test_actors
 from tests.support.workers import WorkerProcess
 

@@ -7,7 +7,7 @@ import pika.frame
 import pika.spec
 import pytest
 
-from service.amqp_frames import publish_frames
+from service.rabbit.amqp_frames import publish_frames
 
 
 def pikas_frames(channel: int, exchange: str, key: str, body: bytes, frame_max: int, **props: object) -> bytes:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.activity import Activity, RunningJob
-from service.api import app
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.activity import Activity, RunningJob
+from service.ops.jobs import Jobs
+from service.web import app
 from tests.support import log_actors
 from tests.support.workers import WorkerProcess
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.broker import broker
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import broker
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support import ops_actors, test_actors
 from tests.support.cli import run_cli, run_jobs
 from tests.support.workers import WorkerProcess

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support.cli import run_cli, run_jobs
 from tests.support.workers import WorkerProcess
 

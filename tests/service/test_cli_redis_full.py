@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from actors.ping import ping
-from service.broker import broker, connect_redis
-from service.middleware.status import record_fields
-from service.states import JobState
-from service.store import JobStore
+from service.bootstrap import broker, connect_redis
+from service.domain.states import JobState
+from service.store.job_store import JobStore
+from service.worker.middleware.status import record_fields
 from tests.support.cli import run_jobs
 from tests.support.own_redis import OwnRedis
 

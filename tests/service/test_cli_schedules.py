@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import periodiq
 import pytest
 
-from service import schedules
+from service.worker import schedules
 from tests.support import periodic_actors
 from tests.support.cli import run_cli, run_jobs
 

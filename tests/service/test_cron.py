@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from periodiq import CronSpec
 
-from service.cron import CronError, ZonedCron
+from service.domain.cron import CronError, ZonedCron
 
 PARIS = "Europe/Paris"
 NEW_YORK = "America/New_York"

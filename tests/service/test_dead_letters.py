@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from service.broker import broker, redis_client
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import broker, redis_client
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support import ops_actors  # noqa: F401  (declares the ops actors in this process too)
 from tests.support.cli import run_cli, run_jobs
 from tests.support.graveyard import bury, dead_ids, empty, read_queue

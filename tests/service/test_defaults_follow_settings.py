@@ -10,11 +10,11 @@ from typing import Any
 import dramatiq
 import pytest
 
-from service import keys
-from service.jobs import Jobs
-from service.middleware.concurrency import LEASE_MARGIN_MS, ConcurrencyLimit
-from service.middleware.periodic import PeriodicJobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
+from service.worker.middleware.concurrency import LEASE_MARGIN_MS, ConcurrencyLimit
+from service.worker.middleware.periodic import PeriodicJobs
 
 
 @dataclass

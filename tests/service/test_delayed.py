@@ -8,11 +8,11 @@ from datetime import datetime
 
 import pytest
 
-from service.broker import redis_client
-from service.clock import now_ms
-from service.delayed import DelayedJobs, Handled, UnknownQueue
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import redis_client
+from service.domain.clock import now_ms
+from service.domain.states import JobState
+from service.ops.delayed import DelayedJobs, Handled, UnknownQueue
+from service.ops.jobs import Jobs
 from tests.support import test_actors
 from tests.support.workers import WorkerProcess
 

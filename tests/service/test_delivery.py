@@ -8,8 +8,8 @@ import time
 
 import dramatiq
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support import test_actors
 from tests.support.workers import WorkerProcess
 

@@ -19,13 +19,13 @@ from typing import Any
 import pika
 import pytest
 
-from service import keys
-from service.broker import broker, redis_client, store
-from service.event_export import CONSUMER, EventExport, declare_exchange
-from service.event_log import EventLog
-from service.jobs import Jobs
-from service.states import JobState
-from service.store import JobStore
+from service.bootstrap import broker, redis_client, store
+from service.domain.states import JobState
+from service.ops.event_export import CONSUMER, EventExport, declare_exchange
+from service.ops.event_log import EventLog
+from service.ops.jobs import Jobs
+from service.store import keys
+from service.store.job_store import JobStore
 from tests.reliability.harness import through
 from tests.support import ops_actors, test_actors
 from tests.support.proxy import FaultProxy

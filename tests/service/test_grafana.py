@@ -17,10 +17,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import keys
-from service.broker import broker, store
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import broker, store
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
 from tests.support import trace_actors
 from tests.support.promtool import ROOT, promtool
 from tests.support.web import WebProcess, free_port

@@ -8,7 +8,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from service.hook_failures import GuardedRabbitmqBroker
+from service.worker.hook_failures import GuardedRabbitmqBroker
 
 
 class Counts(Middleware):

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from service.broker import broker, store
-from service.store import JobStore
+from service.bootstrap import broker, store
+from service.store.job_store import JobStore
 from tests.reliability.harness import through, wait_for
 from tests.support.chaos_actors import QUEUE, tally, tally_client, tally_key
 from tests.support.own_redis import OwnRedis

@@ -13,12 +13,12 @@ import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import SkipMessage
 
-from service.broker import broker
-from service.jobs import Jobs
-from service.middleware.in_hand import InHand, JobsInHand
-from service.middleware.status import StatusMiddleware
-from service.states import JobState
-from service.store import JobStore
+from service.bootstrap import broker
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store.job_store import JobStore
+from service.worker.middleware.in_hand import InHand, JobsInHand
+from service.worker.middleware.status import StatusMiddleware
 
 in_hand = next(m for m in broker.middleware if isinstance(m, JobsInHand))
 seen: list[InHand | None] = []

@@ -9,7 +9,7 @@ from typing import Any
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from service.middleware.in_hand import JobsInHand
+from service.worker.middleware.in_hand import JobsInHand
 
 
 def _declare(running: JobsInHand, fn: Any) -> Any:

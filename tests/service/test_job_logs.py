@@ -12,15 +12,15 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service import keys
-from service.api import app
-from service.api.deps import get_job_logs
-from service.context import JobContext, current_job
-from service.job_log_capture import JobLogCapture
-from service.jobs import JobNotFound, Jobs
-from service.log_store import JobLogStore
-from service.states import JobState
-from service.store import JobStore, Retention
+from service.domain.context import JobContext, current_job
+from service.domain.states import JobState
+from service.ops.jobs import JobNotFound, Jobs
+from service.store import keys
+from service.store.job_store import JobStore, Retention
+from service.store.log_store import JobLogStore
+from service.web import app
+from service.web.deps import get_job_logs
+from service.worker.job_log_capture import JobLogCapture
 from tests.support import log_actors
 from tests.support.cli import run_cli, run_jobs
 from tests.support.workers import WorkerProcess

@@ -8,13 +8,13 @@ import pytest
 import redis
 from dramatiq import Message
 
-from service import keys
-from service.broker import broker
-from service.jobs import Jobs
-from service.middleware.in_hand import JobsInHand
-from service.middleware.lease import PARENT_ATTEMPT, JobLease
-from service.states import JobState
-from service.store import HeldLease, JobStore
+from service.bootstrap import broker
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
+from service.store.job_store import HeldLease, JobStore
+from service.worker.middleware.in_hand import JobsInHand
+from service.worker.middleware.lease import PARENT_ATTEMPT, JobLease
 from tests.support.own_redis import OwnRedis
 
 CREATE = {"jobId": "L1", "actor": "add", "queue": "test", "data": "{}", "createdMs": 1, "createdAt": "x"}

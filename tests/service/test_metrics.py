@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from service.api import app
-from service.broker import broker, redis_client
-from service.jobs import Jobs
-from service.metrics import RUN_BUCKETS
-from service.pauses import PauseFlags
-from service.states import JobState
+from service.bootstrap import broker, redis_client
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.ops.metrics import RUN_BUCKETS
+from service.store.pauses import PauseFlags
+from service.web import app
 from tests.support import isolation, ops_actors, test_actors
 from tests.support.promtool import ROOT, promtool
 from tests.support.workers import WorkerProcess

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.broker import broker, redis_client
-from service.dead_letters import DeadLetters
-from service.jobs import Jobs
-from service.pauses import PauseFlags
-from service.queue_control import QueueControl
-from service.states import JobState
+from service.bootstrap import broker, redis_client
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.ops.queues import QueueControl
+from service.rabbit.dead_letters import DeadLetters
+from service.store.pauses import PauseFlags
 from tests.support import ops_actors
 from tests.support.workers import WorkerProcess
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from service import progress
-from service.context import JobContext, current_job
-from service.errors import JobCancelled
-from service.jobs import Jobs
-from service.states import JobState
-from service.store import JobStore
+from service.domain.context import JobContext, current_job
+from service.domain.errors import JobCancelled
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store.job_store import JobStore
+from service.worker import progress
 
 
 class CountingStore(JobStore):

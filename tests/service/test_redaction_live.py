@@ -20,9 +20,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import app
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.web import app
 from tests.support import secret_actors  # noqa: F401  (the test process enqueues its job)
 from tests.support.api_server import free_port
 from tests.support.cli import run_jobs

@@ -7,7 +7,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from service.redis_config import findings, warn_if_unsafe
+from service.store.redis_config import findings, warn_if_unsafe
 from tests.support.own_redis import OwnRedis
 from tests.support.schedulers import SchedulerProcess
 from tests.support.web import WebProcess

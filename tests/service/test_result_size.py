@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from service import keys
-from service.errors import ResultTooLarge
-from service.jobs import Jobs
-from service.middleware.status import to_json
-from service.states import JobState
+from service.domain.errors import ResultTooLarge
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.store import keys
+from service.worker.middleware.status import to_json
 from tests.support import result_actors  # noqa: F401  (the test process enqueues its job)
 from tests.support.workers import WorkerProcess
 

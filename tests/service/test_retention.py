@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from service import keys
-from service.broker import build_store
-from service.clock import now_ms
-from service.jobs import Jobs
+from service.bootstrap import build_store
+from service.domain.clock import now_ms
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from service.settings import Settings
-from service.states import JobState
-from service.store import JobStore, Retention
+from service.store import keys
+from service.store.job_store import JobStore, Retention
 
 
 def finish(store: JobStore, job_id: str, actor: str, state: JobState, at_ms: int | None = None) -> None:

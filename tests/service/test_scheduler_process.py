@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from service import schedules
-from service.broker import broker, redis_client, schedule_store
-from service.jobs import Jobs
-from service.states import JobState
+from service.bootstrap import broker, redis_client, schedule_store
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.worker import schedules
 from tests.conftest import purge_queues
 from tests.support import periodic_actors, stalled_publish
 from tests.support.periodic_actors import QUEUE, runs_key

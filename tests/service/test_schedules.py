@@ -16,13 +16,14 @@ import pendulum
 import periodiq
 import pytest
 
-from service import keys, scheduler, schedules
-from service.broker import broker, redis_client, schedule_store
-from service.jobs import Jobs
-from service.schedule_store import UnpublishedTick
-from service.schedule_views import Schedules
-from service.schedules import Periodic, ScheduleError, TickOutcome
-from service.states import JobState
+from service.bootstrap import broker, redis_client, schedule_store
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.ops.schedules import Schedules
+from service.store import keys
+from service.store.schedule_store import UnpublishedTick
+from service.worker import scheduler, schedules
+from service.worker.schedules import Periodic, ScheduleError, TickOutcome
 from tests.conftest import purge_queues
 from tests.support import periodic_actors
 from tests.support.periodic_actors import QUEUE, runs_key

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from service.jobs import Jobs
-from service.states import JobState
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from tests.support import isolation, ops_actors  # noqa: F401
 from tests.support.api_server import free_port
 from tests.support.cli import run_jobs

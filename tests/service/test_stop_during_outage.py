@@ -7,7 +7,7 @@ import signal
 import time
 import uuid
 
-from service.store import JobStore
+from service.store.job_store import JobStore
 from tests.reliability.harness import wait_for
 from tests.service.test_hook_failures import finished, queue_counts, starts, states_in_history
 from tests.support.chaos_actors import QUEUE, tally

@@ -9,9 +9,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.clock import iso_from_ms, now_ms
-from service.states import JobState
-from service.store import JobStore
+from service.domain.clock import iso_from_ms, now_ms
+from service.domain.states import JobState
+from service.store.job_store import JobStore
 from tests.support.own_redis import OwnRedis
 
 POOL_SIZE = 3

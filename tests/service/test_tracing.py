@@ -26,10 +26,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import ValidationError
 
 from service import tracing
-from service.broker import redis_client
-from service.jobs import Jobs
+from service.bootstrap import redis_client
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
 from service.settings import Settings
-from service.states import JobState
 from tests.support import trace_actors
 from tests.support.cli import run_cli
 from tests.support.web import ROOT, WebProcess
@@ -213,8 +213,8 @@ def test_with_no_otel_variable_no_sdk_is_set_up_no_request_is_traced_and_message
     script = (
         "from opentelemetry import trace\n"
         "from service import tracing\n"
-        "from service.api import app\n"
-        "from service.broker import broker\n"
+        "from service.web import app\n"
+        "from service.bootstrap import broker\n"
         "from tests.support import test_actors\n"
         "message = test_actors.add.message(a=1, b=2)\n"
         "broker.emit_before('enqueue', message, None)\n"

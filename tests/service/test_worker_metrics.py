@@ -14,10 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.broker import broker
-from service.jobs import Jobs
-from service.states import JobState
-from service.worker_metrics import WorkerMetrics, ask_every_process, metrics_dir
+from service.bootstrap import broker
+from service.domain.states import JobState
+from service.ops.jobs import Jobs
+from service.worker.metrics import WorkerMetrics, ask_every_process, metrics_dir
 from tests.support import ops_actors
 from tests.support.web import free_port
 from tests.support.workers import WorkerProcess

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 import actors  # noqa: F401  (sets the broker up first)
-from service.broker import redis_client
-from service.context import current_job
-from service.typed_actor import job
+from service.bootstrap import redis_client
+from service.domain.context import current_job
+from service.worker.typed_actor import job
 from tests.support.workers import WorkerProcess
 
 QUEUE = "api-held"

@@ -12,8 +12,8 @@ from typing import Literal
 import redis
 from pydantic import BaseModel, Field
 
-from service.context import current_job
-from service.typed_actor import job
+from service.domain.context import current_job
+from service.worker.typed_actor import job
 from tests.support import test_actors  # noqa: F401  (sets the broker up and declares the other test jobs)
 
 QUEUE = "chaos"

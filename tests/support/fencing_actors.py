@@ -8,8 +8,8 @@ import time
 
 from pydantic import BaseModel, Field
 
-from service.context import current_job
-from service.typed_actor import job
+from service.domain.context import current_job
+from service.worker.typed_actor import job
 from tests.support.chaos_actors import tally_client, tally_key
 
 QUEUE = "fencing"

@@ -15,10 +15,10 @@ import pika
 from dramatiq.common import q_name, xq_name
 from dramatiq.errors import DecodeError
 
-from service.broker import broker, store
-from service.clock import iso_from_ms, now_ms
-from service.dead_letters import DeadLetter, DeadLetters
-from service.states import JobState
+from service.bootstrap import broker, store
+from service.domain.clock import iso_from_ms, now_ms
+from service.domain.states import JobState
+from service.rabbit.dead_letters import DeadLetter, DeadLetters
 
 
 @contextlib.contextmanager

@@ -7,9 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel
 
 import actors  # noqa: F401  (sets the broker up and declares the real jobs first)
-from service.broker import redis_client
-from service.schedules import Periodic
-from service.typed_actor import job
+from service.bootstrap import redis_client
+from service.worker.schedules import Periodic
+from service.worker.typed_actor import job
 
 QUEUE = "test-periodic"
 

@@ -6,9 +6,9 @@ import json
 import uuid
 from typing import Any
 
-from service.broker import store
-from service.clock import iso_from_ms, now_ms
-from service.states import JobState
+from service.bootstrap import store
+from service.domain.clock import iso_from_ms, now_ms
+from service.domain.states import JobState
 
 
 def put_record(actor: str = "add", data: dict[str, Any] | None = None, *, queue: str = "test") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 import actors  # noqa: F401  (sets the broker up and declares the real jobs first)
-from service.typed_actor import job
+from service.worker.typed_actor import job
 
 
 class SizePayload(BaseModel):

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 import actors  # noqa: F401  (sets the broker up and declares the real jobs first)
 from actors.email import settings as mail_settings
 from service.settings import get_settings
-from service.typed_actor import job
+from service.worker.typed_actor import job
 
 
 class LeakPayload(BaseModel):

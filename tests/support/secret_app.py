@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.api import app
+from service.web import app
 from tests.support import secret_actors
 
 __all__ = ["app", "secret_actors"]

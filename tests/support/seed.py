@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from service.clock import iso_from_ms
-from service.states import JobState
-from service.store import JobStore
+from service.domain.clock import iso_from_ms
+from service.domain.states import JobState
+from service.store.job_store import JobStore
 
 
 def seed(store: JobStore, actor: str, *, created: int, state: str, took_ms: int = 0, reason: str = "") -> str:

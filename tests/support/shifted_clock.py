@@ -9,7 +9,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from service import scheduler
+from service.worker import scheduler
 
 _file = Path(os.environ.get("SCHEDULER_CLOCK_OFFSET_FILE", "/nonexistent"))
 _real = scheduler.utc_now

@@ -10,7 +10,7 @@ from typing import Any
 
 import dramatiq
 
-from service.broker import broker
+from service.bootstrap import broker
 
 STALLED = "publish stalled for the test"
 _actors = {name for name in os.environ.get("STALL_PUBLISH_ACTORS", "").split(",") if name}

@@ -7,9 +7,9 @@ import time
 from pydantic import BaseModel, Field
 
 import actors  # noqa: F401  (sets the broker up and declares the real jobs first)
-from service.broker import redis_client
-from service.progress import report_progress
-from service.typed_actor import job
+from service.bootstrap import redis_client
+from service.worker.progress import report_progress
+from service.worker.typed_actor import job
 
 QUEUE = "test"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 import actors  # noqa: F401  (sets the broker up first)
-from service.broker import redis_client
+from service.bootstrap import redis_client
 from service.settings import get_settings
-from service.typed_actor import job
+from service.worker.typed_actor import job
 
 QUEUE = "test-traces"
 

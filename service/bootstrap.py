@@ -1,0 +1,163 @@
+"""The composition root: builds the one global Dramatiq broker, the Redis client and the job store."""
+
+from __future__ import annotations
+
+import dramatiq
+import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import AgeLimit, Callbacks, CurrentMessage, Pipelines, ShutdownNotifications
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
+
+from service import logs, tracing
+from service.domain.states import MAX_BROKER_PRIORITY
+from service.settings import Settings, get_settings
+from service.store.job_store import JobStore, Retention
+from service.store.log_store import JobLogStore
+from service.store.pauses import PauseFlags
+from service.store.schedule_store import ScheduleStore
+from service.worker import progress, schedules
+from service.worker.hook_failures import GuardedRabbitmqBroker, HookFailures
+from service.worker.job_log_capture import JobLogCapture
+from service.worker.metrics import WorkerMetrics
+from service.worker.middleware.concurrency import ConcurrencyLimit
+from service.worker.middleware.graceful_stop import GracefulStop
+from service.worker.middleware.heartbeat import Heartbeat
+from service.worker.middleware.in_hand import JobsInHand
+from service.worker.middleware.interrupts import JobTimeLimit
+from service.worker.middleware.job_logs import JobLogs
+from service.worker.middleware.lease import JobLease
+from service.worker.middleware.parking import ParkingLot, install_quiet_parking
+from service.worker.middleware.pause import QueuePause
+from service.worker.middleware.periodic import PeriodicJobs
+from service.worker.middleware.rate_limit import RateLimit
+from service.worker.middleware.redis_check import RedisConfigCheck
+from service.worker.middleware.retries import Retries
+from service.worker.middleware.status import StatusMiddleware
+from service.worker.middleware.tracing import AttemptSpans
+from service.worker.middleware.worker_logs import DirectWorkerLogs
+
+
+def connect_redis(url: str) -> redis.Redis:
+    # Short timeouts: an unreachable Redis must turn into a 503 or a retry within seconds, never a hang.
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=False,
+    )
+
+
+def build_store(settings: Settings, client: redis.Redis) -> JobStore:
+    return JobStore(
+        client,
+        Retention(
+            completed_s=settings.job_retention_completed_s,
+            completed_count=settings.job_retention_completed_count,
+            failed_s=settings.job_retention_failed_s,
+            failed_count=settings.job_retention_failed_count,
+        ),
+        events_maxlen=settings.events_stream_maxlen,
+    )
+
+
+def build_log_store(settings: Settings, client: redis.Redis) -> JobLogStore:
+    # Lines outlive their last write by the longest retention, so they never outlive a record that kept them.
+    ttl_s = max(settings.job_retention_completed_s, settings.job_retention_failed_s)
+    return JobLogStore(client, keep=max(settings.job_log_lines, 1), ttl_s=ttl_s)
+
+
+def build_log_capture(settings: Settings, client: redis.Redis) -> JobLogCapture:
+    return JobLogCapture(
+        build_log_store(settings, client),
+        keep=settings.job_log_lines,
+        line_chars=settings.job_log_line_chars,
+        flush_s=settings.job_log_flush_ms / 1000,
+    )
+
+
+#: Added to RABBITMQ_URL unless it sets them itself. Heartbeats let a worker notice a silent broker (pika's default
+#: would wait minutes); two quick connection attempts let the API answer 503 within seconds while the broker is away
+#: (Dramatiq itself tries an enqueue 6 times, so a blip of a few seconds is still ridden out).
+CONNECTION_DEFAULTS = {
+    "heartbeat": "30",
+    "blocked_connection_timeout": "30",
+    "connection_attempts": "2",
+    "retry_delay": "1",
+}
+
+
+def with_connection_defaults(url: str) -> str:
+    """RABBITMQ_URL with CONNECTION_DEFAULTS for every parameter it does not set (each URL of a ;-list)."""
+    urls = []
+    for one in url.split(";"):
+        missing = [f"{k}={v}" for k, v in CONNECTION_DEFAULTS.items() if f"{k}=" not in one]
+        urls.append(one + ("&" if "?" in one else "?") + "&".join(missing) if missing else one)
+    return ";".join(urls)
+
+
+def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> RabbitmqBroker:
+    # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
+    # decides before a job is marked active, and the status middleware sees the retry decision already made.
+    # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
+    # The jobs in hand come right after them, so a message they hand back is never in hand, and every later hook
+    # finds its message's entry: written by the first "before" hook, removed by the last "after" or "skip" hook.
+    parking = ParkingLot()
+    install_quiet_parking()
+    in_hand = JobsInHand()  # also every interruption goes through it: only while an actor runs, never in a hook
+    leases = JobLease(store, in_hand, lease_ms=settings.job_lease_ms)
+    status = StatusMiddleware(
+        store,
+        in_hand,
+        max_payload_bytes=settings.max_payload_bytes,
+        lease_ms=settings.job_lease_ms,
+        leases=leases,
+        outage_grace_s=settings.job_store_retry_s,
+    )
+    middleware = [
+        DirectWorkerLogs(),
+        WorkerMetrics(settings.worker_metrics_port, in_hand),  # no per-message hook: read when scraped
+        QueuePause(PauseFlags(client), parking),
+        GracefulStop(parking, in_hand, timeout_s=settings.worker_shutdown_timeout_s),
+        in_hand,
+        AgeLimit(),
+        JobTimeLimit(in_hand, time_limit=settings.job_time_limit_ms),  # no per-message hook: reads the jobs in hand
+        ShutdownNotifications(),
+        CurrentMessage(),
+        PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s, max_payload_bytes=settings.max_payload_bytes),
+        RateLimit(client),
+        ConcurrencyLimit(client, default_time_limit_ms=settings.job_time_limit_ms),
+        AttemptSpans(),  # before status: its span is open when "active" is written and when a retry is published
+        leases,
+        JobLogs(build_log_capture(settings, client)),  # before status: its after hook sees the outcome's log line
+        status,
+        Heartbeat(store, in_hand),  # no per-message hook: beats what the jobs in hand say
+        Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
+        Callbacks(),
+        Pipelines(),
+        Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
+    ]
+    url = with_connection_defaults(settings.rabbitmq_url)
+    broker = GuardedRabbitmqBroker(
+        url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware
+    )
+    # A hook that fails means "not run" before a job and "not acknowledged yet" after it
+    # (service/worker/hook_failures.py).
+    broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)
+    broker.add_middleware(RedisConfigCheck(client))  # warns at each worker's start when Redis may lose records
+    return broker
+
+
+settings = get_settings()
+logs.configure(settings.log_level, settings.log_format)  # its secrets were registered when they were loaded
+tracing.configure(settings)  # nothing at all unless the OTEL_* variables ask for traces
+redis_client = connect_redis(settings.redis_url)
+store = build_store(settings, redis_client)
+progress.bind_store(store)
+schedule_store = ScheduleStore(redis_client)
+log_store = build_log_store(settings, redis_client)
+schedules.bind_store(schedule_store)
+broker = build_broker(settings, redis_client, store)
+dramatiq.set_broker(broker)

@@ -1,0 +1,4 @@
+"""The words of the service: job states, records, errors, the running job's context, clock, message envelope, cron.
+
+Owns plain values and rules. May import nothing of `service` but its own modules, so every layer may import it.
+"""

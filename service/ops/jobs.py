@@ -1,0 +1,465 @@
+"""The service layer: enqueue, read, list, wait for, cancel and retry jobs. The API, CLI and dashboard call this."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import contextvars
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import ActorNotFound
+from pydantic import ValidationError
+
+from service import tracing
+from service.domain.clock import now_ms
+from service.domain.records import JobRecord
+from service.domain.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
+from service.ops.unavailable import (
+    BROKER_ERRORS as BROKER_ERRORS,  # their old home: other modules import them from here
+)
+from service.ops.unavailable import STORE_ERRORS as STORE_ERRORS
+from service.ops.unavailable import Unavailable as Unavailable
+from service.ops.unavailable import broker_call, store_call
+from service.rabbit import queue_figures
+from service.rabbit.link import BrokerUnreachable, RabbitLink, shared_link
+from service.rabbit.publisher import Publisher
+from service.settings import get_settings
+from service.store.job_store import JobStore, Page
+from service.store.pauses import PauseFlags
+from service.worker.middleware.status import delayed_fields, record_fields
+from service.worker.typed_actor import TypedActor
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+#: An Idempotency-Key stays claimed this long after its enqueue was confirmed (the contract's 24 h).
+IDEMPOTENCY_TTL_S = 86_400
+#: A claim not confirmed yet lapses after this long: longer than any enqueue takes (Redis's 5 s timeout and the
+#: RabbitMQ link's deadline), so the key of a request whose process died mid-way is free again for the retry.
+IDEMPOTENCY_PENDING_S = 30
+#: How often a request waiting on another with the same key looks again.
+IDEMPOTENCY_POLL_S = 0.02
+
+
+class UnknownActor(LookupError):
+    pass
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class Conflict(Exception):
+    """The job is not in a state that allows this (cancel a finished job, retry a completed one)."""
+
+
+class IdempotencyMismatch(Exception):
+    """The same Idempotency-Key was used before with a different payload."""
+
+
+class EnqueueInProgress(Exception):
+    """Another request with the same Idempotency-Key is still being published; the client should try again."""
+
+
+class UnknownQueue(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """One queue: `waiting`, `delayed` and `dead` from RabbitMQ; `active`, `completed`, `failed` from the store."""
+
+    name: str
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: bool
+    dead: int
+
+
+@dataclass(frozen=True)
+class Purged:
+    queue: str
+    messages: int  #: messages removed from the queue and its delay queue
+    cancelled: int  #: waiting job records marked cancelled
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: str
+    state: JobState
+    duplicate: bool = False
+
+
+class Jobs:
+    """One object per process, built from the broker and the store that the composition root made."""
+
+    def __init__(self, broker: RabbitmqBroker, store: JobStore, link: RabbitLink | None = None) -> None:
+        self.broker = broker
+        self.store = store
+        #: Publishing and queue figures go through a link with a deadline, so callers get an answer in seconds.
+        self.link = link or shared_link(broker)
+        self.publisher = Publisher(self.link)
+        self.max_payload_bytes = get_settings().max_payload_bytes
+        #: How long a request waits for another with the same Idempotency-Key to be confirmed: that one's publish
+        #: ends within the link's deadline, its record write within Redis's timeout.
+        self.idempotency_wait_s = 2 * self.link.deadline_s
+        self.pauses = PauseFlags(store.client)
+        #: Runs the blocking calls of async callers; as many threads as a sync route would have had from anyio.
+        self._callers = ThreadPoolExecutor(max_workers=40, thread_name_prefix="jobs-async")
+
+    # -- health ----------------------------------------------------------------------------------------------
+
+    def unreachable(self) -> list[str]:
+        """Which of "rabbitmq" and "redis" do not answer right now."""
+        down = []
+        try:
+            self.store.client.ping()
+        except STORE_ERRORS:
+            down.append("redis")
+        try:
+            # Through the link: one connection attempt and a deadline, so a probe answers within seconds.
+            self.link.run(lambda link: link.channel().connection.process_data_events(0))
+        except BrokerUnreachable:
+            down.append("rabbitmq")
+        return down
+
+    # -- actors ----------------------------------------------------------------------------------------------
+
+    def actor(self, name: str) -> TypedActor:
+        try:
+            actor = self.broker.get_actor(name)
+        except ActorNotFound:
+            raise UnknownActor(name) from None
+        if not isinstance(actor, TypedActor):
+            raise UnknownActor(name)
+        return actor
+
+    def actor_names(self) -> list[str]:
+        return sorted(n for n in self.broker.get_declared_actors() if isinstance(self.broker.get_actor(n), TypedActor))
+
+    def queue_names(self) -> list[str]:
+        return sorted({self.broker.get_actor(n).queue_name for n in self.actor_names()})
+
+    def validate(self, actor_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Raises UnknownActor, or pydantic's ValidationError naming the fields."""
+        return self.actor(actor_name).validate(payload)
+
+    # -- enqueue ---------------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        actor_name: str,
+        payload: dict[str, Any],
+        *,
+        priority: Priority | None = None,
+        delay_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Enqueued:
+        """Recorded and confirmed by RabbitMQ, or Unavailable naming the server that failed and nothing left behind."""
+        actor = self.actor(actor_name)
+        normalised = actor.validate(payload)
+        if not idempotency_key:
+            return self._enqueue_new(actor, str(uuid.uuid4()), normalised, priority, delay_ms, None)
+        key = f"{actor_name}:{idempotency_key}"
+        give_up_at = time.monotonic() + self.idempotency_wait_s
+        while True:
+            job_id = str(uuid.uuid4())
+            claim = store_call(
+                functools.partial(
+                    self.store.claim_idempotency_key, key, job_id, normalised, pending_s=IDEMPOTENCY_PENDING_S
+                )
+            )
+            if not claim.same_payload:
+                raise IdempotencyMismatch(idempotency_key)
+            if claim.job_id == job_id:
+                return self._enqueue_claimed(key, actor, job_id, normalised, priority, delay_ms, idempotency_key)
+            if not claim.pending:
+                state = store_call(functools.partial(self.store.state_of, claim.job_id))
+                return Enqueued(claim.job_id, JobState(state) if state else JobState.QUEUED, duplicate=True)
+            # The first request with this key is still publishing: its id is not worth handing out until RabbitMQ
+            # confirmed it. If it fails, its key is released and this request claims the key itself.
+            if time.monotonic() > give_up_at:
+                raise EnqueueInProgress(idempotency_key)
+            time.sleep(IDEMPOTENCY_POLL_S)
+
+    def _enqueue_claimed(
+        self,
+        key: str,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        delay_ms: int | None,
+        idempotency_key: str,
+    ) -> Enqueued:
+        try:
+            enqueued = self._enqueue_new(actor, job_id, payload, priority, delay_ms, idempotency_key)
+        except BaseException:
+            self._quietly(lambda: self.store.release_idempotency_key(key, job_id))
+            raise
+        try:
+            self.store.confirm_idempotency_key(key, job_id, ttl_s=IDEMPOTENCY_TTL_S)
+        except Exception:
+            # The job is recorded and published, so it is answered; only its key lapses early (with the pending
+            # claim, in IDEMPOTENCY_PENDING_S), after which the same key would enqueue again.
+            logger.warning("job %s: its Idempotency-Key could not be kept for 24 h", job_id, exc_info=True)
+        return enqueued
+
+    def _enqueue_new(
+        self,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        delay_ms: int | None,
+        idempotency_key: str | None,
+    ) -> Enqueued:
+        """The record first, then the message: a 202 always finds its record (never a 404 for a real job), and a
+        Redis that cannot take the record (away, full, read-only) stops the enqueue before anything is published. A
+        message RabbitMQ does not confirm takes its record away again, so no record waits for a message that does
+        not exist."""
+        message = self._message(actor, job_id, payload, priority, idempotency_key)
+        state = JobState.DELAYED if delay_ms else JobState.QUEUED
+        record = record_fields(message, self.max_payload_bytes)
+        if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish's eta is ms later)
+            record.update(delayed_fields(message.copy(options={"eta": now_ms() + delay_ms}), self.max_payload_bytes))
+        try:
+            store_call(lambda: self.store.transition(job_id, state, create=record))
+        except BaseException:
+            self._quietly(lambda: self.store.discard(job_id))  # a write that timed out may have been applied
+            raise
+        try:
+            broker_call(lambda: self.publisher.publish(message, delay_ms=delay_ms or None))
+        except BaseException:
+            self._unrecord([job_id])
+            raise
+        return Enqueued(job_id, state)
+
+    def _unrecord(self, job_ids: builtins.list[str]) -> None:
+        """Remove the records of jobs whose messages were not published (those a worker took meanwhile stay)."""
+        try:
+            self.store.discard_many(job_ids)
+        except Exception as error:
+            # Redis failed too, between two calls: these records would stay queued with no message to move them.
+            logger.error(
+                "%d job(s) recorded but not published, and their records could not be removed (%s): cancel them "
+                "with `jobs cancel ID`: %s",
+                len(job_ids),
+                error,
+                " ".join(job_ids[:20]),
+            )
+
+    async def enqueue_async(self, actor_name: str, payload: dict[str, Any], **options: Any) -> Enqueued:
+        return await self.in_thread(functools.partial(self.enqueue, actor_name, payload, **options))
+
+    async def enqueue_batch_async(self, actor_name: str, payloads: list[dict[str, Any]], **options: Any) -> list[str]:
+        return await self.in_thread(functools.partial(self.enqueue_batch, actor_name, payloads, **options))
+
+    async def get_async(self, job_id: str) -> JobRecord:
+        return await self.in_thread(functools.partial(self.get, job_id))
+
+    async def in_thread(self, call: Callable[[], T]) -> T:
+        """For async callers (the API's busiest routes): run a blocking call on a thread of this object's pool, a
+        lighter hop than a sync FastAPI route's (anyio's, with its capacity limiter and cancel scopes, took a tenth
+        of the server's CPU)."""
+        if tracing.is_on():  # the request's span goes along, so the message carries its trace context
+            call = functools.partial(contextvars.copy_context().run, call)
+        return await asyncio.get_running_loop().run_in_executor(self._callers, call)
+
+    def enqueue_batch(
+        self, actor_name: str, payloads: list[dict[str, Any]], *, priority: Priority | None = None
+    ) -> list[str]:
+        """All or nothing for validation: a bad item raises before any is published."""
+        actor = self.actor(actor_name)
+        errors: list[str] = []
+        invalid: list[tuple[int, ValidationError]] = []
+        normalised: list[dict[str, Any]] = []
+        for i, payload in enumerate(payloads):
+            try:
+                normalised.append(actor.validate(payload))
+            except ValidationError as error:
+                invalid.append((i, error))
+                errors.extend(f"[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        if errors:
+            raise BatchInvalid(errors, invalid)
+        messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None) for payload in normalised]
+        # As one job: every record first, then the messages in one transaction, or no record left.
+        records = [(m.message_id, JobState.QUEUED, record_fields(m, self.max_payload_bytes)) for m in messages]
+        try:
+            store_call(lambda: self.store.record_enqueued(records))
+        except BaseException:
+            self._quietly(lambda: self.store.discard_many([m.message_id for m in messages]))  # some may be written
+            raise
+        try:
+            broker_call(lambda: self.publisher.publish_batch(messages))
+        except BaseException:
+            self._unrecord([m.message_id for m in messages])
+            raise
+        return [m.message_id for m in messages]
+
+    def _message(
+        self,
+        actor: TypedActor,
+        job_id: str,
+        payload: dict[str, Any],
+        priority: Priority | None,
+        idempotency_key: str | None,
+    ) -> dramatiq.Message[Any]:
+        options: dict[str, Any] = {}
+        if priority is not None:
+            options["broker_priority"] = BROKER_PRIORITY[priority]
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        # Here rather than in the enqueue hook: the record, written before the publish, keeps the trace id.
+        options.update(tracing.current_options())
+        return actor.message_with_options(kwargs=payload, **options).copy(message_id=job_id)
+
+    # -- read ------------------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        record = self._store_call(lambda: self.store.get(job_id))
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def list(
+        self, *, state: JobState | None = None, actor: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        return self._store_call(lambda: self.store.list(actor=actor, state=state, limit=limit, cursor=cursor))
+
+    def wait(self, job_id: str, timeout_s: float = 30.0, poll_s: float = 0.05) -> JobRecord:
+        """Block until the job is completed, failed or cancelled. Raises TimeoutError with the last record seen."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = store_call(lambda: self.store.get(job_id))
+            if record is not None and record.state in FINAL_STATES:
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {record.state if record else 'unknown'}")
+            time.sleep(poll_s)
+
+    # -- change ----------------------------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> str:
+        """Returns "cancelled" or "cancelling" (active: asked to stop). Raises JobNotFound or Conflict."""
+        outcome = self._store_call(lambda: self.store.cancel(job_id))
+        if outcome == "missing":
+            raise JobNotFound(job_id)
+        if outcome not in ("cancelled", "cancelling"):
+            raise Conflict(f"job is {outcome}")
+        return outcome
+
+    def retry(self, job_id: str) -> JobRecord:
+        """Run a failed or cancelled job again, under the same id, keeping its history."""
+        record = self.get(job_id)
+        if record.state not in RETRYABLE_STATES:
+            raise Conflict(f"job is {record.state}; only failed or cancelled jobs can be retried")
+        actor = self.actor(record.actor)
+        reopened, value = self._store_call(lambda: self.store.reopen(job_id))
+        if not reopened:
+            raise Conflict(f"job is {value}; only failed or cancelled jobs can be retried")
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=actor.queue_name,
+            actor_name=actor.actor_name,
+            args=(),
+            kwargs=record.data,
+            options={"job_run": int(value), "broker_priority": BROKER_PRIORITY[Priority(record.priority)]},
+            message_id=job_id,
+        )
+        try:
+            broker_call(lambda: self.publisher.publish(message))
+        except BaseException:
+            # Nothing was published: put the record back as it was rather than leave it queued forever.
+            restore = {"failedReason": record.failedReason or ""}
+            self._quietly(lambda: self.store.transition(job_id, record.state, run=int(value), fields=restore))
+            raise
+        return self.get(job_id)
+
+    # -- queues ----------------------------------------------------------------------------------------------
+
+    def queues(self) -> builtins.list[QueueFigures]:
+        return [self._figures(name) for name in self.queue_names()]
+
+    def _figures(self, queue: str) -> QueueFigures:
+        depth = self._broker_call(lambda: queue_figures.depth(self.link, queue))
+        actors = self._actors_of(queue)
+
+        def count(state: JobState) -> int:
+            return self._store_call(lambda: sum(self.store.count(actor, state) for actor in actors))
+
+        return QueueFigures(
+            name=queue,
+            waiting=depth.waiting,
+            active=count(JobState.ACTIVE),
+            completed=count(JobState.COMPLETED),
+            failed=count(JobState.FAILED),
+            # A running worker holds delayed messages unacked until they are due, so RabbitMQ's count alone would
+            # read 0 while jobs wait; the store knows them.
+            delayed=max(depth.delayed, count(JobState.DELAYED)),
+            paused=self._store_call(lambda: self.pauses.is_paused(queue)),
+            dead=depth.dead,
+        )
+
+    def purge(self, queue: str) -> Purged:
+        """Empty the queue and its delay queue, and mark their waiting jobs cancelled (the seed's rollback step).
+        Running jobs are left to finish; dead letters are kept."""
+        if queue not in self.queue_names():
+            raise UnknownQueue(queue)
+        self._store_call(self.store.client.ping)
+        removed = self._broker_call(lambda: queue_figures.purge(self.link, queue))
+        cancelled = self._store_call(lambda: self._cancel_waiting(self._actors_of(queue)))
+        return Purged(queue, removed, cancelled)
+
+    def _cancel_waiting(self, actors: tuple[str, ...]) -> int:
+        cancelled = 0
+        for actor in actors:
+            for state in (JobState.QUEUED, JobState.DELAYED):
+                # Always read the first page: each job cancelled leaves the index being read. A job that turned
+                # active meanwhile is left alone (waiting_only) and leaves the index too, so this ends.
+                seen: set[str] = set()
+                while page := [j.jobId for j in self.store.list(actor=actor, state=state, limit=200).jobs]:
+                    if seen.issuperset(page):
+                        break  # nothing left that a cancel would move (a record changed under us): stop, never spin
+                    seen.update(page)
+                    for job_id in page:
+                        cancelled += self.store.cancel(job_id, waiting_only=True, reason="purged") == "cancelled"
+        return cancelled
+
+    def _actors_of(self, queue: str) -> tuple[str, ...]:
+        return tuple(n for n in self.actor_names() if self.broker.get_actor(n).queue_name == queue)
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _broker_call(call: Callable[[], T]) -> T:
+        return broker_call(call)
+
+    @staticmethod
+    def _store_call(call: Callable[[], T]) -> T:
+        return store_call(call)
+
+    @staticmethod
+    def _quietly(call: Callable[[], object]) -> None:
+        with contextlib.suppress(Exception):
+            call()
+
+
+class BatchInvalid(ValueError):
+    def __init__(self, errors: list[str], items: list[tuple[int, ValidationError]] | None = None) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+        #: (index in the batch, its validation error), for callers that name fields themselves.
+        self.items = items or []

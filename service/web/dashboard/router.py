@@ -1,0 +1,130 @@
+"""The dashboard's pages. Each parses its query, asks the service layer, and renders a template; nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from service.domain.states import FINAL_STATES, RETRYABLE_STATES, JobState
+from service.ops.jobs import JobNotFound
+from service.settings import get_settings
+from service.web.dashboard import actions, attempts, busy, dead, delayed
+from service.web.dashboard.chart import throughput_chart
+from service.web.dashboard.pages import HERE, render
+from service.web.deps import ActivityDep, EventLogDep, JobLogsDep, JobsDep, SchedulesDep
+from service.web.routes.jobs import CURSOR_PATTERN
+
+router = APIRouter(include_in_schema=False)
+static_files = StaticFiles(directory=HERE / "static")
+router.include_router(actions.router)
+router.include_router(delayed.router)
+router.include_router(dead.router)
+router.include_router(busy.router)
+
+PAGE_SIZE = 25
+#: The API's own pattern: ASCII digits only (`\d` also takes "٣" or "²", which the store cannot read: a 500).
+CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def common(request: Request, section: str) -> dict[str, Any]:
+    return {"request": request, "section": section, "token_required": bool(get_settings().api_token)}
+
+
+@router.get("/")
+def overview(request: Request, jobs: JobsDep, activity: ActivityDep, events: EventLogDep) -> Response:
+    return render(
+        "overview.html",
+        {
+            **common(request, "overview"),
+            "queues": jobs.queues(),
+            "chart": throughput_chart(activity.throughput(60)),
+            "workers": activity.workers(),
+            "events": list(reversed(events.recent(15))),  # newest first, from the lifecycle-event stream
+        },
+    )
+
+
+@router.get("/dashboard")
+def dashboard_root() -> Response:
+    return RedirectResponse("/", status_code=308)
+
+
+@router.get("/dashboard/jobs")
+def job_list(
+    request: Request,
+    jobs: JobsDep,
+    state: Annotated[str, Query()] = "",
+    actor: Annotated[str, Query()] = "",
+    cursor: Annotated[str, Query()] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    context: dict[str, Any] = {
+        **common(request, "jobs"),
+        "actors": jobs.actor_names(),
+        "states": [s.value for s in JobState],
+        "state": state,
+        "actor": actor,
+        "cursor": cursor,
+        "q": q.strip(),
+        "page": None,
+        "missing": None,
+        "problem": None,
+    }
+    if context["q"]:
+        try:
+            jobs.get(context["q"])
+        except JobNotFound:
+            # Said plainly, with a 404: an unknown id is never shown as a job that is "pending".
+            return render("jobs.html", {**context, "missing": context["q"]}, status_code=404)
+        return RedirectResponse(f"/dashboard/jobs/{quote(context['q'], safe='')}", status_code=303)
+    if cursor and not CURSOR.fullmatch(cursor):
+        return render("jobs.html", {**context, "problem": "cursor must be the one an earlier page gave"}, 422)
+    chosen: JobState | None = None
+    if state:
+        try:
+            chosen = JobState(state)
+        except ValueError:
+            problem = f"state must be one of: {', '.join(s.value for s in JobState)}"
+            return render("jobs.html", {**context, "problem": problem}, status_code=422)
+    page = jobs.list(state=chosen, actor=actor or None, limit=PAGE_SIZE, cursor=cursor or None)
+    return render("jobs.html", {**context, "page": page})
+
+
+@router.get("/dashboard/jobs/{job_id}")
+def job_page(request: Request, job_id: str, jobs: JobsDep, job_logs: JobLogsDep) -> Response:
+    try:
+        record = jobs.get(job_id)
+        logs = job_logs.page(job_id).lines
+    except JobNotFound:
+        return render("missing.html", {**common(request, "jobs"), "job_id": job_id}, status_code=404)
+    tried = attempts.attempts(record.history)
+    return render(
+        "job.html",
+        {
+            **common(request, "jobs"),
+            "job": record,
+            "final": record.state in FINAL_STATES,
+            "retryable": record.state in RETRYABLE_STATES,
+            "attempts": tried,
+            "spans": attempts.timeline(record.createdAt, tried, datetime.now(UTC)),
+            "logs": logs,
+        },
+    )
+
+
+@router.get("/dashboard/schedules")
+def schedules_page(request: Request, jobs: JobsDep, schedules: SchedulesDep) -> Response:
+    views = schedules.list()
+    last_states: dict[str, str] = {}
+    for view in views:
+        if view.state.last_job_id:
+            with contextlib.suppress(JobNotFound):  # removed by retention: the page says so
+                last_states[view.actor] = jobs.get(view.state.last_job_id).state.value
+    return render("schedules.html", {**common(request, "schedules"), "schedules": views, "last_states": last_states})

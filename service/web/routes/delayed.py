@@ -1,0 +1,123 @@
+"""/queues/{name}/delayed: a queue's delayed jobs (delays and retries waiting for their time), run now or cancelled."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, Field
+
+from service.ops.delayed import DelayedJob, DelayedJobs, Handled
+from service.web import models
+from service.web.deps import Authorized, get_jobs
+from service.web.routes.queues import QUEUE_CHANGE_ERRORS, QueueName
+
+router = APIRouter(prefix="/queues", tags=["queues"])
+
+#: Job ids one request may name; "all" (no body, or no `jobIds`) has no limit.
+MAX_JOB_IDS = 1000
+
+
+@lru_cache(maxsize=1)
+def get_delayed() -> DelayedJobs:
+    return DelayedJobs(get_jobs())
+
+
+async def provide_delayed() -> DelayedJobs:
+    return get_delayed()
+
+
+DelayedDep = Annotated[DelayedJobs, Depends(provide_delayed)]
+
+
+class DelayedJobView(BaseModel):
+    jobId: str
+    actor: str
+    dueAt: str | None = Field(description="When it is due (ISO 8601 UTC); null for a job delayed by an older version")
+    createdAt: str
+    run: int = Field(description="0, then +1 each time the job was retried by hand")
+    retry: int = Field(description="Which retry waits; 0 for a delay asked for at enqueue")
+    attempts: int = Field(description="Attempts started so far")
+    lastError: str | None = Field(description="Why the last attempt failed, for a retry")
+
+    @classmethod
+    def of(cls, job: DelayedJob) -> DelayedJobView:
+        return cls(
+            jobId=job.job_id,
+            actor=job.actor,
+            dueAt=job.due_at,
+            createdAt=job.created_at,
+            run=job.run,
+            retry=job.retries,
+            attempts=job.attempts,
+            lastError=job.last_error,
+        )
+
+
+class DelayedList(BaseModel):
+    """Soonest due first. Nothing is taken out of RabbitMQ to read it: the list comes from the job store."""
+
+    queue: str
+    total: int = Field(description="Delayed jobs of the queue, all of them")
+    jobs: list[DelayedJobView]
+
+
+class Selection(BaseModel):
+    jobIds: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None, max_length=MAX_JOB_IDS, description="These jobs only; absent or null: every delayed job of the queue"
+    )
+
+
+class DelayedHandled(BaseModel):
+    queue: str
+    count: int = Field(description="Jobs published to run now (confirmed by RabbitMQ), or cancelled")
+    skipped: int = Field(description="Not (or no longer) delayed in this queue; for run now also those whose payload "
+                         "was over MAX_PAYLOAD_BYTES (they run when due)")  # fmt: skip
+
+    @classmethod
+    def of(cls, handled: Handled) -> DelayedHandled:
+        return cls(queue=handled.queue, count=handled.count, skipped=handled.skipped)
+
+
+OptionalSelection = Annotated[Selection | None, Body(description='`{"jobIds": [...]}`, or nothing for all')]
+
+
+@router.get(
+    "/{name}/delayed",
+    response_model=DelayedList,
+    responses={**models.not_found("Unknown queue"), **models.INVALID, **models.UNAVAILABLE},
+    summary="A queue's delayed jobs (delays and retries waiting for their time), soonest due first",
+)
+def list_delayed(
+    name: QueueName,
+    delayed: DelayedDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> DelayedList:
+    page = delayed.list(name, limit=limit, offset=offset)
+    return DelayedList(queue=page.queue, total=page.total, jobs=[DelayedJobView.of(job) for job in page.jobs])
+
+
+@router.post(
+    "/{name}/delayed/run-now",
+    status_code=202,
+    response_model=DelayedHandled,
+    responses=QUEUE_CHANGE_ERRORS,
+    dependencies=[Authorized],
+    summary="Run delayed jobs now (all, or `jobIds`); each runs once, its delayed copy is skipped when due",
+)
+def run_delayed_now(name: QueueName, delayed: DelayedDep, selection: OptionalSelection = None) -> DelayedHandled:
+    return DelayedHandled.of(delayed.run_now(name, selection.jobIds if selection else None))
+
+
+@router.post(
+    "/{name}/delayed/cancel",
+    status_code=202,
+    response_model=DelayedHandled,
+    responses=QUEUE_CHANGE_ERRORS,
+    dependencies=[Authorized],
+    summary="Cancel delayed jobs (all, or `jobIds`): they never run",
+)
+def cancel_delayed(name: QueueName, delayed: DelayedDep, selection: OptionalSelection = None) -> DelayedHandled:
+    return DelayedHandled.of(delayed.cancel(name, selection.jobIds if selection else None))

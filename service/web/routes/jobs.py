@@ -1,0 +1,171 @@
+"""/jobs: enqueue one job or a batch, read one, list them, cancel and retry. Parse, call the service layer, format."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response
+from pydantic import BaseModel
+
+from service.domain.records import JobRecord
+from service.domain.states import JobState, Priority
+from service.web import models
+from service.web.deps import Authorized, JobsDep
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+#: Long enough for any sensible key, short enough that a key cannot be used to fill Redis.
+IDEMPOTENCY_KEY_MAX = 200
+#: Delays are held by a worker until due (Dramatiq's delay queue); a day is the longest this API accepts.
+MAX_DELAY_MS = 86_400_000
+#: A cursor is "<createdMs>:<jobId>", as the previous page's `next` gave it.
+CURSOR_PATTERN = r"^[0-9]{1,15}:[A-Za-z0-9_.-]{1,100}$"
+
+ActorName = Annotated[str, Path(description="The actor's name, e.g. `ping`", max_length=200)]
+JobId = Annotated[str, Path(description="The job id returned by POST /jobs/{actor}", max_length=200)]
+PriorityQuery = Annotated[
+    Priority | None, Query(description="`high` jobs are taken before waiting `low` ones; default: the actor's")
+]
+ENQUEUE_ERRORS = {
+    **models.not_found("Unknown actor"),
+    **models.INVALID,
+    **models.TOO_LARGE,
+    **models.UNAUTHORIZED,
+    **models.UNAVAILABLE,
+}
+
+
+def json_response(body: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The body serialised once: given a model, FastAPI would validate it against the route's response_model again
+    first, which on the hottest routes costs more than it is worth (the model was built from checked data)."""
+    return Response(
+        body.model_dump_json(by_alias=True), status_code=status_code, headers=headers, media_type="application/json"
+    )
+
+
+@router.post(
+    "/{actor}",
+    status_code=202,
+    response_model=models.Accepted,
+    responses={
+        **ENQUEUE_ERRORS,
+        202: {"headers": {"Location": {"description": "/jobs/{jobId}", "schema": {"type": "string"}}}},
+    },
+    dependencies=[Authorized],
+    summary="Enqueue a job",
+)
+async def enqueue(
+    actor: ActorName,
+    payload: Annotated[
+        dict[str, Any], Body(description="The job's payload: a JSON object checked against the actor's model")
+    ],
+    jobs: JobsDep,
+    priority: PriorityQuery = None,
+    delay: Annotated[
+        int | None, Query(ge=0, le=MAX_DELAY_MS, description="Milliseconds to wait before it may run")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=IDEMPOTENCY_KEY_MAX,
+            description="The same key (for 24 h) returns the first job's id and enqueues nothing",
+        ),
+    ] = None,
+) -> Response:
+    outcome = await jobs.enqueue_async(
+        actor, payload, priority=priority, delay_ms=delay, idempotency_key=idempotency_key
+    )
+    accepted = models.Accepted(jobId=outcome.job_id, status=outcome.state)
+    return json_response(accepted, 202, headers={"Location": f"/jobs/{outcome.job_id}"})
+
+
+@router.post(
+    "/{actor}/batch",
+    status_code=202,
+    response_model=models.BatchAccepted,
+    responses=ENQUEUE_ERRORS,
+    dependencies=[Authorized],
+    summary="Enqueue many jobs of one actor: all or none",
+)
+async def enqueue_batch(
+    actor: ActorName,
+    payloads: Annotated[
+        list[dict[str, Any]],
+        Body(min_length=1, max_length=10_000, description="A list of payloads; one invalid item refuses them all"),
+    ],
+    jobs: JobsDep,
+    priority: PriorityQuery = None,
+) -> Response:
+    job_ids = await jobs.enqueue_batch_async(actor, payloads, priority=priority)
+    return json_response(models.BatchAccepted(jobIds=job_ids), 202)
+
+
+@router.get(
+    "",
+    response_model=models.JobPage,
+    responses={**models.INVALID, **models.UNAVAILABLE},
+    summary="List jobs, newest first",
+)
+def list_jobs(
+    jobs: JobsDep,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
+    actor: Annotated[str | None, Query(max_length=200, description="Only jobs of this actor")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next` of the previous page")] = None,
+) -> models.JobPage:
+    page = jobs.list(state=state, actor=actor, limit=limit, cursor=cursor)
+    return models.JobPage(jobs=page.jobs, next=page.next)
+
+
+@router.get(
+    "/{jobId}",
+    response_model=JobRecord,
+    responses={**models.not_found("Job not found"), **models.INVALID, **models.UNAVAILABLE},
+    summary="One job's record",
+)
+async def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep) -> Response:
+    # Polled by clients waiting for a job: answered like the enqueue routes, one light hop and one serialisation.
+    return json_response(await jobs.get_async(job_id))
+
+
+@router.delete(
+    "/{jobId}",
+    status_code=202,
+    response_model=models.ChangeAccepted,
+    responses={
+        **models.not_found("Job not found"),
+        409: {"model": models.ErrorDetail, "description": "The job has already finished"},
+        **models.INVALID,
+        **models.UNAUTHORIZED,
+        **models.UNAVAILABLE,
+    },
+    dependencies=[Authorized],
+    summary="Cancel a job: a waiting one never runs, an active one is asked to stop",
+)
+def cancel_job(job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep) -> models.ChangeAccepted:
+    return models.ChangeAccepted(jobId=job_id, status=jobs.cancel(job_id))
+
+
+@router.post(
+    "/{jobId}/retry",
+    status_code=202,
+    response_model=models.ChangeAccepted,
+    responses={
+        **models.not_found("Job not found"),
+        409: {"model": models.ErrorDetail, "description": "The job is neither failed nor cancelled"},
+        **models.INVALID,
+        **models.UNAUTHORIZED,
+        **models.UNAVAILABLE,
+    },
+    dependencies=[Authorized],
+    summary="Run a failed or cancelled job again, under the same id, keeping its history",
+)
+def retry_job(
+    job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep, response: Response
+) -> models.ChangeAccepted:
+    jobs.retry(job_id)
+    response.headers["Location"] = f"/jobs/{job_id}"
+    # The state it was put in; a worker may already have taken it by the time this answer is read.
+    return models.ChangeAccepted(jobId=job_id, status=JobState.QUEUED)

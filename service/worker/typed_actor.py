@@ -1,0 +1,119 @@
+"""@job: a Dramatiq actor with a pydantic payload model, validated when sent and again when run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dramatiq
+from pydantic import BaseModel, ValidationError
+
+from service.domain.errors import InvalidPayload
+from service.domain.states import BROKER_PRIORITY, Priority
+from service.settings import get_settings
+from service.worker import schedules
+from service.worker.middleware.status import to_json
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+def describe_validation(error: ValidationError) -> str:
+    """ "to: value is not a valid email address; subject: Field required" - one clause per bad field."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid payload: " + "; ".join(parts)
+
+
+class TypedActor(dramatiq.Actor[..., Any]):
+    """Still a Dramatiq actor (send, send_with_options, pipelines and groups work); it only checks payloads."""
+
+    payload_model: type[BaseModel]
+    job_priority: Priority
+    #: Other systems may trigger it with a signed POST /hooks/{actor}: only when its @job says hooks=True.
+    accepts_hooks: bool = False
+
+    def validate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The payload as it will travel: validated, normalised to JSON types. Raises pydantic's ValidationError."""
+        return self.payload_model.model_validate(kwargs).model_dump(mode="json")
+
+    def message_with_options(
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> dramatiq.Message[Any]:
+        if args:
+            raise TypeError(f"{self.actor_name} takes its payload as keyword arguments")
+        payload = self.validate(kwargs or {})
+        options.setdefault("broker_priority", BROKER_PRIORITY[self.job_priority])
+        return super().message_with_options(args=(), kwargs=payload, **options)
+
+    def send_with_options(
+        self,
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay: Any = None,
+        **options: Any,
+    ) -> dramatiq.Message[Any]:
+        # periodiq's Scheduler sends a tick as send_with_options(scheduled_at=...): only the first sender of a tick,
+        # across every scheduler, publishes it. Any other send is a plain send.
+        if "scheduled_at" in options and not args and delay is None and schedules.is_on(self):
+            scheduled_at = options.pop("scheduled_at")
+            sent = schedules.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
+            return next((message for message, published in sent if published), sent[0][0])
+        return super().send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
+
+
+def job(
+    payload: type[PayloadT],
+    *,
+    queue: str,
+    priority: Priority | str = Priority.NORMAL,
+    actor_name: str | None = None,
+    hooks: bool = False,
+    **options: Any,
+) -> Callable[[Callable[[PayloadT], Any]], TypedActor]:
+    """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
+    time_limit, rate_limit, periodic ("0 * * * *" or schedules.Periodic), ... `hooks=True` lets other systems
+    trigger it through POST /hooks/{actor} (signed); without it that route answers 404 for this job."""
+    level = Priority(priority)
+    periodic: str | schedules.Periodic | None = options.pop("periodic", None)
+
+    def decorate(fn: Callable[[PayloadT], Any]) -> TypedActor:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            # Other services are not trusted: the worker checks the payload again.
+            if args:
+                raise InvalidPayload("invalid payload: positional arguments given; send keyword arguments")
+            try:
+                model = payload.model_validate(kwargs)
+            except ValidationError as error:
+                raise InvalidPayload(describe_validation(error)) from None
+            result = fn(model)
+            value = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            # Checked here, in the job, so that a result over the cap fails the job like any error would.
+            to_json(value, max_bytes=get_settings().max_result_bytes)
+            return value
+
+        run.__name__ = fn.__name__
+        run.__qualname__ = fn.__qualname__
+        run.__module__ = fn.__module__
+        run.__doc__ = fn.__doc__
+        # The job store already keeps every result (JobRecord.result); Dramatiq's result backend is there for
+        # actors that opt in with store_results=True, e.g. to use group(...).get_results().
+        options.setdefault("store_results", False)
+        name = actor_name or fn.__name__
+        if periodic is not None:
+            # periodiq schedules actors whose `periodic` option is set. Switched off, it is one never due: the
+            # actor is listed as "off", and a scheduler with every schedule off starts and idles instead of exiting.
+            schedule = schedules.declare_or_exit(name, periodic)
+            options["schedule"] = schedule
+            options["periodic"] = schedule.cron if schedule.cron is not None else schedules.NEVER
+        declare = dramatiq.actor(actor_class=TypedActor, actor_name=name, queue_name=queue, **options)
+        actor = declare(run)
+        assert isinstance(actor, TypedActor)
+        actor.payload_model = payload
+        actor.job_priority = level
+        actor.accepts_hooks = hooks
+        return actor
+
+    return decorate
