@@ -23,6 +23,7 @@ from tests.support.own_redis import OwnRedis
 from tests.support.own_servers import ServerDidNotStart, fail_or_skip, started
 from tests.support.rabbit_cluster import RabbitCluster
 from tests.support.sentinel_redis import SentinelRedis
+from tests.support.workers import WorkerProcess
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -239,3 +240,20 @@ def test_hosts_and_servers_a_killed_test_process_left_are_removed_by_the_next_on
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     assert made["bridge"] not in links
     assert not alive(made["redis"]) and not alive(made["sleeper"])
+
+
+def test_a_worker_in_a_namespace_host_connects_to_the_cluster_and_the_primary_from_the_hosts_address(
+    network: NetnsHosts, cluster: RabbitCluster, sentinels: SentinelRedis
+) -> None:
+    host = network.hosts[2]
+    primary_host, primary_port = sentinels.primary_address()
+    env = {
+        "RABBITMQ_URL": cluster.nodes[0].url_at(network.address),
+        "REDIS_URL": f"redis://{primary_host}:{primary_port}/0",
+    }
+    with WorkerProcess(host=host, queues=["default"], env=env) as worker:
+        peers = cluster.nodes[0].ctl("list_connections", "peer_host", "--quiet", "--no-table-headers")
+        assert host.address in peers.split(), peers
+        clients = sentinels.primary().client().client_list()
+        assert host.address in {c["addr"].rsplit(":", 1)[0] for c in clients}, clients
+        assert worker.proc is not None and worker.proc.poll() is None

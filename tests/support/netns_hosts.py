@@ -87,12 +87,14 @@ class Host:
         self.mac = mac(network.subnet_index, FIRST_HOST + index)
         self.processes: list[subprocess.Popen[bytes]] = []
 
+    def command(self, command: Sequence[str]) -> list[str]:
+        """`command` as run inside the host: `ip netns exec` execs it, so its process id is the command's own."""
+        return ["ip", "netns", "exec", self.name, *command]
+
     def run(self, command: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
-        """Start `command` inside the host (`ip netns exec`), in a process group of its own that `close()` ends.
+        """Start `command` inside the host, in a process group of its own that `close()` ends.
         `options` go to Popen (env, cwd, stdout, ...)."""
-        proc: subprocess.Popen[bytes] = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, *command], start_new_session=True, **options
-        )
+        proc: subprocess.Popen[bytes] = subprocess.Popen(self.command(command), start_new_session=True, **options)
         self.processes.append(proc)
         return proc
 

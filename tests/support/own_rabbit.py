@@ -14,11 +14,13 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 import pika
 
 from tests.support.own_servers import (
     HOST,
+    OwnServer,
     ServerDidNotStart,
     claim,
     log_tail,
@@ -37,7 +39,7 @@ SERVICE_USER = "rabbitmq"
 FOLDER_PREFIX = "own-rabbit-"
 
 
-class OwnRabbit:
+class OwnRabbit(OwnServer):
     """One node, booted by `start()`; `kill()` SIGKILLs its Erlang VM; `start()` again recovers its queues.
 
     `also_listen`: a second address (of this machine) the node takes AMQP connections on as well, with the same port.
@@ -93,7 +95,7 @@ class OwnRabbit:
             "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
         }
 
-    def start(self, timeout: float = 120.0) -> OwnRabbit:
+    def start(self, timeout: float = 120.0) -> Self:
         """Boot (or boot again) and return once the node accepts an AMQP connection."""
         self.launch()
         self.wait_until_it_answers(timeout)
@@ -174,13 +176,3 @@ class OwnRabbit:
     def close(self) -> None:
         self._kill_group()
         remove_folder(self.folder)
-
-    def __enter__(self) -> OwnRabbit:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

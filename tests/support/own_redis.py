@@ -8,12 +8,14 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Self
 
 import pytest
 import redis
 
 from tests.support.own_servers import (
     HOST,
+    OwnServer,
     ServerDidNotStart,
     claim,
     own_folder,
@@ -26,7 +28,7 @@ from tests.support.own_servers import (
 FOLDER_PREFIX = "own-redis-"
 
 
-class OwnRedis:
+class OwnRedis(OwnServer):
     """`redis-server` on 127.0.0.1:<spare port>, data under a temporary folder, removed by `close()`.
 
     `also_listen`: a second address (of this machine) it listens on as well, same port. `sentinel`: run as a Sentinel
@@ -53,7 +55,7 @@ class OwnRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> OwnRedis:
+    def start(self, timeout: float = 10.0) -> Self:
         command = [self.binary]
         if self.sentinel:
             config = self.folder / "sentinel.conf"
@@ -117,9 +119,3 @@ class OwnRedis:
         remove_folder(self.folder)
 
     stop = close
-
-    def __enter__(self) -> OwnRedis:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

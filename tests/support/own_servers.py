@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Self, TypeVar
 
 import pytest
 
@@ -120,26 +120,36 @@ def fail_or_skip(error: Exception) -> None:
     pytest.skip(f"own server did not start: {error}")
 
 
-class Startable(Protocol):
-    def start(self) -> object: ...
+class OwnServer:
+    """A server (or set of servers) of the test's own: `with X() as x:` starts it and closes it on the way out, and
+    closes it too when starting fails (its folders and half-started processes go)."""
 
-    def close(self) -> None: ...
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-S = TypeVar("S", bound=Startable)
+S = TypeVar("S", bound=OwnServer)
 
 
 @contextlib.contextmanager
 def started(server: S) -> Iterator[S]:
-    """`server` started (on failure closed, then the test fails under CI or skips, with the reason), closed after."""
+    """For fixtures: `server` started, closed after; one that cannot start fails the test under CI (skips it
+    elsewhere) with the reason."""
     try:
-        server.start()
-    except BaseException as error:
-        server.close()
-        if isinstance(error, ServerDidNotStart):
-            fail_or_skip(error)
-        raise
-    try:
-        yield server
-    finally:
-        server.close()
+        with server:
+            yield server
+    except ServerDidNotStart as error:
+        fail_or_skip(error)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Self
 
 from tests.support.own_rabbit import OwnRabbit
-from tests.support.own_servers import HOST, CommandFailed, ServerDidNotStart
+from tests.support.own_servers import HOST, CommandFailed, OwnServer, ServerDidNotStart
 
 
-class RabbitCluster:
+class RabbitCluster(OwnServer):
     """`size` nodes clustered by `start()`; `kill()` SIGKILLs one, `restart()` boots it again into the cluster."""
 
     def __init__(self, size: int = 3, *, also_listen: str | None = None) -> None:
@@ -34,7 +34,7 @@ class RabbitCluster:
         """Each node's AMQP URL, on 127.0.0.1 or on `also_listen` (what a process in a namespace reaches)."""
         return [node.url_at(address) for node in self.nodes]
 
-    def start(self, timeout: float = 180.0) -> RabbitCluster:
+    def start(self, timeout: float = 180.0) -> Self:
         """Boot every node at once, join the others to the first; return when all of them run as one cluster."""
         began = time.monotonic()
         deadline = began + timeout
@@ -50,7 +50,7 @@ class RabbitCluster:
                 node.ctl("join_cluster", first.name)
                 node.ctl("start_app")
             self.wait_until_all_run(max(deadline - time.monotonic(), 1.0))
-        except CommandFailed as error:
+        except (CommandFailed, AssertionError) as error:
             raise ServerDidNotStart(f"the cluster did not form: {error}") from error
         self.start_seconds = time.monotonic() - began
         return self
@@ -135,13 +135,3 @@ class RabbitCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> RabbitCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import redis
 
 from tests.support.own_redis import OwnRedis
-from tests.support.own_servers import HOST, ServerDidNotStart, log_tail
+from tests.support.own_servers import HOST, OwnServer, ServerDidNotStart, log_tail
 
 #: The two Sentinels out of three that must agree that the primary is down.
 QUORUM = 2
@@ -27,7 +27,7 @@ DATA_SERVER_OPTIONS = ("--repl-diskless-sync-delay", "0")
 CALL_TIMEOUT_S = 1.0
 
 
-class SentinelRedis:
+class SentinelRedis(OwnServer):
     """`start()` brings up a primary, replicas of it and Sentinels that all know each other; `kill_primary()` and
     `wait_for_new_primary()` make and follow a failover; `restart_as_replica()` brings the old primary back."""
 
@@ -54,7 +54,7 @@ class SentinelRedis:
             options += ["--replicaof", self.address, str(replica_of.port)]
         return options
 
-    def start(self, timeout: float = 60.0) -> SentinelRedis:
+    def start(self, timeout: float = 60.0) -> Self:
         """Primary, then replicas in sync with it, then Sentinels; returns once the Sentinels know the whole set-up."""
         began = time.monotonic()
         deadline = began + timeout
@@ -199,13 +199,3 @@ class SentinelRedis:
     def close(self) -> None:
         for server in [*self.sentinels, *self.servers]:
             server.close()
-
-    def __enter__(self) -> SentinelRedis:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
