@@ -2,7 +2,11 @@
 
 Each node is an `OwnRabbit` (own name, AMQP and distribution ports, config file and folders, next to the shared node
 on 127.0.0.1:5672): they boot side by side, then the second and third join the first. Nodes of a killed test run are
-removed as `OwnRabbit` removes them. Give `also_listen` (a `TestNetwork` address) for processes in network namespaces.
+removed as `OwnRabbit` removes them. Give `also_listen` (a `NetnsHosts.address`) for processes in network namespaces.
+
+Measured on the 2-core machine: `start()` takes 24-40 s (the boots side by side 14-25 s, each join about 10 s, most of
+it rabbitmqctl's own start), a quorum queue has a new leader within 1-3 s of its leader's SIGKILL, and a killed node
+is back in the cluster 6-17 s after `restart()`; the three nodes hold about 160 MB each.
 """
 
 from __future__ import annotations
