@@ -177,12 +177,12 @@ class StatusMiddleware(Middleware):
         trace_id = tracing.current_trace_id()  # the attempt's span (service/worker/middleware/tracing.py), when tracing
         fields = {"traceId": trace_id} if trace_id else {}
         outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, fields, lease=lease, token=parent))
-        if outcome.state == "running":
+        if outcome.running:
             self._defer(broker, message, outcome.lease_left_ms + 1000)
         if not outcome.applied:
             # Final already (a redelivery after completion, or cancelled), or a stale copy of an earlier attempt.
-            logger.info("skipping %s: job is %s", message.message_id, outcome.state)
-            raise SkipMessage(f"job is {outcome.state}")
+            logger.info("skipping %s: job is %s", message.message_id, outcome.why_not)
+            raise SkipMessage(f"job is {outcome.why_not}")
         if self.leases is not None:
             self.leases.hold(message.message_id, outcome.token, outcome.asked_at)
         if outcome.restarts > self.max_restarts:
@@ -257,7 +257,7 @@ class StatusMiddleware(Middleware):
         if state is JobState.ACTIVE and not message.options.get(RECORDED):
             return write(create=record_fields(message, self.max_payload_bytes))
         outcome = write()
-        if outcome.state == "missing":  # recorded by its sender, but pruned or lost since: written whole again
+        if outcome.missing:  # recorded by its sender, but pruned or lost since: written whole again
             outcome = write(create=record_fields(message, self.max_payload_bytes))
         return outcome
 
@@ -273,7 +273,7 @@ class StatusMiddleware(Middleware):
                            message.message_id, state.value, token, outcome.token)  # fmt: skip
             return
         if not outcome.applied and outcome.state not in FINAL_STATES:
-            logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.state)
+            logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.why_not)
 
     def _patiently(self, write: Callable[[], T]) -> T:
         """Retry a store write through a Redis outage: the job waits rather than being lost or misrecorded.
