@@ -149,7 +149,7 @@ class DelayedJobs:
         if set(data) == {"omitted"}:
             return None  # the record kept no payload (over MAX_PAYLOAD_BYTES): only the delayed copy has it
         if row["delayedOptions"] == "":
-            return None  # its options were too large to keep (status.delayed_fields): only the delayed copy has them
+            return None  # its options were too large to keep (delayed_fields): only the delayed copy has them
         options = _loads(row["delayedOptions"])
         options["job_run"], options["retries"] = int(row["run"] or 0), int(row["retries"] or 0)
         if "broker_priority" not in options:  # delayed before the record kept its options

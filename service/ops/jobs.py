@@ -36,7 +36,7 @@ from service.rabbit.publisher import Publisher
 from service.settings import get_settings
 from service.store.job_store import CancelOutcome, JobStore, Page
 from service.store.pauses import PauseFlags
-from service.worker.middleware.status import delayed_fields, record_fields
+from service.store.record_fields import delayed_fields, record_fields
 from service.worker.typed_actor import TypedActor
 
 T = TypeVar("T")

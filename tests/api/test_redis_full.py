@@ -22,9 +22,9 @@ from service.store import keys
 from service.store.hook_ids import HookIds
 from service.store.job_store import JobStore
 from service.store.pauses import PauseFlags
+from service.store.record_fields import record_fields
 from service.web import app
 from service.web.deps import provide_jobs, provide_queue_control
-from service.worker.middleware.status import record_fields
 from tests.support import api_actors
 from tests.support.api_actors import QUEUE
 from tests.support.own_redis import OwnRedis

@@ -13,8 +13,9 @@ from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.store import keys
 from service.store.job_store import HeldLease, JobStore
+from service.store.record_fields import PARENT_ATTEMPT
 from service.worker.middleware.in_hand import JobsInHand
-from service.worker.middleware.lease import PARENT_ATTEMPT, JobLease
+from service.worker.middleware.lease import JobLease
 from tests.support.own_redis import OwnRedis
 
 CREATE = {"jobId": "L1", "actor": "add", "queue": "test", "data": "{}", "createdMs": 1, "createdAt": "x"}

@@ -31,12 +31,10 @@ from dramatiq.middleware import Middleware
 
 from service.domain.errors import AttemptAbandoned, LeaseLost
 from service.store.job_store import HeldLease, JobStore
+from service.store.record_fields import PARENT_ATTEMPT
 from service.worker.middleware.in_hand import JobsInHand
 
 logger = logging.getLogger(__name__)
-
-#: Message option: the fencing token of the attempt that published this message (a retry), checked by its "active".
-PARENT_ATTEMPT = "parent_attempt"
 
 
 @dataclass
