@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +16,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 
 from service import tracing
 from service.domain import envelope
-from service.domain.context import JobContext, current_job
+from service.domain.context import JobContext, current_job, this_process
 from service.domain.errors import JobCancelled, LeaseLost
 from service.domain.states import FINAL_STATES, JobState
 from service.store.job_store import JobStore, Transition
@@ -67,7 +65,7 @@ class StatusMiddleware(Middleware):
         self.max_restarts = max_restarts
         #: "active" takes the job's lease (renewed by service/worker/middleware/lease.py), in the same step.
         self.lease_ms = lease_ms
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = this_process()
         self.outage_grace_s = outage_grace_s
         self.cancel_poll_s = cancel_poll_s
         self._watcher: threading.Thread | None = None
@@ -102,7 +100,7 @@ class StatusMiddleware(Middleware):
     # -- worker side -----------------------------------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"  # the forked process's own pid
+        self.holder = this_process()  # the forked process's own pid
         self._watcher = threading.Thread(target=self._watch_cancellations, name="cancel-watcher", daemon=True)
         self._watcher.start()
         self._stopping.clear()
