@@ -218,8 +218,8 @@ class JobStore:
         that of the attempt that published the message. Refused ("fenced") when the record's token is another."""
         asked_at = time.monotonic()
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
-        outcome, state_after, number, current = self._transitions.call(args)
-        outcome, number, current = TransitionOutcome(outcome), int(number), int(current)
+        said, state_after, number, current = self._transitions.call(args)
+        outcome, number, current = TransitionOutcome(said), int(number), int(current)
         after = None if state_after is None else JobState(state_after)
         if outcome is TransitionOutcome.RUNNING:
             return Transition(outcome, after, lease_left_ms=number, token=current, asked_at=asked_at)

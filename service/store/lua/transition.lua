@@ -7,7 +7,7 @@
 --       token ('' for none)
 -- The fencing token of an attempt is the record's `attempts` after its "active": every start, takeovers included,
 -- gets a new one, and the lease's value carries it ("<holder>/<token>", see renew_leases.lua). A write given a token
--- is refused with state "fenced" when the record's token is another one, so an attempt that was taken over can never
+-- is refused (fenced) when the record's token is another one, so an attempt that was taken over can never
 -- record its outcome. For "active" the token is that of the attempt that published the message (a retry): a retry
 -- published by an attempt that had been taken over never starts.
 -- Returns, per transition, {outcome, state after, n, token}. outcome is one of TransitionOutcome's values
