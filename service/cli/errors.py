@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-import redis
 import typer
 from pydantic import ValidationError
 
@@ -20,7 +19,7 @@ from service.ops.jobs import (
     UnknownActor,
 )
 from service.ops.queues import UnknownQueue
-from service.ops.unavailable import failure
+from service.ops.unavailable import store_failure
 from service.worker.typed_actor import describe_validation
 
 #: Exit statuses (also in the README).
@@ -58,7 +57,7 @@ def describe(error: BaseException) -> tuple[str, int]:
         return f"job not found: {error.args[0]}", NOT_ALLOWED
     if isinstance(error, Conflict):
         return str(error), NOT_ALLOWED
-    if (unavailable := failure(error) if isinstance(error, Unavailable | redis.RedisError) else None) is not None:
+    if (unavailable := store_failure(error)) is not None:
         return f"{unavailable.summary}: {_detail(unavailable)}", UNREACHABLE
     if isinstance(error, EnqueueInProgress):
         return f"a request with Idempotency-Key {error.args[0]!r} is still being enqueued; try again", UNREACHABLE

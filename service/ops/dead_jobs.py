@@ -27,7 +27,7 @@ from service.domain.states import BROKER_PRIORITY, RETRYABLE_STATES, JobState, P
 from service.ops.jobs import Conflict, Jobs, UnknownActor, UnknownQueue
 from service.ops.unavailable import broker_call, store_call
 from service.rabbit.dead_letters import DeadLetter, DeadLetters, Verdict
-from service.store import keys
+from service.store import keys, locks
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ LOCK_MS = 15_000
 SAVE_EVERY_S = 0.5
 #: A finished requeue's progress stays readable this long.
 KEEP_PROGRESS_S = 86_400
-
-
-#: Deletes a lock only if it still has the value its deleter saw (another run may have taken it since).
-_DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def _run_of(record: JobRecord) -> int:
@@ -382,7 +378,7 @@ class DeadJobs:
         return token
 
     def _unlock(self, lock: str, value: str) -> None:
-        self.client.eval(_DELETE_IF_SAME, 1, lock, value)
+        locks.release(self.client, lock, value)  # only if it still has the value seen: another run may have it now
 
     def _save(self, queue: str, token: str, figures: Requeued, state: RequeueState, error: str = "") -> None:
         fields: dict[str, str | int] = {"requeued": figures.requeued, "stale": figures.stale, "kept": figures.kept}

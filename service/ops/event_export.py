@@ -27,7 +27,7 @@ import redis
 
 from service.ops.event_log import Event, parse_all
 from service.rabbit.amqp_frames import publish_frames
-from service.store import keys
+from service.store import keys, locks
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ STANDBY_S = 1.0
 _HOLD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -163,7 +159,6 @@ class EventExport:
         self.lease_ms = lease_ms
         self.token = uuid.uuid4().hex
         self._hold = client.register_script(_HOLD)
-        self._release = client.register_script(_RELEASE)
         self._publisher: ConfirmedPublisher | None = None
         #: False until this relay has read the group's pending entries since it (last) took the lease
         self._caught_up = False
@@ -238,7 +233,7 @@ class EventExport:
     def release(self) -> None:
         """Give the lease up (a clean stop), so another scheduler's relay takes over at once."""
         with contextlib.suppress(redis.RedisError):
-            self._release(keys=[self.lease], args=[self.token])
+            locks.release(self.client, self.lease, self.token)
 
     # -- in a thread -----------------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import pika
 from dramatiq.common import current_millis, dq_name
 
 from service.rabbit.link import RabbitLink
-from service.worker.middleware.status import StatusMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class Publisher:
     def _after_enqueue(self, messages: list[dramatiq.Message[Any]], delay_ms: int | None) -> None:
         # As emit_after does (reverse order, failures logged and swallowed), without the recorder (see the class).
         for middleware in reversed(self.broker.middleware):
-            if isinstance(middleware, StatusMiddleware):
+            if getattr(middleware, "writes_records", False):  # the status middleware
                 continue
             try:
                 for message in messages:

@@ -11,7 +11,7 @@ from actors.ping import ping
 from service.bootstrap import broker, connect_redis
 from service.domain.states import JobState
 from service.store.job_store import JobStore
-from service.worker.middleware.status import record_fields
+from service.store.record_fields import record_fields
 from tests.support.cli import run_jobs
 from tests.support.own_redis import OwnRedis
 

@@ -15,6 +15,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 
 from service.domain.clock import iso_from_ms, now_iso
+from service.domain.context import this_process
 from service.store.job_store import JobStore
 from service.worker.middleware.in_hand import JobsInHand
 
@@ -40,13 +41,13 @@ class Heartbeat(Middleware):
         self.ttl_s = ttl_s
         #: A job starting or ending beats at once (for the busy view), but no more often than this.
         self.min_gap_s = min_gap_s
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = this_process()
         self._stop = threading.Event()
         self._info: dict[str, Any] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         # Forked worker processes share the parent's pid at construction time; take the real one now.
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = this_process()
         queues = worker.consumer_whitelist or broker.get_declared_queues()
         self._info = {
             "id": self.worker_id,
