@@ -262,9 +262,11 @@ class DeadJobs:
             return Verdict.KEEP
         record = store_call(lambda: self.jobs.store.get(letter.job_id))
         if record is None:
-            # Pruned, or sent by another service and never seen: publish it again as it was (recorded on enqueue).
+            # Pruned, or sent by another service and never seen: publish it again as it was, confirmed; the status
+            # middleware records it once published (recorded=False), as it does for a plain `send`.
             options = {k: v for k, v in message.options.items() if k not in _ATTEMPT_OPTIONS}
-            broker_call(lambda: self.jobs.broker.enqueue(message.copy(queue_name=actor.queue_name, options=options)))
+            again = message.copy(queue_name=actor.queue_name, options=options)
+            broker_call(lambda: self.jobs.publisher.publish(again, recorded=False))
             run = int(message.options.get("job_run", 0))
         elif record.state in RETRYABLE_STATES:
             try:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import dramatiq
 import redis
 from dramatiq.common import q_name
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import SkipMessage
 
 from service import tracing
 from service.domain import envelope
@@ -23,6 +23,7 @@ from service.domain.clock import iso_from_ms
 from service.domain.context import JobContext, current_job
 from service.domain.errors import JobCancelled, LeaseLost, ResultTooLarge
 from service.domain.states import BROKER_PRIORITY, FINAL_STATES, JobState
+from service.rabbit.publisher import EnqueueRecorder
 from service.store.job_store import JobStore, Transition
 from service.worker.middleware.in_hand import JobsInHand
 from service.worker.middleware.lease import PARENT_ATTEMPT, JobLease
@@ -99,7 +100,7 @@ def to_json(value: Any, max_bytes: int | None = None) -> str:
     return text
 
 
-class StatusMiddleware(Middleware):
+class StatusMiddleware(EnqueueRecorder):
     """Writes each transition; skips messages whose job is already final (redelivered or cancelled)."""
 
     def __init__(
