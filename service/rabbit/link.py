@@ -280,11 +280,13 @@ class LinkSession:
         return self._channel
 
     def close(self) -> None:
-        """Close the connection, waiting at most the deadline (behind a call still stuck on a silent broker)."""
+        """Close the connection, and wait for that (at most the deadline) unless a call failed: then the caller has
+        its error already, and a call stuck on a silent broker closes the connection once it comes back."""
         closing = self._thread.submit(self._close)
         self._thread.shutdown(wait=False)
-        with contextlib.suppress(Exception):  # being thrown away: a failed or late close changes nothing
-            closing.result(timeout=self.deadline_s)
+        if self._spent is None:
+            with contextlib.suppress(Exception):  # being thrown away: a failed or late close changes nothing
+                closing.result(timeout=self.deadline_s)
 
     def _close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
