@@ -38,8 +38,11 @@ def _confirmed_channel() -> Iterator[Any]:
         yield channel
 
 
-def bury(actor_name: str, payloads: list[dict[str, Any]], *, reason: str = "PermanentError: broken") -> list[str]:
-    """One failed job per payload, its message dead in the actor's dead-letter queue, oldest first. Returns ids."""
+def bury(
+    actor_name: str, payloads: list[dict[str, Any]], *, reason: str = "PermanentError: broken", recorded: bool = True
+) -> list[str]:
+    """One failed job per payload, its message dead in the actor's dead-letter queue, oldest first. Returns ids.
+    `recorded=False`: the store has no record of them (another service's jobs, or pruned ones)."""
     actor = broker.get_actor(actor_name)
     queue = actor.queue_name
     broker.declare_queue(queue, ensure=True)
@@ -57,9 +60,10 @@ def bury(actor_name: str, payloads: list[dict[str, Any]], *, reason: str = "Perm
                 "createdMs": created,
                 "createdAt": iso_from_ms(created),
             }
-            store.transition(job_id, JobState.QUEUED, create=create)
-            store.transition(job_id, JobState.ACTIVE)
-            store.transition(job_id, JobState.FAILED, fields={"failedReason": reason})
+            if recorded:
+                store.transition(job_id, JobState.QUEUED, create=create)
+                store.transition(job_id, JobState.ACTIVE)
+                store.transition(job_id, JobState.FAILED, fields={"failedReason": reason})
             message: dramatiq.Message[Any] = dramatiq.Message(
                 queue_name=queue,
                 actor_name=actor_name,
