@@ -75,6 +75,17 @@ PRECONDITION_FAILED = 406
 NOT_FOUND = 404
 
 
+def if_missing(default: T, call: Callable[[], T]) -> T:
+    """`call()`, or `default` when RabbitMQ answered NOT_FOUND (the queue was never declared). RabbitMQ closed the
+    channel then; the next call on it opens another (RabbitLink.channel, LinkSession)."""
+    try:
+        return call()
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != NOT_FOUND:
+            raise
+        return default
+
+
 def explain_mismatch(queue: str, wanted: dict[str, Any], reply_text: str, vhost: str) -> str:
     """One line: the queue, the argument that differs, and what to do about it."""
     match = _INEQUIVALENT.search(reply_text)
@@ -215,21 +226,11 @@ class RabbitLink:
 
     def message_count(self, name: str) -> int:
         """Ready messages in a queue (not those a worker holds unacked); 0 when the queue does not exist."""
-        return self._unless_missing(lambda channel: channel.queue_declare(queue=name, passive=True))
+        return if_missing(0, lambda: int(self.channel().queue_declare(queue=name, passive=True).method.message_count))
 
     def purge_queue(self, name: str) -> int:
         """Removes a queue's ready messages (not those a reader holds) and returns how many; 0 if it does not exist."""
-        return self._unless_missing(lambda channel: channel.queue_purge(name))
-
-    def _unless_missing(self, call: Callable[[BlockingChannel], Any]) -> int:
-        """The message count of `call`'s answer, or 0 when RabbitMQ closed the channel with NOT_FOUND."""
-        try:
-            return int(call(self.channel()).method.message_count)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code != NOT_FOUND:
-                raise
-            self._local.__dict__.get("channels", {}).pop("plain", None)
-            return 0
+        return if_missing(0, lambda: int(self.channel().queue_purge(name).method.message_count))
 
     def drop(self) -> None:
         connection = getattr(self._local, "connection", None)
@@ -292,17 +293,6 @@ class LinkSession:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
             connection.close()
-
-
-def if_missing(default: T, call: Callable[[], T]) -> T:
-    """`call()`, or `default` when RabbitMQ answered NOT_FOUND (the queue was never declared). For a session's calls:
-    the session replaces the closed channel at its next call."""
-    try:
-        return call()
-    except pika.exceptions.ChannelClosedByBroker as error:
-        if error.reply_code != NOT_FOUND:
-            raise
-        return default
 
 
 def _as_list(parameters: Any) -> list[pika.ConnectionParameters]:
