@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -258,9 +258,12 @@ class DeadJobs:
             return Verdict.KEEP
         record = store_call(lambda: self.jobs.store.get(letter.job_id))
         if record is None:
-            # Pruned, or sent by another service and never seen: publish it again as it was (recorded on enqueue).
+            # Pruned, or sent by another service and never seen: publish it again as it was, confirmed; the status
+            # middleware records it once published (recorded=False), as it does for a plain `send`.
             options = {k: v for k, v in message.options.items() if k not in _ATTEMPT_OPTIONS}
-            broker_call(lambda: self.jobs.broker.enqueue(message.copy(queue_name=actor.queue_name, options=options)))
+            # Not message.copy(): it merges the options given into the old ones, so the dead attempt's would stay.
+            again = replace(message, queue_name=actor.queue_name, options=options)
+            broker_call(lambda: self.jobs.publisher.publish(again, recorded=False))
             run = int(message.options.get("job_run", 0))
         elif record.state in RETRYABLE_STATES:
             try:

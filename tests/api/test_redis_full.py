@@ -65,7 +65,7 @@ def client_on_full(full_redis: FullRedis, empty_held_queue: str) -> Iterator[Tes
 def serve(redis_server: FullRedis) -> Iterator[TestClient]:
     """The API with its job store, pause flags and queue control on this Redis."""
     jobs = Jobs(broker, redis_server.store)
-    control = QueueControl(jobs, PauseFlags(redis_server.store.client), DeadLetters(broker))
+    control = QueueControl(jobs, PauseFlags(redis_server.store.client), DeadLetters(jobs.link))
     app.dependency_overrides[provide_jobs] = lambda: jobs
     app.dependency_overrides[provide_queue_control] = lambda: control
     try:

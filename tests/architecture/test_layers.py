@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Settings, logging and tracing: read by every layer, and they import only each other and the domain.
-FOUNDATION = {"settings", "logs", "tracing", "tracing_file"}
+#: Settings, logging, tracing and background loops: read by every layer, and they import only each other and the domain.
+FOUNDATION = {"settings", "logs", "tracing", "tracing_file", "background"}
 
 #: What each layer may import of `service` besides itself. `bootstrap` is the composition root: it builds the broker,
 #: the store and the service objects once, so the faces and the jobs receive them from it.

@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 import dramatiq
 import redis
 from dramatiq.common import q_name
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import SkipMessage
 
 from service import tracing
 from service.domain import envelope
 from service.domain.context import JobContext, current_job, this_process
 from service.domain.errors import JobCancelled, LeaseLost
 from service.domain.states import FINAL_STATES, JobState
+from service.rabbit.publisher import EnqueueRecorder
 from service.store.job_store import JobStore, Transition
 from service.store.record_fields import PARENT_ATTEMPT, delayed_fields, record_fields, retries_of, run_of, to_json
 from service.worker.middleware.in_hand import JobsInHand
@@ -35,12 +36,8 @@ T = TypeVar("T")
 RECORDED = "recorded"
 
 
-class StatusMiddleware(Middleware):
+class StatusMiddleware(EnqueueRecorder):
     """Writes each transition; skips messages whose job is already final (redelivered or cancelled)."""
-
-    #: Its after_enqueue writes the job's record: service/rabbit/publisher.py leaves it out, as its callers write the
-    #: record before they publish.
-    writes_records = True
 
     def __init__(
         self,
