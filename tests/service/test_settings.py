@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 
 import pytest
+from pydantic_settings import BaseSettings
 
-from service.settings import Settings
+from service import logs
+from service.kits.mail import MailSettings
+from service.kits.webhooks import WebhookSettings
+from service.settings import Settings, forget_settings, load_settings
+from service.web.routes.hooks import HookSettings
 
 CONTRACT_VARIABLES = {
     "RABBITMQ_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "JOB_CONCURRENCY",
@@ -64,3 +71,27 @@ def test_a_malformed_variable_stops_the_worker_with_one_line_naming_it(name: str
     assert len(lines) == 1, done.stderr
     assert complaint in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "variable"),
+    [
+        (Settings, "API_TOKEN"),
+        (MailSettings, "SMTP_PASSWORD"),
+        (WebhookSettings, "WEBHOOK_SIGNING_SECRET"),
+        (HookSettings, "HOOKS_SIGNING_SECRET"),
+    ],
+)
+def test_a_settings_class_is_loaded_once_and_its_secrets_are_redacted_from_then_on(
+    kind: type[BaseSettings], variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()  # a valid value for every one of them
+    monkeypatch.setenv(variable, secret)
+    assert logs.redact(f"said {secret}") == f"said {secret}"  # nothing registered it yet
+    forget_settings(kind)
+    try:
+        loaded = load_settings(kind)
+        assert load_settings(kind) is loaded
+        assert logs.redact(f"said {secret}") == "said ***"
+    finally:
+        forget_settings(kind)  # the next load reads the environment as the other tests leave it
