@@ -60,7 +60,7 @@ BODY = {
     responses={
         **UNSIGNED,
         **models.not_found("Unknown actor, or one whose @job does not say hooks=True"),
-        409: {"model": models.ErrorDetail, "description": "This webhook-id was already sent to another actor"},
+        **models.refused("This webhook-id was already sent to another actor"),
         **models.INVALID,
         **models.TOO_LARGE,
         503: {"model": models.ErrorDetail, "description": "RabbitMQ or Redis unreachable, or hooks not configured"},
