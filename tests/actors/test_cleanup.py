@@ -10,8 +10,9 @@ import pytest
 from actors.cleanup import cleanup_jobs
 from service.domain.clock import now_ms
 from service.domain.states import JobState
+from service.kits import maintenance
 from service.ops.jobs import Jobs
-from service.store import keys, locks, maintenance
+from service.store import keys, locks
 from tests.actors.conftest import QUEUES, PrivateLane
 from tests.support import test_actors
 from tests.support.seed import seed

@@ -4,7 +4,7 @@ Costs nothing per job: "active" takes the lease and returns the attempt's token 
 extends the leases of every job in hand in one script call every third of `lease_ms`, each only while Redis still
 holds this attempt's token (renew_leases.lua). So a job running for longer than a third of `lease_ms` always has a
 lease while its worker lives, and cleanup only considers `active` jobs that have not changed for a whole `lease_ms`
-(service/store/maintenance.py).
+(service/kits/maintenance.py).
 
 Fencing: a worker interrupts a job (LeaseLost) when renewal reports its lease lost (another attempt took the job
 over), and also when it could not renew for most of `lease_ms` (Redis away): by its own clock, a margin before the
