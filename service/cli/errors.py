@@ -9,6 +9,7 @@ import redis
 import typer
 from pydantic import ValidationError
 
+from service.domain.errors import UnknownQueue, describe_validation
 from service.logs import redact
 from service.ops.jobs import (
     BatchInvalid,
@@ -19,9 +20,7 @@ from service.ops.jobs import (
     Unavailable,
     UnknownActor,
 )
-from service.ops.queues import UnknownQueue
 from service.ops.unavailable import failure
-from service.worker.typed_actor import describe_validation
 
 #: Exit statuses (also in the README).
 OK = 0

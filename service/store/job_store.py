@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from service.domain.clock import iso_from_ms, now_ms
+from service.domain.figures import MinuteCount
 from service.domain.states import JobState
 from service.settings import Settings
 from service.store import keys
@@ -83,13 +84,6 @@ class HeldLease:
 
     job_id: str
     token: int
-
-
-@dataclass(frozen=True)
-class MinuteCount:
-    minute_ms: int  #: start of the minute, ms since the epoch
-    completed: int
-    failed: int
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.domain.errors import UnknownQueue
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import (
     BatchInvalid,
@@ -23,7 +24,6 @@ from service.ops.jobs import (
     JobNotFound,
     Unavailable,
     UnknownActor,
-    UnknownQueue,
 )
 from service.ops.unavailable import store_failure
 

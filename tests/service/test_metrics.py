@@ -117,7 +117,7 @@ def test_queue_depth_comes_from_rabbitmq_and_pause_shows(client: TestClient, job
 
 
 def test_the_run_time_buckets_match_the_lua_script() -> None:
-    lua = (ROOT / "service" / "lua" / "common.lua").read_text()
+    lua = (ROOT / "service" / "store" / "lua" / "common.lua").read_text()
     match = re.search(r"RUN_BUCKETS = \{([^}]*)\}", lua)
     assert match is not None
     assert tuple(float(b) for b in match.group(1).split(",")) == tuple(float(b) for b in RUN_BUCKETS)

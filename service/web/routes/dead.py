@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from service.domain.states import JobState
-from service.ops.dead_jobs import DeadJob, DeadJobs, RequeueProgress, RequeueState
+from service.ops.dead_jobs import DeadJob, RequeueProgress, RequeueState
 from service.web import models
-from service.web.deps import Authorized, get_queue_control
+from service.web.deps import Authorized, DeadJobsDep
 from service.web.routes.queues import QUEUE_CHANGE_ERRORS, QueueName
 
 router = APIRouter(prefix="/queues", tags=["dead letters"])
@@ -19,13 +19,6 @@ router = APIRouter(prefix="/queues", tags=["dead letters"])
 MAX_OFFSET = 60_000
 MAX_PAGE = 500
 MAX_IDS = 1_000
-
-
-async def provide_dead_jobs() -> DeadJobs:
-    return get_queue_control().dead_jobs
-
-
-DeadJobsDep = Annotated[DeadJobs, Depends(provide_dead_jobs)]
 
 
 class DeadMessage(BaseModel):

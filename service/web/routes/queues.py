@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from service.web import models
-from service.web.deps import Authorized, JobsDep, QueueControlDep
+from service.web.deps import Authorized, QueuesDep
 
 router = APIRouter(prefix="/queues", tags=["queues"])
 
@@ -22,8 +22,8 @@ QUEUE_CHANGE_ERRORS = {
 
 
 @router.get("", response_model=list[models.QueueFigures], responses=models.UNAVAILABLE, summary="Every queue")
-def list_queues(jobs: JobsDep) -> list[models.QueueFigures]:
-    return [models.QueueFigures.model_validate(figures, from_attributes=True) for figures in jobs.queues()]
+def list_queues(queues: QueuesDep) -> list[models.QueueFigures]:
+    return [models.QueueFigures.model_validate(figures, from_attributes=True) for figures in queues.figures()]
 
 
 @router.post(
@@ -34,8 +34,8 @@ def list_queues(jobs: JobsDep) -> list[models.QueueFigures]:
     dependencies=[Authorized],
     summary="Empty a queue and its delay queue; their waiting jobs end cancelled",
 )
-def purge_queue(name: QueueName, jobs: JobsDep) -> models.Purged:
-    return models.Purged.model_validate(jobs.purge(name), from_attributes=True)
+def purge_queue(name: QueueName, queues: QueuesDep) -> models.Purged:
+    return models.Purged.model_validate(queues.purge(name), from_attributes=True)
 
 
 @router.post(
@@ -46,8 +46,8 @@ def purge_queue(name: QueueName, jobs: JobsDep) -> models.Purged:
     dependencies=[Authorized],
     summary="Workers stop starting jobs from the queue within seconds; its messages stay in RabbitMQ",
 )
-def pause_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused:
-    control.pause(name)
+def pause_queue(name: QueueName, queues: QueuesDep) -> models.QueuePaused:
+    queues.pause(name)
     return models.QueuePaused(queue=name, paused=True)
 
 
@@ -59,6 +59,6 @@ def pause_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused
     dependencies=[Authorized],
     summary="Workers start jobs from the queue again, where they left off",
 )
-def resume_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused:
-    control.resume(name)
+def resume_queue(name: QueueName, queues: QueuesDep) -> models.QueuePaused:
+    queues.resume(name)
     return models.QueuePaused(queue=name, paused=False)
