@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,8 +20,10 @@ from service.cli.waiting import wait_with_progress
 from service.domain.states import FINAL_STATES, JobState, Priority
 from service.ops.dead_jobs import RequeueProgress
 from service.ops.event_log import Event
-from service.ops.services import Services
 from service.ops.unavailable import mapped, store_call
+
+if TYPE_CHECKING:
+    from service.ops.services import Services  # built by the composition root, on first use
 
 app = typer.Typer(
     name="jobs",

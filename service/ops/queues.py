@@ -44,27 +44,19 @@ class Retried:
     skipped: int  #: changed state meanwhile, or belongs to an actor this code does not know
 
 
+@dataclass(frozen=True, eq=False)
 class Queues:
     """One per process, built by the composition root. A queue is known when a declared job uses it; every
     operation on one that is not raises UnknownQueue."""
 
-    def __init__(
-        self,
-        jobs: Jobs,
-        store: JobStore,
-        link: RabbitLink,
-        pauses: PauseFlags,
-        dead: DeadJobs,
-        delayed: DelayedJobs,
-    ) -> None:
-        self.jobs = jobs
-        self.store = store
-        self.link = link
-        self.pauses = pauses
-        #: A queue's dead letters: a page of them, requeue, delete (service/ops/dead_jobs.py).
-        self.dead = dead
-        #: A queue's delayed jobs: list, run now, cancel (service/ops/delayed.py).
-        self.delayed = delayed
+    jobs: Jobs
+    store: JobStore
+    link: RabbitLink
+    pauses: PauseFlags
+    #: A queue's dead letters: a page of them, requeue, delete (service/ops/dead_jobs.py).
+    dead: DeadJobs
+    #: A queue's delayed jobs: list, run now, cancel (service/ops/delayed.py).
+    delayed: DelayedJobs
 
     def names(self) -> list[str]:
         return self.jobs.queue_names()
