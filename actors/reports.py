@@ -14,11 +14,11 @@ from actors.email import send_email
 from service.bootstrap import store
 from service.domain.clock import now_ms
 from service.domain.context import current_job
+from service.domain.periodic import Periodic
 from service.domain.reports import report_path
 from service.kits import reports
 from service.settings import ReportSettings, load_settings
 from service.worker.progress import report_progress
-from service.worker.schedules import Periodic
 from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)

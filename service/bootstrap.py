@@ -1,6 +1,12 @@
-"""The composition root: builds the one global Dramatiq broker, the Redis client and the job store."""
+"""The composition root: builds the one global Dramatiq broker, the Redis client, the stores, and (lazily, for the
+API, the CLI and the dashboard) the one service object.
+
+A worker imports this module for the broker and never calls services(), so it never imports the service layer."""
 
 from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
 
 import dramatiq
 import redis
@@ -15,6 +21,7 @@ from service.settings import Settings, get_settings
 from service.store.job_store import JobStore, Retention
 from service.store.log_store import JobLogStore
 from service.store.pauses import PauseFlags
+from service.store.redis_config import warn_if_unsafe
 from service.store.schedule_store import ScheduleStore
 from service.worker import progress, schedules
 from service.worker.hook_failures import GuardedRabbitmqBroker, HookFailures
@@ -36,6 +43,9 @@ from service.worker.middleware.retries import Retries
 from service.worker.middleware.status import StatusMiddleware
 from service.worker.middleware.tracing import AttemptSpans
 from service.worker.middleware.worker_logs import DirectWorkerLogs
+
+if TYPE_CHECKING:
+    from service.ops.services import Services
 
 
 def connect_redis(url: str) -> redis.Redis:
@@ -98,7 +108,7 @@ def with_connection_defaults(url: str) -> str:
     return ";".join(urls)
 
 
-def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> RabbitmqBroker:
+def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pauses: PauseFlags) -> RabbitmqBroker:
     # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
     # decides before a job is marked active, and the status middleware sees the retry decision already made.
     # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
@@ -119,7 +129,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
     middleware = [
         DirectWorkerLogs(),
         WorkerMetrics(settings.worker_metrics_port, in_hand),  # no per-message hook: read when scraped
-        QueuePause(PauseFlags(client), parking),
+        QueuePause(pauses, parking),
         GracefulStop(parking, in_hand, timeout_s=settings.worker_shutdown_timeout_s),
         in_hand,
         AgeLimit(),
@@ -159,5 +169,70 @@ progress.bind_store(store)
 schedule_store = ScheduleStore(redis_client)
 log_store = build_log_store(settings, redis_client)
 schedules.bind_store(schedule_store)
-broker = build_broker(settings, redis_client, store)
+pauses = PauseFlags(redis_client)  # the one set of pause flags: workers read them, the service layer sets them
+broker = build_broker(settings, redis_client, store, pauses)
 dramatiq.set_broker(broker)
+
+
+def declare_jobs() -> None:
+    """Declares every job (each module of the `actors` package) on the broker: the worker, the API and the CLI all
+    know the jobs through this. Once per process; a later call finds them declared."""
+    import actors  # noqa: F401  (here, not at the top: `actors` imports this module first, for the broker)
+
+
+@functools.cache
+def services() -> Services:
+    """The service layer, built on first use and once per process, after every job is declared."""
+    declare_jobs()
+    return build_services(settings, broker, store, pauses=pauses, schedule_store=schedule_store, log_store=log_store)
+
+
+def build_services(
+    settings: Settings,
+    broker: RabbitmqBroker,
+    store: JobStore,
+    *,
+    pauses: PauseFlags,
+    schedule_store: ScheduleStore,
+    log_store: JobLogStore,
+) -> Services:
+    """The service objects, wired from these adapters (services() passes this process's; a test may pass others)."""
+    # Imported here, not at the top: a worker never builds the service layer, and its start-up stays lighter.
+    from service.ops.activity import Activity
+    from service.ops.dead_jobs import DeadJobs
+    from service.ops.delayed import DelayedJobs
+    from service.ops.event_feed import EventFeed
+    from service.ops.event_log import EventLog
+    from service.ops.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
+    from service.ops.job_logs import JobLogs
+    from service.ops.jobs import Jobs
+    from service.ops.metrics import JobMetrics
+    from service.ops.queues import Queues
+    from service.ops.schedules import Schedules
+    from service.ops.services import Services
+    from service.rabbit.dead_letters import DeadLetters
+    from service.rabbit.link import shared_link
+    from service.store.hook_ids import HookIds
+
+    link = shared_link(broker)
+    jobs = Jobs(broker, store, link)
+    dead = DeadJobs(jobs, DeadLetters(link), store.client)
+    queues = Queues(jobs, store, link, pauses, dead=dead, delayed=DelayedJobs(jobs))
+    activity = Activity(store)
+    event_log = EventLog(store.client)
+    return Services(
+        jobs=jobs,
+        queues=queues,
+        schedules=Schedules(broker, schedule_store),
+        activity=activity,
+        event_log=event_log,
+        event_feed=EventFeed(event_log),
+        job_logs=JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000),
+        inbound_hooks=InboundHooks(jobs, HookIds(store.client, HOOK_ID_TTL_S)),
+        metrics=JobMetrics(jobs, queues, activity, event_log, events_maxlen=store.events_maxlen),
+    )
+
+
+def check_redis(process: str) -> None:
+    """At a process's start: a warning when Redis is set up so that it may lose records (store/redis_config.py)."""
+    warn_if_unsafe(redis_client, process)

@@ -8,12 +8,11 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from service.domain.errors import UnknownQueue, describe_validation
 from service.logs import redact
 from service.ops.errors import Meaning, meaning_of, worded
 from service.ops.jobs import BatchInvalid, EnqueueInProgress, IdempotencyMismatch, JobNotFound, UnknownActor
-from service.ops.queues import UnknownQueue
 from service.ops.unavailable import Unavailable, store_failure
-from service.worker.typed_actor import describe_validation
 
 #: Exit statuses (also in the README).
 OK = 0

@@ -8,11 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,13 +19,11 @@ from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
 from service.domain.states import FINAL_STATES, JobState, Priority
 from service.ops.dead_jobs import RequeueProgress
-from service.ops.delayed import DelayedJobs
-from service.ops.event_log import Event, EventLog
-from service.ops.job_logs import JobLogs
-from service.ops.jobs import Jobs
-from service.ops.queues import QueueControl
-from service.ops.schedules import Schedules
+from service.ops.event_log import Event
 from service.ops.unavailable import mapped, store_call
+
+if TYPE_CHECKING:
+    from service.ops.services import Services  # built by the composition root, on first use
 
 app = typer.Typer(
     name="jobs",
@@ -41,22 +37,23 @@ app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
-@dataclass(frozen=True)
-class Services:
-    jobs: Jobs
-    queues: QueueControl
+def confirmation(consequence: str) -> Any:
+    """The --yes option of a command that cannot be undone; its help says what would happen."""
+    return typer.Option("--yes", help=f"Confirm: {consequence}.")
 
 
-@cache
+def confirmed(yes: bool, refusal: str) -> None:
+    """Without --yes, such a command says what it would do, and does nothing."""
+    if not yes:
+        raise CliError(f"{refusal}; add --yes to confirm", BAD_INPUT)
+
+
 def services() -> Services:
-    """Built on first use, so `jobs --help` and usage errors never touch RabbitMQ or Redis."""
-    from service.actors import broker  # declares every actor, like a worker does
-    from service.bootstrap import redis_client, store
-    from service.rabbit.dead_letters import DeadLetters
-    from service.store.pauses import PauseFlags
+    """The composition root's, on first use: `jobs --help` and usage errors never read the settings, nor touch
+    RabbitMQ or Redis."""
+    from service import bootstrap
 
-    jobs = Jobs(broker, store)
-    return Services(jobs, QueueControl(jobs, PauseFlags(redis_client), DeadLetters(jobs.link)))
+    return bootstrap.services()
 
 
 _quiet: ContextVar[bool] = ContextVar("quiet", default=True)
@@ -129,13 +126,6 @@ def show(job_id: str, as_json: JsonFlag = False) -> None:
         render.out.print("\n" + record.traceback.rstrip(), markup=False)
 
 
-@cache
-def _job_logs() -> JobLogs:
-    from service.bootstrap import log_store, settings
-
-    return JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000)
-
-
 @app.command()
 def logs(
     job_id: str,
@@ -146,7 +136,7 @@ def logs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
 ) -> None:
     """Show the lines a job's own code logged (the last JOB_LOG_LINES), oldest first."""
-    book = _job_logs()
+    book = services().job_logs
     lines = book.follow(job_id, timeout_s=timeout) if follow else iter(book.page(job_id).lines)
     for line in lines:
         if as_json:
@@ -154,13 +144,6 @@ def logs(
         else:
             print(f"{line.at[11:23]} {line.level.upper():<7} {line.logger} [attempt {line.attempt}]: {line.message}")
         sys.stdout.flush()
-
-
-@cache
-def _event_log() -> EventLog:
-    from service.bootstrap import redis_client
-
-    return EventLog(redis_client)
 
 
 def _created_ms(iso: str) -> int:
@@ -178,7 +161,7 @@ def events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
 ) -> None:
     """Show lifecycle events from the Redis stream, oldest first: a job's, or the most recent of all jobs."""
-    log = _event_log()
+    log = services().event_log
     if job_id is not None:
         record = services().jobs.get(job_id)  # an unknown job is an error, not an empty list
         shown = store_call(lambda: log.of_job(job_id, _created_ms(record.createdAt)))
@@ -257,7 +240,7 @@ def retry(
         record = services().jobs.retry(job_id)
         _said({"jobId": record.jobId, "status": "queued"}, f"queued {record.jobId}", as_json)
         return
-    outcome = services().queues.retry_failed(actor)
+    outcome = services().queues.retry_failed(actor=actor)
     if as_json:
         render.emit_json({"retried": outcome.retried, "skipped": outcome.skipped})
     else:
@@ -274,7 +257,7 @@ def _skipped(count: int) -> str:
 @app.command()
 def queues(as_json: JsonFlag = False) -> None:
     """Every queue: waiting, active, delayed, completed, failed, dead, paused."""
-    figures = services().jobs.queues()
+    figures = services().queues.figures()
     if as_json:
         render.emit_json([dataclasses.asdict(f) for f in figures])
         return
@@ -289,13 +272,12 @@ def queues(as_json: JsonFlag = False) -> None:
 @app.command()
 def purge(
     queue: str,
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: waiting jobs are dropped and marked cancelled.")] = False,
+    yes: Annotated[bool, confirmation("waiting jobs are dropped and marked cancelled")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Empty a queue and its delay queue; their waiting jobs end cancelled (running jobs finish)."""
-    if not yes:
-        raise CliError(f"purge drops every waiting job of {queue}; add --yes to confirm", BAD_INPUT)
-    purged = services().jobs.purge(queue)
+    confirmed(yes, f"purge drops every waiting job of {queue}")
+    purged = services().queues.purge(queue)
     text = f"purged {purged.queue}: {purged.messages} messages removed, {purged.cancelled} jobs cancelled"
     _said(dataclasses.asdict(purged), text, as_json)
 
@@ -322,7 +304,7 @@ def dead(
     as_json: JsonFlag = False,
 ) -> None:
     """List the messages in a queue's dead-letter queue, oldest first (they stay there)."""
-    page = services().queues.dead_jobs.page(queue, offset, limit)
+    page = services().queues.dead.page(queue, offset, limit)
     if as_json:
         render.emit_json(
             {
@@ -363,7 +345,7 @@ JobOption = Annotated[list[str] | None, typer.Option("--job", help="Only this jo
 @app.command("requeue-dead")
 def requeue_dead(queue: str, job: JobOption = None, as_json: JsonFlag = False) -> None:
     """Put a queue's dead messages (all, or those of --job) back for another try; prints progress on stderr."""
-    dead_jobs = services().queues.dead_jobs
+    dead_jobs = services().queues.dead
     value: dict[str, Any] = {"queue": queue}
     if job:
         outcome = dead_jobs.requeue(queue, job)
@@ -391,14 +373,13 @@ def requeue_dead(queue: str, job: JobOption = None, as_json: JsonFlag = False) -
 def delete_dead(
     queue: str,
     job: JobOption = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the dead messages are gone for good.")] = False,
+    yes: Annotated[bool, confirmation("the dead messages are gone for good")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a queue's dead messages (all, or those of --job) for good; their jobs' records stay failed."""
-    if not yes:
-        which = "the dead letters of " + ", ".join(job) if job else f"every dead letter of {queue}"
-        raise CliError(f"delete-dead removes {which} for good; add --yes to confirm", BAD_INPUT)
-    outcome = services().queues.dead_jobs.delete(queue, job or None)
+    which = "the dead letters of " + ", ".join(job) if job else f"every dead letter of {queue}"
+    confirmed(yes, f"delete-dead removes {which} for good")
+    outcome = services().queues.dead.delete(queue, job or None)
     text = f"deleted {outcome.deleted} dead messages of {queue}"
     if outcome.missing:
         text += f"; no dead letter for {', '.join(outcome.missing)}"
@@ -408,18 +389,10 @@ def delete_dead(
 # -- schedules -------------------------------------------------------------------------------------------------
 
 
-@cache
-def _schedules() -> Schedules:
-    from service.actors import broker  # declares every actor, and with them their schedules
-    from service.bootstrap import schedule_store
-
-    return Schedules(broker, schedule_store)
-
-
 @app.command()
 def schedules(as_json: JsonFlag = False) -> None:
     """Every schedule: its cron expression (or off), next run, last run and that run's job id."""
-    views = _schedules().list()
+    views = services().schedules.list()
     if as_json:
         render.emit_json([view.as_json() for view in views])
         return
@@ -450,11 +423,6 @@ def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
 # -- delayed jobs ----------------------------------------------------------------------------------------------
 
 
-@cache
-def _delayed() -> DelayedJobs:
-    return DelayedJobs(services().jobs)
-
-
 @app.command()
 def delayed(
     queue: str,
@@ -462,7 +430,7 @@ def delayed(
     as_json: JsonFlag = False,
 ) -> None:
     """List a queue's delayed jobs (delays and retries waiting for their time), soonest due first."""
-    page = _delayed().list(queue, limit=limit)
+    page = services().queues.delayed.list(queue, limit=limit)
     if as_json:
         # The same keys as GET /queues/{name}/delayed.
         rows = [
@@ -486,7 +454,7 @@ def delayed(
 @app.command("run-now")
 def run_now(queue: str, job: JobOption = None, as_json: JsonFlag = False) -> None:
     """Run a queue's delayed jobs now (all, or each --job): each runs once; its delayed copy is skipped when due."""
-    handled = _delayed().run_now(queue, job)
+    handled = services().queues.delayed.run_now(queue, job)
     text = f"{handled.count} delayed jobs of {queue} sent to run now" + _not_delayed(handled.skipped)
     _said(dataclasses.asdict(handled), text, as_json)
 
@@ -495,14 +463,12 @@ def run_now(queue: str, job: JobOption = None, as_json: JsonFlag = False) -> Non
 def cancel_delayed(
     queue: str,
     job: JobOption = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the jobs never run.")] = False,
+    yes: Annotated[bool, confirmation("the jobs never run")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a queue's delayed jobs (all, or each --job): they never run."""
-    if not yes:
-        which = "the given delayed jobs" if job else "every delayed job"
-        raise CliError(f"cancel-delayed cancels {which} of {queue}; add --yes to confirm", BAD_INPUT)
-    handled = _delayed().cancel(queue, job)
+    confirmed(yes, f"cancel-delayed cancels {'the given delayed jobs' if job else 'every delayed job'} of {queue}")
+    handled = services().queues.delayed.cancel(queue, job)
     _said(
         dataclasses.asdict(handled),
         f"cancelled {handled.count} delayed jobs of {queue}" + _not_delayed(handled.skipped),

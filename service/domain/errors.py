@@ -1,12 +1,30 @@
-"""Exceptions that carry meaning across layers."""
+"""Exceptions that carry meaning across layers, and the one way an invalid payload is put into words."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dramatiq.middleware import Interrupt, Shutdown
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class InvalidPayload(Exception):
     """The payload does not match the actor's model. Never retried."""
+
+
+def describe_validation(error: ValidationError) -> str:
+    """ "to: value is not a valid email address; subject: Field required" - one clause per bad field."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid payload: " + "; ".join(parts)
+
+
+class UnknownQueue(LookupError):
+    """No declared job uses this queue: the API answers 404, the CLI exits 2, the dashboard shows it missing."""
 
 
 class JobCancelled(Exception):

@@ -1,5 +1,5 @@
-"""The service layer for what the workers have been doing: throughput per minute, the workers alive, and what
-each of their threads runs now."""
+"""The service layer for what the workers have been doing: throughput per minute, the workers alive and what each
+of their threads runs now, and the counts behind /metrics (jobs in each state, totals, run times)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from service.domain.figures import MinuteCount
 from service.domain.states import FINAL_STATES, JobState
 from service.ops.unavailable import store_call
-from service.store.job_store import JobStore, MinuteCount
+from service.store.job_store import Counters, JobStore
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,18 @@ class Activity:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
+
+    def counts(self, actors: list[str]) -> dict[tuple[str, JobState], int]:
+        """How many jobs each actor has in each state."""
+        return store_call(lambda: self.store.counts(actors))
+
+    def counters(self) -> Counters:
+        """Jobs created, states entered and attempt run times, as the store's scripts counted them."""
+        return store_call(self.store.counters)
+
+    def alive(self) -> int:
+        """How many worker processes have a live heartbeat."""
+        return len(store_call(self.store.workers))
 
     def throughput(self, minutes: int = 60) -> list[MinuteCount]:
         """Completed and failed per minute over the last `minutes`, oldest first."""

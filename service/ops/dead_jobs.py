@@ -22,9 +22,10 @@ import redis
 
 from service import logs
 from service.domain.clock import iso_from_ms, now_ms
+from service.domain.errors import UnknownQueue
 from service.domain.records import JobRecord
 from service.domain.states import BROKER_PRIORITY, RETRYABLE_STATES, JobState, Priority
-from service.ops.jobs import Conflict, Jobs, UnknownActor, UnknownQueue
+from service.ops.jobs import Conflict, Jobs, UnknownActor
 from service.ops.unavailable import broker_call, store_call
 from service.rabbit.dead_letters import DeadLetter, DeadLetters, Verdict
 from service.store import keys, locks

@@ -25,7 +25,7 @@ import dramatiq
 
 from service.domain.clock import now_ms
 from service.domain.states import BROKER_PRIORITY, JobState, Priority
-from service.ops.jobs import Jobs, UnknownActor, UnknownQueue
+from service.ops.jobs import Jobs, UnknownActor
 from service.ops.unavailable import broker_call, store_call
 from service.store.job_store import CancelOutcome
 
@@ -75,15 +75,9 @@ class DelayedJobs:
         self.jobs = jobs
         self.store = jobs.store
 
-    def actors_of(self, queue: str) -> tuple[str, ...]:
-        """The actors whose jobs go to `queue`; raises UnknownQueue."""
-        if queue not in self.jobs.queue_names():
-            raise UnknownQueue(queue)
-        return tuple(n for n in self.jobs.actor_names() if self.jobs.actor(n).queue_name == queue)
-
     def list(self, queue: str, *, limit: int = 100, offset: int = 0) -> DelayedPage:
         """The queue's delayed jobs, soonest due first."""
-        ids = self._all_ids(self.actors_of(queue))
+        ids = self._all_ids(self.jobs.actors_of(queue))
         rows: builtins.list[dict[str, str | None]] = []
         for chunk in _chunks(ids[:LIST_SCAN], CHUNK * 5):
             rows += store_call(partial(self.store.fields_of, chunk, _LIST_FIELDS))
@@ -93,7 +87,7 @@ class DelayedJobs:
 
     def run_now(self, queue: str, job_ids: Sequence[str] | None = None) -> Handled:
         """Run the given delayed jobs of the queue (all when None) now; each once, whatever its delayed copy does."""
-        actors = self.actors_of(queue)
+        actors = self.jobs.actors_of(queue)
         count = skipped = 0
         for chunk in _chunks(self._chosen(actors, job_ids), CHUNK):
             rows = store_call(partial(self.store.fields_of, chunk, _COPY_FIELDS))
@@ -113,7 +107,7 @@ class DelayedJobs:
 
     def cancel(self, queue: str, job_ids: Sequence[str] | None = None) -> Handled:
         """Cancel the given delayed jobs of the queue (all when None): they never run."""
-        actors = self.actors_of(queue)
+        actors = self.jobs.actors_of(queue)
         count = skipped = 0
         for chunk in _chunks(self._chosen(actors, job_ids), CHUNK):
             rows = store_call(partial(self.store.fields_of, chunk, ("actor", "state")))
@@ -204,6 +198,3 @@ def _priority(raw: str | None) -> Priority:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-__all__ = ["DelayedJob", "DelayedJobs", "DelayedPage", "Handled", "UnknownQueue"]

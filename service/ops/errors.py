@@ -8,6 +8,7 @@ from enum import Enum
 
 from pydantic import ValidationError
 
+from service.domain.errors import UnknownQueue
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import (
     BatchInvalid,
@@ -16,7 +17,6 @@ from service.ops.jobs import (
     IdempotencyMismatch,
     JobNotFound,
     UnknownActor,
-    UnknownQueue,
 )
 from service.ops.unavailable import Unavailable
 

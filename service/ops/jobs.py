@@ -1,4 +1,5 @@
-"""The service layer: enqueue, read, list, wait for, cancel and retry jobs. The API, CLI and dashboard call this."""
+"""The service layer: enqueue, read, list, wait for, cancel and retry jobs, and which jobs and queues are declared.
+The API, CLI and dashboard call this."""
 
 from __future__ import annotations
 
@@ -22,22 +23,21 @@ from pydantic import ValidationError
 
 from service import tracing
 from service.domain.clock import now_ms
+from service.domain.errors import UnknownQueue
 from service.domain.records import JobRecord
 from service.domain.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
+from service.domain.typed_job import TypedJob, is_typed_job
 from service.ops.unavailable import (
     BROKER_ERRORS as BROKER_ERRORS,  # their old home: other modules import them from here
 )
 from service.ops.unavailable import STORE_ERRORS as STORE_ERRORS
 from service.ops.unavailable import Unavailable as Unavailable
 from service.ops.unavailable import broker_call, store_call
-from service.rabbit import queue_figures
 from service.rabbit.link import BrokerUnreachable, RabbitLink, shared_link
 from service.rabbit.publisher import Publisher
 from service.settings import get_settings
 from service.store.job_store import CancelOutcome, JobStore, Page
-from service.store.pauses import PauseFlags
 from service.store.record_fields import delayed_fields, record_fields
-from service.worker.typed_actor import TypedActor
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -71,31 +71,6 @@ class EnqueueInProgress(Exception):
     """Another request with the same Idempotency-Key is still being published; the client should try again."""
 
 
-class UnknownQueue(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class QueueFigures:
-    """One queue: `waiting`, `delayed` and `dead` from RabbitMQ; `active`, `completed`, `failed` from the store."""
-
-    name: str
-    waiting: int
-    active: int
-    completed: int
-    failed: int
-    delayed: int
-    paused: bool
-    dead: int
-
-
-@dataclass(frozen=True)
-class Purged:
-    queue: str
-    messages: int  #: messages removed from the queue and its delay queue
-    cancelled: int  #: waiting job records marked cancelled
-
-
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
@@ -116,7 +91,6 @@ class Jobs:
         #: How long a request waits for another with the same Idempotency-Key to be confirmed: that one's publish
         #: ends within the link's deadline, its record write within Redis's timeout.
         self.idempotency_wait_s = 2 * self.link.deadline_s
-        self.pauses = PauseFlags(store.client)
         #: Runs the blocking calls of async callers; as many threads as a sync route would have had from anyio.
         self._callers = ThreadPoolExecutor(max_workers=40, thread_name_prefix="jobs-async")
 
@@ -138,20 +112,32 @@ class Jobs:
 
     # -- actors ----------------------------------------------------------------------------------------------
 
-    def actor(self, name: str) -> TypedActor:
+    def actor(self, name: str) -> TypedJob:
         try:
             actor = self.broker.get_actor(name)
         except ActorNotFound:
             raise UnknownActor(name) from None
-        if not isinstance(actor, TypedActor):
+        if not is_typed_job(actor):
             raise UnknownActor(name)
         return actor
 
+    def queues_of_actors(self) -> dict[str, str]:
+        """Each declared job's queue, by actor name, in name order. Read afresh: a module may declare more."""
+        declared = ((name, self.broker.get_actor(name)) for name in sorted(self.broker.get_declared_actors()))
+        return {name: actor.queue_name for name, actor in declared if is_typed_job(actor)}
+
     def actor_names(self) -> list[str]:
-        return sorted(n for n in self.broker.get_declared_actors() if isinstance(self.broker.get_actor(n), TypedActor))
+        return list(self.queues_of_actors())
 
     def queue_names(self) -> list[str]:
-        return sorted({self.broker.get_actor(n).queue_name for n in self.actor_names()})
+        return sorted(set(self.queues_of_actors().values()))
+
+    def actors_of(self, queue: str) -> tuple[str, ...]:
+        """The declared jobs whose messages go to `queue`; raises UnknownQueue when none does."""
+        actors = tuple(name for name, its_queue in self.queues_of_actors().items() if its_queue == queue)
+        if not actors:
+            raise UnknownQueue(queue)
+        return actors
 
     def validate(self, actor_name: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Raises UnknownActor, or pydantic's ValidationError naming the fields."""
@@ -198,7 +184,7 @@ class Jobs:
     def _enqueue_claimed(
         self,
         key: str,
-        actor: TypedActor,
+        actor: TypedJob,
         job_id: str,
         payload: dict[str, Any],
         priority: Priority | None,
@@ -220,7 +206,7 @@ class Jobs:
 
     def _enqueue_new(
         self,
-        actor: TypedActor,
+        actor: TypedJob,
         job_id: str,
         payload: dict[str, Any],
         priority: Priority | None,
@@ -312,7 +298,7 @@ class Jobs:
 
     def _message(
         self,
-        actor: TypedActor,
+        actor: TypedJob,
         job_id: str,
         payload: dict[str, Any],
         priority: Priority | None,
@@ -325,7 +311,7 @@ class Jobs:
             options["idempotency_key"] = idempotency_key
         # Here rather than in the enqueue hook: the record, written before the publish, keeps the trace id.
         options.update(tracing.current_options())
-        return actor.message_with_options(kwargs=payload, **options).copy(message_id=job_id)
+        return actor.message_of(payload, **options).copy(message_id=job_id)  # the payload was validated already
 
     # -- read ------------------------------------------------------------------------------------------------
 
@@ -388,66 +374,7 @@ class Jobs:
             raise
         return self.get(job_id)
 
-    # -- queues ----------------------------------------------------------------------------------------------
-
-    def queues(self) -> builtins.list[QueueFigures]:
-        return [self._figures(name) for name in self.queue_names()]
-
-    def _figures(self, queue: str) -> QueueFigures:
-        depth = self._broker_call(lambda: queue_figures.depth(self.link, queue))
-        actors = self._actors_of(queue)
-
-        def count(state: JobState) -> int:
-            return self._store_call(lambda: sum(self.store.count(actor, state) for actor in actors))
-
-        return QueueFigures(
-            name=queue,
-            waiting=depth.waiting,
-            active=count(JobState.ACTIVE),
-            completed=count(JobState.COMPLETED),
-            failed=count(JobState.FAILED),
-            # A running worker holds delayed messages unacked until they are due, so RabbitMQ's count alone would
-            # read 0 while jobs wait; the store knows them.
-            delayed=max(depth.delayed, count(JobState.DELAYED)),
-            paused=self._store_call(lambda: self.pauses.is_paused(queue)),
-            dead=depth.dead,
-        )
-
-    def purge(self, queue: str) -> Purged:
-        """Empty the queue and its delay queue, and mark their waiting jobs cancelled (the seed's rollback step).
-        Running jobs are left to finish; dead letters are kept."""
-        if queue not in self.queue_names():
-            raise UnknownQueue(queue)
-        self._store_call(self.store.client.ping)
-        removed = self._broker_call(lambda: queue_figures.purge(self.link, queue))
-        cancelled = self._store_call(lambda: self._cancel_waiting(self._actors_of(queue)))
-        return Purged(queue, removed, cancelled)
-
-    def _cancel_waiting(self, actors: tuple[str, ...]) -> int:
-        cancelled = 0
-        for actor in actors:
-            for state in (JobState.QUEUED, JobState.DELAYED):
-                # Always read the first page: each job cancelled leaves the index being read. A job that turned
-                # active meanwhile is left alone (waiting_only) and leaves the index too, so this ends.
-                seen: set[str] = set()
-                while page := [j.jobId for j in self.store.list(actor=actor, state=state, limit=200).jobs]:
-                    if seen.issuperset(page):
-                        break  # nothing left that a cancel would move (a record changed under us): stop, never spin
-                    seen.update(page)
-                    for job_id in page:
-                        cancelled += (
-                            self.store.cancel(job_id, waiting_only=True, reason="purged") is CancelOutcome.CANCELLED
-                        )
-        return cancelled
-
-    def _actors_of(self, queue: str) -> tuple[str, ...]:
-        return tuple(n for n in self.actor_names() if self.broker.get_actor(n).queue_name == queue)
-
     # -- plumbing --------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _broker_call(call: Callable[[], T]) -> T:
-        return broker_call(call)
 
     @staticmethod
     def _store_call(call: Callable[[], T]) -> T:

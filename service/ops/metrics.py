@@ -17,29 +17,35 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from service.domain.states import FINAL_STATES
+from service.ops.activity import Activity
 from service.ops.event_log import EventLog, StreamFigures
 from service.ops.jobs import Jobs
-from service.rabbit import queue_figures
+from service.ops.queues import Queues
+from service.ops.unavailable import Unavailable
 from service.rabbit.link import LINK_ERRORS
-from service.store.pauses import PauseFlags
 
 #: Upper bounds of the run-time buckets, in seconds: the same list as RUN_BUCKETS in lua/common.lua.
 RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-STORE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-BROKER_ERRORS: tuple[type[BaseException], ...] = (*LINK_ERRORS, ConnectionError)
+#: Whatever a failing server raises through the service layer (Unavailable) or past it: that side reads as down.
+STORE_ERRORS: tuple[type[BaseException], ...] = (Unavailable, redis.RedisError, OSError)
+BROKER_ERRORS: tuple[type[BaseException], ...] = (Unavailable, *LINK_ERRORS, ConnectionError)
 _FINAL = {s.value for s in FINAL_STATES}
 
 
 class JobMetrics:
-    """A prometheus_client collector, read afresh at every scrape."""
+    """A prometheus_client collector, built once per process (service.bootstrap) and read afresh at every scrape."""
 
-    def __init__(self, jobs: Jobs) -> None:
+    def __init__(self, jobs: Jobs, queues: Queues, activity: Activity, events: EventLog, *, events_maxlen: int) -> None:
         self.jobs = jobs
+        self.queues = queues
+        self.activity = activity
+        self.events = events
+        self.events_maxlen = events_maxlen
+        self.registry = CollectorRegistry(auto_describe=False)  # without describe(), registering collects nothing
+        self.registry.register(self)
 
     def render(self) -> bytes:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)
-        return generate_latest(registry)
+        return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("jobs_dependency_up", "1 when the web process could read it.", labels=["dependency"])
@@ -56,8 +62,7 @@ class JobMetrics:
         yield up
 
     def _queues(self) -> Iterator[Metric]:
-        names = self.jobs.queue_names()
-        depth = {name: queue_figures.depth(self.jobs.link, name) for name in names}  # raises before anything is yielded
+        depth = self.queues.depths()  # raises before anything is yielded
         waiting = GaugeMetricFamily("jobs_queue_waiting", "Messages ready in the queue.", labels=["queue"])
         delayed = GaugeMetricFamily("jobs_queue_delayed", "Messages in the queue's delay queue.", labels=["queue"])
         dead = GaugeMetricFamily("jobs_queue_dead", "Messages in the queue's dead-letter queue.", labels=["queue"])
@@ -68,14 +73,12 @@ class JobMetrics:
         yield from (waiting, delayed, dead)
 
     def _store(self) -> Iterator[Metric]:
-        store = self.jobs.store
-        names = self.jobs.actor_names()
-        queue_of = {name: self.jobs.broker.get_actor(name).queue_name for name in names}
+        queue_of = self.jobs.queues_of_actors()
         queue_names = sorted(set(queue_of.values()))
-        paused_queues = PauseFlags(store.client).paused(queue_names)
-        counts = store.counts(names)
-        counters = store.counters()
-        alive = len(store.workers())
+        paused_queues = self.queues.paused()
+        counts = self.activity.counts(list(queue_of))
+        counters = self.activity.counters()
+        alive = self.activity.alive()
 
         paused = GaugeMetricFamily("jobs_queue_paused", "1 while the queue is paused.", labels=["queue"])
         for queue in queue_names:
@@ -98,7 +101,7 @@ class JobMetrics:
         workers = GaugeMetricFamily("jobs_workers_alive", "Worker processes with a live heartbeat.")
         workers.add_metric([], alive)
         yield from (paused, in_state, enqueued, finished, _run_times(counters.runs), workers)
-        yield from _event_stream(EventLog(store.client).figures(), store.events_maxlen)
+        yield from _event_stream(self.events.figures(), self.events_maxlen)
 
 
 def _event_stream(figures: StreamFigures, maxlen: int) -> Iterator[Metric]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import dramatiq
 
+from service.domain.periodic import Schedule, schedule_of
 from service.ops.unavailable import store_call
 from service.store.schedule_store import ScheduleState, ScheduleStore
-from service.worker import schedules
 
 
 def _iso(instant: datetime | None) -> str | None:
@@ -46,10 +46,8 @@ class Schedules:
         self.broker = broker
         self.store = store
 
-    def declared(self) -> list[schedules.Schedule]:
-        found = (
-            schedules.schedule_of(self.broker.get_actor(name)) for name in sorted(self.broker.get_declared_actors())
-        )
+    def declared(self) -> list[Schedule]:
+        found = (schedule_of(self.broker.get_actor(name)) for name in sorted(self.broker.get_declared_actors()))
         return [s for s in found if s is not None]
 
     def list(self, now: datetime | None = None) -> list[ScheduleView]:

@@ -15,6 +15,7 @@ import redis
 from redis.commands.core import Script
 
 from service.domain.clock import iso_from_ms, now_ms
+from service.domain.figures import MinuteCount
 from service.domain.states import JobState
 from service.settings import Settings
 from service.store import keys, scripts
@@ -116,13 +117,6 @@ class HeldLease:
 
     job_id: str
     token: int
-
-
-@dataclass(frozen=True)
-class MinuteCount:
-    minute_ms: int  #: start of the minute, ms since the epoch
-    completed: int
-    failed: int
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ May import `service.ops`, `service.domain`, the foundation and the composition r
 the store or RabbitMQ directly.
 """
 
-from service.bootstrap import redis_client
-from service.store.redis_config import warn_if_unsafe
+from service.bootstrap import check_redis, services
 from service.web.app import app
 
-warn_if_unsafe(redis_client, "web")  # once per web process, as uvicorn imports it
+# Once per web process, as uvicorn imports it: every job is declared and the service layer built now, so a job that
+# cannot be declared (a bad schedule) stops the process at its start rather than at its first request.
+services()
+check_redis("web")
 
 __all__ = ["app"]

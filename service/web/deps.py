@@ -1,127 +1,74 @@
-"""FastAPI dependencies: the service layer, and the bearer-token check for routes that change state.
+"""FastAPI dependencies: the parts of the one service object (service.bootstrap.services()) that routes take, and the
+bearer-token check for routes that change state.
 
-The dependencies themselves are `async def` although they never wait: FastAPI runs a plain function on its thread
-pool, and those hops (two or three a request) cost more than most routes' own work. Each service object is built
-once, by the cached `get_*` functions, which other code may call directly."""
+The dependencies are `async def` although they never wait: FastAPI runs a plain function on its thread pool, and
+those hops (two or three a request) cost more than most routes' own work. A test swaps a part for one of its own with
+`app.dependency_overrides[provide_jobs] = ...`."""
 
 from __future__ import annotations
 
 import hmac
-from functools import lru_cache
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, HTTPException
 
-import actors  # noqa: F401  (declares every job, so the API knows their names and payload models)
-from service.bootstrap import broker, log_store, redis_client, schedule_store, settings, store
+from service.bootstrap import services, settings
 from service.ops.activity import Activity
+from service.ops.dead_jobs import DeadJobs
+from service.ops.delayed import DelayedJobs
 from service.ops.event_feed import EventFeed
 from service.ops.event_log import EventLog
-from service.ops.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
+from service.ops.inbound_hooks import InboundHooks
 from service.ops.job_logs import JobLogs
 from service.ops.jobs import Jobs
-from service.ops.queues import QueueControl
+from service.ops.metrics import JobMetrics
+from service.ops.queues import Queues
 from service.ops.schedules import Schedules
-from service.rabbit.dead_letters import DeadLetters
-from service.store.hook_ids import HookIds
-from service.store.pauses import PauseFlags
+from service.ops.services import Services
+
+T = TypeVar("T")
 
 
-@lru_cache(maxsize=1)
-def get_jobs() -> Jobs:
-    return Jobs(broker, store)
+#: Every part a route can take, with where it sits in the service object: a test serves a whole one of its own
+#: (on a Redis or a RabbitMQ that is away) by overriding each.
+PARTS: dict[Callable[[], Awaitable[Any]], Callable[[Services], Any]] = {}
 
 
-async def provide_jobs() -> Jobs:
-    return get_jobs()
+def part(pick: Callable[[Services], T]) -> Callable[[], Awaitable[T]]:
+    """A dependency that hands a route one part of the service object. A direct one: a dependency of its own for
+    the service object would add a level to every request's dependency graph (40 us, on the busiest routes)."""
 
+    async def provide() -> T:
+        return pick(services())
+
+    PARTS[provide] = pick
+    return provide
+
+
+provide_jobs = part(lambda s: s.jobs)
+provide_queues = part(lambda s: s.queues)
+provide_dead_jobs = part(lambda s: s.queues.dead)
+provide_delayed = part(lambda s: s.queues.delayed)
+provide_schedules = part(lambda s: s.schedules)
+provide_activity = part(lambda s: s.activity)
+provide_event_log = part(lambda s: s.event_log)
+provide_event_feed = part(lambda s: s.event_feed)
+provide_job_logs = part(lambda s: s.job_logs)
+provide_inbound_hooks = part(lambda s: s.inbound_hooks)
+provide_metrics = part(lambda s: s.metrics)
 
 JobsDep = Annotated[Jobs, Depends(provide_jobs)]
-
-
-@lru_cache(maxsize=1)
-def get_event_log() -> EventLog:
-    return EventLog(redis_client)
-
-
-async def provide_event_log() -> EventLog:
-    return get_event_log()
-
-
-EventLogDep = Annotated[EventLog, Depends(provide_event_log)]
-
-
-@lru_cache(maxsize=1)
-def get_event_feed() -> EventFeed:
-    return EventFeed(get_event_log())
-
-
-async def provide_event_feed() -> EventFeed:
-    return get_event_feed()
-
-
-EventFeedDep = Annotated[EventFeed, Depends(provide_event_feed)]
-
-
-@lru_cache(maxsize=1)
-def get_inbound_hooks() -> InboundHooks:
-    return InboundHooks(get_jobs(), HookIds(redis_client, HOOK_ID_TTL_S))
-
-
-async def provide_inbound_hooks() -> InboundHooks:
-    return get_inbound_hooks()
-
-
-InboundHooksDep = Annotated[InboundHooks, Depends(provide_inbound_hooks)]
-
-
-@lru_cache(maxsize=1)
-def get_activity() -> Activity:
-    return Activity(store)
-
-
-async def provide_activity() -> Activity:
-    return get_activity()
-
-
-ActivityDep = Annotated[Activity, Depends(provide_activity)]
-
-
-@lru_cache(maxsize=1)
-def get_job_logs() -> JobLogs:
-    return JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000)
-
-
-async def provide_job_logs() -> JobLogs:
-    return get_job_logs()
-
-
-JobLogsDep = Annotated[JobLogs, Depends(provide_job_logs)]
-
-
-@lru_cache(maxsize=1)
-def get_queue_control() -> QueueControl:
-    jobs = get_jobs()
-    return QueueControl(jobs, PauseFlags(redis_client), DeadLetters(jobs.link))
-
-
-async def provide_queue_control() -> QueueControl:
-    return get_queue_control()
-
-
-QueueControlDep = Annotated[QueueControl, Depends(provide_queue_control)]
-
-
-@lru_cache(maxsize=1)
-def get_schedules() -> Schedules:
-    return Schedules(broker, schedule_store)
-
-
-async def provide_schedules() -> Schedules:
-    return get_schedules()
-
-
+QueuesDep = Annotated[Queues, Depends(provide_queues)]
+DeadJobsDep = Annotated[DeadJobs, Depends(provide_dead_jobs)]
+DelayedDep = Annotated[DelayedJobs, Depends(provide_delayed)]
 SchedulesDep = Annotated[Schedules, Depends(provide_schedules)]
+ActivityDep = Annotated[Activity, Depends(provide_activity)]
+EventLogDep = Annotated[EventLog, Depends(provide_event_log)]
+EventFeedDep = Annotated[EventFeed, Depends(provide_event_feed)]
+JobLogsDep = Annotated[JobLogs, Depends(provide_job_logs)]
+InboundHooksDep = Annotated[InboundHooks, Depends(provide_inbound_hooks)]
+MetricsDep = Annotated[JobMetrics, Depends(provide_metrics)]
 
 
 async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:

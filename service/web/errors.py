@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.domain.errors import UnknownQueue
 from service.ops.errors import MEANINGS, Meaning, meaning_of, worded
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import BatchInvalid, EnqueueInProgress, IdempotencyMismatch, JobNotFound, UnknownActor
-from service.ops.queues import UnknownQueue
 from service.ops.unavailable import Unavailable, store_failure
 
 

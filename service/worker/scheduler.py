@@ -24,6 +24,7 @@ import pika.exceptions
 import redis
 
 from service.domain.cron import ZonedCron
+from service.domain.periodic import Schedule, is_on, schedule_of
 from service.ops import event_export
 from service.rabbit.link import shared_link
 from service.settings import get_settings
@@ -83,7 +84,7 @@ def _missed_ticks(cron: ZonedCron, after: datetime, now: datetime, grace_start: 
 def _settle(actor: dramatiq.Actor[..., Any], tally: _Tally, now: datetime, grace_s: int) -> TickOutcome:
     """The ticks in `tally` are due: send the newest if it is within the grace, record the others as skipped."""
     assert tally.newest is not None
-    schedule = schedules.schedule_of(actor)
+    schedule = schedule_of(actor)
     assert schedule is not None
     store = schedules.bound_store()
     if (now - tally.newest).total_seconds() <= grace_s:
@@ -106,7 +107,7 @@ def catch_up(actors: list[dramatiq.Actor[..., Any]], now: datetime | None = None
     store = schedules.bound_store()
     outcome = []
     for actor in actors:
-        schedule = schedules.schedule_of(actor)
+        schedule = schedule_of(actor)
         if schedule is None or schedule.cron is None:
             continue
         state = store.state(actor.actor_name)
@@ -128,7 +129,7 @@ def catch_up(actors: list[dramatiq.Actor[..., Any]], now: datetime | None = None
     return outcome
 
 
-def _claim_as_skipped(schedule: schedules.Schedule, newest: datetime) -> bool:
+def _claim_as_skipped(schedule: Schedule, newest: datetime) -> bool:
     # The same claim as a send: two schedulers starting together record the skip once, and never skip a tick
     # that a running scheduler has just sent.
     assert schedule.cron is not None
@@ -141,7 +142,7 @@ def _claim_as_skipped(schedule: schedules.Schedule, newest: datetime) -> bool:
 def warn_unknown_variables(actors: list[dramatiq.Actor[..., Any]]) -> None:
     known = {"SCHEDULE_MISFIRE_GRACE_S", "SCHEDULE_TIMEZONE"}
     for actor in actors:
-        schedule = schedules.schedule_of(actor)
+        schedule = schedule_of(actor)
         if schedule is not None:
             known.add(schedule.variable)
     for name in sorted(os.environ):
@@ -158,9 +159,9 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
     """
 
     def __init__(self, actors: list[dramatiq.Actor[..., Any]]) -> None:
-        super().__init__([a for a in actors if schedules.is_on(a)])
+        super().__init__([a for a in actors if is_on(a)])
         warn_if_unsafe(schedules.bound_store().client, "scheduler")
-        scheduled = [a for a in dramatiq.get_broker().actors.values() if schedules.schedule_of(a)]
+        scheduled = [a for a in dramatiq.get_broker().actors.values() if schedule_of(a)]
         warn_unknown_variables(scheduled)
         self.grace_s = get_settings().schedule_misfire_grace_s
         self.stopping = threading.Event()
@@ -238,7 +239,7 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
             self.handled[actor.actor_name] = now
 
     def _wake_one(self, actor: dramatiq.Actor[..., Any], now: datetime) -> None:
-        schedule = schedules.schedule_of(actor)
+        schedule = schedule_of(actor)
         assert schedule is not None and schedule.cron is not None
         after = self.handled[actor.actor_name]
         if schedule.cron.next_after(after) > now:

@@ -1,7 +1,8 @@
 """Schedules: declared on actors, overridden by SCHEDULE_<ACTOR>, each tick sent once by however many schedulers.
 
 An actor declares `@job(Payload, queue=..., periodic="0 * * * *")`. Its variable (SCHEDULE_CLEANUP_JOBS for
-`cleanup_jobs`) replaces the expression, or switches it `off`. periodiq's Scheduler calls
+`cleanup_jobs`) replaces the expression, or switches it `off`; what results is a plain value kept in the actor's
+options (service/domain/periodic.py). periodiq's Scheduler calls
 `actor.send_with_options(scheduled_at=...)`; TypedActor hands that call to send_tick(), which gives the tick a job id
 derived from the actor and the tick, and publishes only if this process is the first to claim the tick in Redis.
 The claim stays noted as unpublished until the publish is confirmed, so a tick whose sender died in between is
@@ -15,8 +16,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -25,12 +25,12 @@ import dramatiq
 import pendulum
 
 from service.domain.cron import CronError, ZonedCron
+from service.domain.periodic import OFF, Periodic, Schedule, schedule_of
 from service.settings import get_settings
 from service.store.schedule_store import ScheduleStore, UnpublishedTick
 
 logger = logging.getLogger("service.schedules")
 
-OFF = "off"
 #: Job ids of ticks are uuid5(NAMESPACE, "<actor>@<tick>"): the same in every process, on every machine.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "jobservice/schedules")
 
@@ -38,8 +38,6 @@ NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "jobservice/schedules")
 #: published by another scheduler. A publish with confirms takes milliseconds; a sender slower than this at worst
 #: publishes the tick twice, as one job id, and the worker runs that job once.
 UNPUBLISHED_AFTER_S = 5.0
-
-PayloadFactory = Callable[[datetime], dict[str, Any]]
 
 
 class TickOutcome(Enum):
@@ -53,46 +51,6 @@ class TickOutcome(Enum):
 
 class ScheduleError(ValueError):
     """A schedule that cannot be used; the message names the variable (or the actor) and what is wrong."""
-
-
-@dataclass(frozen=True)
-class Periodic:
-    """What an actor declares. `payload` builds the job's payload from the tick (a datetime in the schedule's
-    zone), so a late run or a retry still works on the tick it belongs to."""
-
-    cron: str
-    payload: PayloadFactory | None = None
-    timezone: str | None = None  #: defaults to SCHEDULE_TIMEZONE
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A declared schedule after its variable was applied. `cron` is None when it is switched off."""
-
-    actor: str
-    declared: str
-    cron: ZonedCron | None
-    variable: str
-    timezone: str
-    payload: PayloadFactory | None = None
-
-    @property
-    def expression(self) -> str:
-        return self.cron.expression if self.cron else OFF
-
-
-class NeverDue:
-    """The `periodic` option of a schedule switched off: periodiq lists the actor (as "off") and starts even when
-    every schedule is off, and the scheduler never sends it."""
-
-    def __str__(self) -> str:
-        return OFF
-
-    def validate(self, date: datetime) -> bool:
-        return False
-
-
-NEVER = NeverDue()
 
 
 def variable_for(actor_name: str) -> str:
@@ -123,17 +81,6 @@ def declare_or_exit(actor_name: str, periodic: str | Periodic) -> Schedule:
     except ScheduleError as error:
         print(f"invalid configuration: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def schedule_of(actor: dramatiq.Actor[..., Any]) -> Schedule | None:
-    schedule = actor.options.get("schedule")
-    return schedule if isinstance(schedule, Schedule) else None
-
-
-def is_on(actor: dramatiq.Actor[..., Any]) -> bool:
-    """Whether the actor has a schedule and it is switched on."""
-    schedule = schedule_of(actor)
-    return schedule is not None and schedule.cron is not None
 
 
 # -- sending a tick, once -------------------------------------------------------------------------------------

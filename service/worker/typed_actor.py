@@ -1,4 +1,6 @@
-"""@job: a Dramatiq actor with a pydantic payload model, validated when sent and again when run."""
+"""@job: a Dramatiq actor with a pydantic payload model, validated when sent and again when run.
+
+Its actors satisfy service.domain.typed_job.TypedJob, which is all the service layer knows of them."""
 
 from __future__ import annotations
 
@@ -8,22 +10,15 @@ from typing import Any, TypeVar
 import dramatiq
 from pydantic import BaseModel, ValidationError
 
-from service.domain.errors import InvalidPayload
+from service.domain.errors import InvalidPayload, describe_validation
+from service.domain.periodic import NEVER, Periodic, is_on
 from service.domain.states import BROKER_PRIORITY, Priority
+from service.domain.typed_job import TypedJob
 from service.settings import get_settings
 from service.store.record_fields import to_json
 from service.worker import schedules
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
-
-
-def describe_validation(error: ValidationError) -> str:
-    """ "to: value is not a valid email address; subject: Field required" - one clause per bad field."""
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "payload"
-        parts.append(f"{where}: {item['msg']}")
-    return "invalid payload: " + "; ".join(parts)
 
 
 class TypedActor(dramatiq.Actor[..., Any]):
@@ -38,14 +33,17 @@ class TypedActor(dramatiq.Actor[..., Any]):
         """The payload as it will travel: validated, normalised to JSON types. Raises pydantic's ValidationError."""
         return self.payload_model.model_validate(kwargs).model_dump(mode="json")
 
+    def message_of(self, payload: dict[str, Any], **options: Any) -> dramatiq.Message[Any]:
+        """The message for a payload that `validate` returned: checked once, never again."""
+        options.setdefault("broker_priority", BROKER_PRIORITY[self.job_priority])
+        return super().message_with_options(args=(), kwargs=payload, **options)
+
     def message_with_options(
         self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> dramatiq.Message[Any]:
         if args:
             raise TypeError(f"{self.actor_name} takes its payload as keyword arguments")
-        payload = self.validate(kwargs or {})
-        options.setdefault("broker_priority", BROKER_PRIORITY[self.job_priority])
-        return super().message_with_options(args=(), kwargs=payload, **options)
+        return self.message_of(self.validate(kwargs or {}), **options)
 
     def send_with_options(
         self,
@@ -57,11 +55,15 @@ class TypedActor(dramatiq.Actor[..., Any]):
     ) -> dramatiq.Message[Any]:
         # periodiq's Scheduler sends a tick as send_with_options(scheduled_at=...): only the first sender of a tick,
         # across every scheduler, publishes it. Any other send is a plain send.
-        if "scheduled_at" in options and not args and delay is None and schedules.is_on(self):
+        if "scheduled_at" in options and not args and delay is None and is_on(self):
             scheduled_at = options.pop("scheduled_at")
             sent = schedules.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
             return next((message for message, published in sent if published), sent[0][0])
         return super().send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
+
+
+#: What the service layer reads @job's actors as; mypy checks here that they are.
+AS_THE_SERVICE_LAYER_SEES_IT: type[TypedJob] = TypedActor
 
 
 def job(
@@ -74,10 +76,10 @@ def job(
     **options: Any,
 ) -> Callable[[Callable[[PayloadT], Any]], TypedActor]:
     """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
-    time_limit, rate_limit, periodic ("0 * * * *" or schedules.Periodic), ... `hooks=True` lets other systems
+    time_limit, rate_limit, periodic ("0 * * * *" or Periodic), ... `hooks=True` lets other systems
     trigger it through POST /hooks/{actor} (signed); without it that route answers 404 for this job."""
     level = Priority(priority)
-    periodic: str | schedules.Periodic | None = options.pop("periodic", None)
+    periodic: str | Periodic | None = options.pop("periodic", None)
 
     def decorate(fn: Callable[[PayloadT], Any]) -> TypedActor:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -107,7 +109,7 @@ def job(
             # actor is listed as "off", and a scheduler with every schedule off starts and idles instead of exiting.
             schedule = schedules.declare_or_exit(name, periodic)
             options["schedule"] = schedule
-            options["periodic"] = schedule.cron if schedule.cron is not None else schedules.NEVER
+            options["periodic"] = schedule.cron if schedule.cron is not None else NEVER
         declare = dramatiq.actor(actor_class=TypedActor, actor_name=name, queue_name=queue, **options)
         actor = declare(run)
         assert isinstance(actor, TypedActor)

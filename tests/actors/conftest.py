@@ -11,7 +11,7 @@ import dramatiq
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from service.bootstrap import build_broker, redis_client, settings, store
+from service.bootstrap import build_broker, pauses, redis_client, settings, store
 from service.worker.typed_actor import TypedActor
 from tests.support import isolation
 from tests.support.http_receiver import Receiver
@@ -30,7 +30,7 @@ class PrivateLane:
         self.vhost = vhost
         self.url = f"amqp://guest:guest@{isolation.HOST}:5672/{vhost}"
         self.broker: RabbitmqBroker = build_broker(
-            settings.model_copy(update={"rabbitmq_url": self.url}), redis_client, store
+            settings.model_copy(update={"rabbitmq_url": self.url}), redis_client, store, pauses
         )
         self.env: dict[str, str] = {"RABBITMQ_URL": self.url}
 

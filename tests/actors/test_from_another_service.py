@@ -16,7 +16,7 @@ import pika
 import pytest
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from service.bootstrap import build_broker, redis_client, settings, store
+from service.bootstrap import build_broker, pauses, redis_client, settings, store
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.rabbit.link import QueueMismatch
@@ -117,7 +117,9 @@ def test_a_worker_names_the_fix_when_a_plain_client_with_dramatiq_defaults_decla
 
 def test_declaring_a_queue_that_exists_without_a_priority_raises_one_line_naming_the_fix(vhost: str) -> None:
     plain = RabbitmqBroker(url=url_of(vhost))
-    service_broker = build_broker(settings.model_copy(update={"rabbitmq_url": url_of(vhost)}), redis_client, store)
+    service_broker = build_broker(
+        settings.model_copy(update={"rabbitmq_url": url_of(vhost)}), redis_client, store, pauses
+    )
     try:
         plain.declare_queue("email", ensure=True)
         with pytest.raises(QueueMismatch) as raised:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.bootstrap import broker, settings
-from service.worker.schedules import schedule_of
+from service.domain.periodic import schedule_of
 from service.worker.typed_actor import TypedActor
 
 README = Path(__file__).resolve().parents[2] / "README.md"

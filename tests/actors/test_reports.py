@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 
 from actors.reports import _EMAIL_IDS, generate_report
 from service.domain.clock import iso_from_ms
+from service.domain.periodic import schedule_of
 from service.domain.reports import BadReportName, report_path
 from service.domain.states import JobState
 from service.kits import reports
 from service.ops.jobs import Jobs
 from service.settings import ReportSettings, forget_settings
 from service.web import app
-from service.worker.schedules import schedule_of
 from tests.actors.conftest import PrivateLane
 from tests.support.seed import seed
 from tests.support.smtp import SmtpServer

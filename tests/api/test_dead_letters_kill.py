@@ -11,12 +11,11 @@ import time
 import httpx
 import pytest
 
-from service.bootstrap import redis_client
+from service.bootstrap import redis_client, services
 from service.domain.states import JobState
 from service.ops.dead_jobs import RequeueState
 from service.ops.jobs import Jobs
 from service.store import keys
-from service.web.deps import get_queue_control
 from tests.support.api_actors import QUEUE, held_worker
 from tests.support.cli import run_cli
 from tests.support.graveyard import bury, bury_raw, dead_ids, empty, keep_only, read_queue
@@ -49,7 +48,7 @@ def test_a_requeue_of_all_killed_halfway_loses_no_job_and_runs_none_twice(
     finally:
         web.stop()
 
-    interrupted = get_queue_control().dead_jobs.progress(QUEUE)
+    interrupted = services().queues.dead.progress(QUEUE)
     assert interrupted is not None and interrupted.state is RequeueState.INTERRUPTED, interrupted
 
     # Halfway: some jobs are back in their queue, the others still dead; none is in neither.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
+from tests.support import api_actors
 from tests.support.workers import WorkerProcess
 
 
@@ -101,6 +105,25 @@ def test_a_batch_is_accepted_whole_and_each_job_runs(client: TestClient, jobs: J
     ids = response.json()["jobIds"]
     assert len(ids) == len(set(ids)) == 5
     assert [jobs.wait(job_id, timeout_s=15).result for job_id in ids] == [1, 2, 3, 4, 5]
+
+
+def test_each_payload_is_validated_once_on_its_way_in(
+    client: TestClient, jobs: Jobs, empty_held_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validated: list[Any] = []
+    validate = api_actors.HeldPayload.model_validate
+
+    def counted(cls: type[BaseModel], value: Any, **options: Any) -> BaseModel:
+        validated.append(value)
+        return validate(value, **options)
+
+    monkeypatch.setattr(api_actors.HeldPayload, "model_validate", classmethod(counted))
+    assert client.post("/jobs/held", json={"key": "once"}).status_code == 202
+    assert validated == [{"key": "once"}]  # it was two: the service layer's check, then the message's
+    response = client.post("/jobs/held/batch", json=[{"key": str(i)} for i in range(100)])
+    assert response.status_code == 202
+    assert len(validated) == 1 + 100
+    assert jobs.store.count() == 1 + 100
 
 
 def test_a_batch_with_one_bad_item_enqueues_nothing_and_names_the_item(client: TestClient, jobs: Jobs) -> None:

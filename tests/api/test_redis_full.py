@@ -15,19 +15,15 @@ from service.bootstrap import broker, connect_redis
 from service.domain.states import JobState
 from service.ops.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
 from service.ops.jobs import Jobs
-from service.ops.queues import QueueControl
 from service.ops.unavailable import Reason, Unavailable
-from service.rabbit.dead_letters import DeadLetters
 from service.store import keys
 from service.store.hook_ids import HookIds
 from service.store.job_store import JobStore
-from service.store.pauses import PauseFlags
 from service.store.record_fields import record_fields
-from service.web import app
-from service.web.deps import provide_jobs, provide_queue_control
 from tests.support import api_actors
 from tests.support.api_actors import QUEUE
 from tests.support.own_redis import OwnRedis
+from tests.support.services import services_on, serving
 
 FULL = "redis is out of memory (maxmemory reached) and refuses writes; try again shortly"
 
@@ -63,17 +59,9 @@ def client_on_full(full_redis: FullRedis, empty_held_queue: str) -> Iterator[Tes
 
 
 def serve(redis_server: FullRedis) -> Iterator[TestClient]:
-    """The API with its job store, pause flags and queue control on this Redis."""
-    jobs = Jobs(broker, redis_server.store)
-    control = QueueControl(jobs, PauseFlags(redis_server.store.client), DeadLetters(jobs.link))
-    app.dependency_overrides[provide_jobs] = lambda: jobs
-    app.dependency_overrides[provide_queue_control] = lambda: control
-    try:
-        with TestClient(app) as client:
-            yield client
-    finally:
-        app.dependency_overrides.pop(provide_jobs, None)
-        app.dependency_overrides.pop(provide_queue_control, None)
+    """The API with its service layer (job store, pause flags, queues) on this Redis."""
+    with serving(services_on(broker, redis_server.store)) as client:
+        yield client
 
 
 def held_messages() -> int:

@@ -13,17 +13,12 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from service.bootstrap import broker, connect_redis, store
-from service.ops.dead_jobs import DeadJobs
-from service.ops.jobs import Jobs
-from service.rabbit.dead_letters import DeadLetters
-from service.rabbit.link import RabbitLink
+from service.ops.services import Services
 from service.store import keys
 from service.store.job_store import JobStore
-from service.web import app
-from service.web.deps import provide_jobs
-from service.web.routes.dead import provide_dead_jobs
 from tests.support.api_actors import QUEUE
 from tests.support.api_server import free_port
+from tests.support.services import services_on, serving
 
 
 @pytest.fixture
@@ -35,31 +30,27 @@ def silent_port() -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
-def jobs_with_broker_at(port: int) -> Jobs:
+def services_with_broker_at(port: int) -> Services:
     away = RabbitmqBroker(url=f"amqp://guest:guest@127.0.0.1:{port}/", confirm_delivery=True, max_priority=10)
     for name in broker.get_declared_actors():
         away.declare_actor(broker.get_actor(name))
-    return Jobs(away, store, RabbitLink(away, deadline_s=4.0))
+    return services_on(away, store)  # its RabbitMQ link has the 4 s deadline of the real one
 
 
-def use(jobs: Jobs) -> Iterator[TestClient]:
-    app.dependency_overrides[provide_jobs] = lambda: jobs
-    try:
-        with TestClient(app) as client:
-            yield client
-    finally:
-        app.dependency_overrides.pop(provide_jobs, None)
+def use(services: Services) -> Iterator[TestClient]:
+    with serving(services) as client:
+        yield client
 
 
 @pytest.fixture(params=["refused", "silent"])
 def broker_away(request: pytest.FixtureRequest, silent_port: int) -> Iterator[TestClient]:
-    yield from use(jobs_with_broker_at(free_port() if request.param == "refused" else silent_port))
+    yield from use(services_with_broker_at(free_port() if request.param == "refused" else silent_port))
 
 
 @pytest.fixture
 def store_away() -> Iterator[TestClient]:
     # Built as the composition root builds the real one, so its timeouts and retries are the ones in production.
-    yield from use(Jobs(broker, JobStore(connect_redis(f"redis://127.0.0.1:{free_port()}/0"))))
+    yield from use(services_on(broker, JobStore(connect_redis(f"redis://127.0.0.1:{free_port()}/0"))))
 
 
 def held_messages() -> int:
@@ -108,14 +99,9 @@ def test_with_rabbitmq_away_batch_purge_and_queues_are_503_within_5_seconds(
 
 
 @pytest.fixture
-def dead_letters_away(broker_away: TestClient) -> Iterator[TestClient]:
-    """The dead-letter routes, their RabbitMQ calls going where broker_away's do."""
-    jobs = app.dependency_overrides[provide_jobs]()
-    app.dependency_overrides[provide_dead_jobs] = lambda: DeadJobs(jobs, DeadLetters(jobs.link), store.client)
-    try:
-        yield broker_away
-    finally:
-        app.dependency_overrides.pop(provide_dead_jobs, None)
+def dead_letters_away(broker_away: TestClient) -> TestClient:
+    """The dead-letter routes: broker_away's service object builds its dead letters on the same unreachable link."""
+    return broker_away
 
 
 def test_with_rabbitmq_away_dead_letter_routes_are_503_within_5_seconds(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from service.web.deps import get_queue_control
+from service.bootstrap import services
 from tests.support.api_actors import QUEUE
 from tests.support.graveyard import bury, dead_ids, empty, read_queue
 
@@ -15,7 +15,7 @@ COUNT = int(os.environ.get("DEAD_BENCH_COUNT", "10000"))
 
 def test_a_requeue_of_ten_thousand_dead_letters_and_its_pages() -> None:
     empty(QUEUE)
-    dead = get_queue_control().dead_jobs
+    dead = services().queues.dead
     ids = bury("held", [{"key": f"bench-{i}"} for i in range(COUNT)])
     started = time.perf_counter()
     head = dead.page(QUEUE, 0, 50)

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from service.bootstrap import services
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
-from service.web.deps import get_job_logs
 from tests.support import log_actors
 from tests.support.records import put_record
 from tests.support.web import WebProcess
@@ -56,7 +56,7 @@ def test_the_busy_page_says_when_no_thread_is_busy_and_is_in_the_navigation(clie
 def test_the_job_page_shows_its_lines_escaped(client: httpx.Client, jobs: Jobs, log_worker: WorkerProcess) -> None:
     job_id = jobs.enqueue("chatty", {"lines": 2, "text": XSS}).job_id
     jobs.wait(job_id, timeout_s=20)
-    list(get_job_logs().follow(job_id, timeout_s=10))  # its last lines arrived
+    list(services().job_logs.follow(job_id, timeout_s=10))  # its last lines arrived
     page = client.get(f"/dashboard/jobs/{job_id}")
     assert page.status_code == 200
     assert 'id="logs"' in page.text and "data-live" not in page.text  # finished: nothing to follow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.store.job_store import MinuteCount
+from service.domain.figures import MinuteCount
 from service.web.dashboard.chart import throughput_chart
 
 

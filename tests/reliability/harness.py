@@ -261,11 +261,12 @@ def jobs_through(rabbit_url: str, redis_url: str) -> Jobs:
 
     from service.bootstrap import build_broker, build_store, connect_redis
     from service.settings import get_settings
+    from service.store.pauses import PauseFlags
 
     settings = get_settings().model_copy(update={"rabbitmq_url": rabbit_url, "redis_url": redis_url})
     client = connect_redis(redis_url)
     store = build_store(settings, client)
-    own = build_broker(settings, client, store)
+    own = build_broker(settings, client, store, PauseFlags(client))
     for name in dramatiq.get_broker().get_declared_actors():
         own.declare_actor(dramatiq.get_broker().get_actor(name))
     return Jobs(own, store)

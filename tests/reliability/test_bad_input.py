@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.bootstrap import services
 from service.web import app
-from service.web.deps import get_jobs
 
 pytestmark = [pytest.mark.reliability]
 
-ACTORS = get_jobs().actor_names()
+ACTORS = services().jobs.actor_names()
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5),
@@ -33,7 +33,7 @@ def api() -> Iterator[TestClient]:
 
 def plausible(actor: str) -> st.SearchStrategy[dict[str, Any]]:
     """Objects keyed by the actor's own field names (so validation gets past "field required" to the values)."""
-    fields = list(get_jobs().actor(actor).payload_model.model_fields)
+    fields = list(services().jobs.actor(actor).payload_model.model_fields)
     names = st.sampled_from(fields) | st.text(max_size=10) if fields else st.text(max_size=10)
     return st.dictionaries(names, JSON_VALUES, max_size=len(fields) + 2)
 

@@ -10,10 +10,9 @@ import pytest
 
 from service.bootstrap import redis_client
 from service.domain.states import JobState
+from service.ops.dead_jobs import DeadJobs
 from service.ops.jobs import Jobs, Unavailable
-from service.ops.queues import QueueControl
 from service.rabbit.dead_letters import DeadLetters
-from service.store.pauses import PauseFlags
 from tests.reliability.harness import jobs_through, through, wait_for, worker_env
 from tests.support.fencing_actors import QUEUE, events, fenced_work
 from tests.support.proxy import FaultProxy
@@ -63,14 +62,14 @@ def test_a_dead_letter_leaves_its_queue_only_once_its_copy_is_published(jobs: Jo
         with FaultProxy(5672, name="rabbit") as rabbit:
             # Reading the dead letters works; publishing their copies does not.
             cut_off = jobs_through(through(os.environ["RABBITMQ_URL"], rabbit), os.environ["REDIS_URL"])
-            control = QueueControl(cut_off, PauseFlags(redis_client), dead_letters)
+            dead = DeadJobs(cut_off, dead_letters, redis_client)
             rabbit.down()
             with pytest.raises(Unavailable):
-                control.requeue_dead(QUEUE)
+                dead.requeue(QUEUE)
             assert dead_letters.count(QUEUE) == 1
             assert jobs.get(message.message_id).state is JobState.FAILED  # not left `queued` with no message
 
             rabbit.up()
-            assert control.requeue_dead(QUEUE).requeued == 1
+            assert dead.requeue(QUEUE).requeued == 1
         assert dead_letters.count(QUEUE) == 0
         assert jobs.wait(message.message_id, timeout_s=20).state is JobState.COMPLETED

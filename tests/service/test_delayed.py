@@ -10,8 +10,9 @@ import pytest
 
 from service.bootstrap import redis_client
 from service.domain.clock import now_ms
+from service.domain.errors import UnknownQueue
 from service.domain.states import JobState
-from service.ops.delayed import DelayedJobs, Handled, UnknownQueue
+from service.ops.delayed import DelayedJobs, Handled
 from service.ops.jobs import Jobs
 from tests.support import test_actors
 from tests.support.workers import WorkerProcess

@@ -12,6 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from service.bootstrap import services
 from service.domain.context import JobContext, current_job
 from service.domain.states import JobState
 from service.ops.jobs import JobNotFound, Jobs
@@ -19,7 +20,6 @@ from service.store import keys
 from service.store.job_store import JobStore, Retention
 from service.store.log_store import JobLogStore
 from service.web import app
-from service.web.deps import get_job_logs
 from service.worker.job_log_capture import JobLogCapture
 from tests.support import log_actors
 from tests.support.cli import run_cli, run_jobs
@@ -51,7 +51,7 @@ def run(jobs: Jobs, actor: str, **payload: object) -> str:
 
 def settled(job_id: str) -> list[dict[str, object]]:
     """The job's lines once the last of them arrived (they are written just after the job ends)."""
-    return [line.as_json() for line in get_job_logs().follow(job_id, timeout_s=10)]
+    return [line.as_json() for line in services().job_logs.follow(job_id, timeout_s=10)]
 
 
 def test_the_lines_a_job_logs_are_kept_with_it_in_order(jobs: Jobs, log_worker: WorkerProcess) -> None:
@@ -98,7 +98,7 @@ def test_a_job_that_logs_nothing_keeps_no_lines(jobs: Jobs, log_worker: WorkerPr
     job_id = run(jobs, "quiet")
     loud = run(jobs, "chatty", lines=1)
     assert len(settled(loud)) == 1  # lines of a job that ended after it have arrived
-    assert get_job_logs().page(job_id).lines == []
+    assert services().job_logs.page(job_id).lines == []
     assert jobs.store.client.exists(keys.job_logs(job_id)) == 0  # nothing written: not even an empty list
 
 
@@ -222,4 +222,4 @@ def test_with_redis_away_logging_never_waits_and_the_lost_lines_are_counted() ->
 
 def test_the_service_layer_refuses_an_unknown_job() -> None:
     with pytest.raises(JobNotFound):
-        get_job_logs().page("no-such-job")
+        services().job_logs.page("no-such-job")

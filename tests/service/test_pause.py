@@ -8,19 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.bootstrap import broker, redis_client
+from service.bootstrap import broker, redis_client, services
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
-from service.ops.queues import QueueControl
-from service.rabbit.dead_letters import DeadLetters
-from service.store.pauses import PauseFlags
+from service.ops.queues import Queues
 from tests.support import ops_actors
 from tests.support.workers import WorkerProcess
 
 
 @pytest.fixture
-def control(jobs: Jobs) -> Iterator[QueueControl]:
-    control = QueueControl(jobs, PauseFlags(redis_client), DeadLetters(jobs.link))
+def control() -> Iterator[Queues]:
+    control = services().queues
     yield control
     for queue in ("ops", "ops-other"):
         control.resume(queue)
@@ -48,7 +46,7 @@ def wait_for(check: object, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 def test_pause_stops_two_worker_processes_within_two_seconds_and_resume_runs_every_job_once(
-    jobs: Jobs, control: QueueControl
+    jobs: Jobs, control: Queues
 ) -> None:
     assert ops_actors.ops_step.queue_name == "ops"
     workers = [
@@ -91,9 +89,7 @@ def test_pause_stops_two_worker_processes_within_two_seconds_and_resume_runs_eve
             worker.stop()
 
 
-def test_a_queue_paused_before_the_workers_start_stays_untouched_until_resumed(
-    jobs: Jobs, control: QueueControl
-) -> None:
+def test_a_queue_paused_before_the_workers_start_stays_untouched_until_resumed(jobs: Jobs, control: Queues) -> None:
     control.pause("ops")
     ids = [jobs.enqueue("ops_step", {"key": "cold", "seconds": 0}).job_id for _ in range(5)]
     queues = ["ops", "ops-other"]

@@ -17,13 +17,14 @@ import periodiq
 import pytest
 
 from service.bootstrap import broker, redis_client, schedule_store
+from service.domain.periodic import NEVER, Periodic, is_on, schedule_of
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.ops.schedules import Schedules
 from service.store import keys
 from service.store.schedule_store import UnpublishedTick
 from service.worker import scheduler, schedules
-from service.worker.schedules import Periodic, ScheduleError, TickOutcome
+from service.worker.schedules import ScheduleError, TickOutcome
 from tests.conftest import purge_queues
 from tests.support import periodic_actors
 from tests.support.periodic_actors import QUEUE, runs_key
@@ -60,7 +61,7 @@ def drive(schedulers: list[periodiq.Scheduler], start: datetime, end: datetime) 
 
 
 def tick_id(actor: dramatiq.Actor[..., Any], wall: datetime) -> str:
-    schedule = schedules.schedule_of(actor)
+    schedule = schedule_of(actor)
     assert schedule is not None
     return schedules.tick_job_id(actor.actor_name, schedules.tick_label(schedule, wall))
 
@@ -243,8 +244,8 @@ def test_a_malformed_variable_is_refused_with_its_name_and_the_reason() -> None:
 
 def test_a_schedule_switched_off_is_listed_but_never_scheduled() -> None:
     off = periodic_actors.tick_off
-    assert off.options["periodic"] is schedules.NEVER  # periodiq lists it as "off"; the scheduler never sends it
-    assert str(off.options["periodic"]) == "off" and not schedules.is_on(off)
+    assert off.options["periodic"] is NEVER  # periodiq lists it as "off"; the scheduler never sends it
+    assert str(off.options["periodic"]) == "off" and not is_on(off)
     views = {v.actor: v.as_json() for v in Schedules(broker, schedule_store).list()}
     assert views["tick_off"] == {
         "actor": "tick_off",
@@ -292,7 +293,7 @@ def test_a_tick_claimed_and_never_published_for_longer_than_the_grace_is_recorde
     jobs: Jobs,
 ) -> None:
     tick = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
-    schedule = schedules.schedule_of(EVERY_MINUTE)
+    schedule = schedule_of(EVERY_MINUTE)
     assert schedule is not None
     label = schedules.tick_label(schedule, datetime(2030, 6, 1, 12, 0))
     job_id = schedules.tick_job_id(EVERY_MINUTE.actor_name, label)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 import actors  # noqa: F401  (sets the broker up and declares the real jobs first)
 from service.bootstrap import redis_client
-from service.worker.schedules import Periodic
+from service.domain.periodic import Periodic
 from service.worker.typed_actor import job
 
 QUEUE = "test-periodic"

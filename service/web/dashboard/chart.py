@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from service.store.job_store import MinuteCount
+from service.domain.figures import MinuteCount
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from service.ops.jobs import UnknownQueue
+from service.domain.errors import UnknownQueue
 from service.web.dashboard.pages import render
-from service.web.routes.dead import MAX_OFFSET, DeadJobsDep
+from service.web.deps import DeadJobsDep
+from service.web.routes.dead import MAX_OFFSET
 
 router = APIRouter(include_in_schema=False)
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from service.domain.clock import now_ms
-from service.ops.delayed import Handled, UnknownQueue
+from service.domain.errors import UnknownQueue
+from service.ops.delayed import Handled
 from service.web.dashboard.pages import render
-from service.web.deps import Authorized
-from service.web.routes.delayed import DelayedDep
+from service.web.deps import Authorized, DelayedDep
 
 router = APIRouter(include_in_schema=False)
 

@@ -17,7 +17,7 @@ from service.ops.jobs import JobNotFound
 from service.web.dashboard import actions, attempts, busy, dead, delayed
 from service.web.dashboard.chart import throughput_chart
 from service.web.dashboard.pages import HERE, render
-from service.web.deps import ActivityDep, EventLogDep, JobLogsDep, JobsDep, SchedulesDep
+from service.web.deps import ActivityDep, EventLogDep, JobLogsDep, JobsDep, QueuesDep, SchedulesDep
 from service.web.routes.jobs import CURSOR_PATTERN
 
 router = APIRouter(include_in_schema=False)
@@ -33,12 +33,12 @@ CURSOR = re.compile(CURSOR_PATTERN)
 
 
 @router.get("/")
-def overview(jobs: JobsDep, activity: ActivityDep, events: EventLogDep) -> Response:
+def overview(queues: QueuesDep, activity: ActivityDep, events: EventLogDep) -> Response:
     return render(
         "overview.html",
         {
             "section": "overview",
-            "queues": jobs.queues(),
+            "queues": queues.figures(),
             "chart": throughput_chart(activity.throughput(60)),
             "workers": activity.workers(),
             "events": list(reversed(events.recent(15))),  # newest first, from the lifecycle-event stream

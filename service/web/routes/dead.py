@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from service.domain.states import JobState
-from service.ops.dead_jobs import DeadJobs, RequeueState
+from service.ops.dead_jobs import RequeueState
 from service.web import models
 from service.web.changing import changing
-from service.web.deps import get_queue_control
+from service.web.deps import DeadJobsDep
 from service.web.routes.queues import QUEUE_CHANGE_ERRORS, QueueName
 
 router = APIRouter(prefix="/queues", tags=["dead letters"])
@@ -20,13 +20,6 @@ router = APIRouter(prefix="/queues", tags=["dead letters"])
 MAX_OFFSET = 60_000
 MAX_PAGE = 500
 MAX_IDS = 1_000
-
-
-async def provide_dead_jobs() -> DeadJobs:
-    return get_queue_control().dead_jobs
-
-
-DeadJobsDep = Annotated[DeadJobs, Depends(provide_dead_jobs)]
 
 
 class DeadMessage(models.ServiceView):

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
-from service.ops.delayed import DelayedJobs
 from service.web import models
 from service.web.changing import changing
-from service.web.deps import get_jobs
+from service.web.deps import DelayedDep
 from service.web.routes.queues import QUEUE_CHANGE_ERRORS, QueueName
 
 router = APIRouter(prefix="/queues", tags=["queues"])
 
 #: Job ids one request may name; "all" (no body, or no `jobIds`) has no limit.
 MAX_JOB_IDS = 1000
-
-
-@lru_cache(maxsize=1)
-def get_delayed() -> DelayedJobs:
-    return DelayedJobs(get_jobs())
-
-
-async def provide_delayed() -> DelayedJobs:
-    return get_delayed()
-
-
-DelayedDep = Annotated[DelayedJobs, Depends(provide_delayed)]
 
 
 class DelayedJobView(models.ServiceView):

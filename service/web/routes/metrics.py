@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from service.ops.metrics import JobMetrics
-from service.web.deps import JobsDep
+from service.web.deps import MetricsDep
 
 router = APIRouter(tags=["operations"])
 
@@ -20,5 +19,5 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
     summary="Queue depth, jobs by state, totals and run times, for Prometheus",
 )
-def metrics(jobs: JobsDep) -> Response:
-    return Response(JobMetrics(jobs).render(), media_type=CONTENT_TYPE)
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

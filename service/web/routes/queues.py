@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 
 from service.web import models
 from service.web.changing import changing
-from service.web.deps import JobsDep, QueueControlDep
+from service.web.deps import QueuesDep
 
 router = APIRouter(prefix="/queues", tags=["queues"])
 
@@ -19,8 +19,8 @@ QUEUE_CHANGE_ERRORS = {**models.not_found("Unknown queue"), **models.INVALID, **
 
 
 @router.get("", response_model=list[models.QueueFigures], responses=models.UNAVAILABLE, summary="Every queue")
-def list_queues(jobs: JobsDep) -> list[models.QueueFigures]:
-    return [models.QueueFigures.model_validate(figures) for figures in jobs.queues()]
+def list_queues(queues: QueuesDep) -> list[models.QueueFigures]:
+    return [models.QueueFigures.model_validate(figures, from_attributes=True) for figures in queues.figures()]
 
 
 @changing(
@@ -30,8 +30,8 @@ def list_queues(jobs: JobsDep) -> list[models.QueueFigures]:
     QUEUE_CHANGE_ERRORS,
     "Empty a queue and its delay queue; their waiting jobs end cancelled",
 )
-def purge_queue(name: QueueName, jobs: JobsDep) -> models.Purged:
-    return models.Purged.model_validate(jobs.purge(name))
+def purge_queue(name: QueueName, queues: QueuesDep) -> models.Purged:
+    return models.Purged.model_validate(queues.purge(name), from_attributes=True)
 
 
 @changing(
@@ -41,8 +41,8 @@ def purge_queue(name: QueueName, jobs: JobsDep) -> models.Purged:
     QUEUE_CHANGE_ERRORS,
     "Workers stop starting jobs from the queue within seconds; its messages stay in RabbitMQ",
 )
-def pause_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused:
-    control.pause(name)
+def pause_queue(name: QueueName, queues: QueuesDep) -> models.QueuePaused:
+    queues.pause(name)
     return models.QueuePaused(queue=name, paused=True)
 
 
@@ -53,6 +53,6 @@ def pause_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused
     QUEUE_CHANGE_ERRORS,
     "Workers start jobs from the queue again, where they left off",
 )
-def resume_queue(name: QueueName, control: QueueControlDep) -> models.QueuePaused:
-    control.resume(name)
+def resume_queue(name: QueueName, queues: QueuesDep) -> models.QueuePaused:
+    queues.resume(name)
     return models.QueuePaused(queue=name, paused=False)
