@@ -131,7 +131,9 @@ class Queues:
                         break  # nothing left that a cancel would move (a record changed under us): stop, never spin
                     seen.update(page)
                     for job_id in page:
-                        cancelled += self.store.cancel(job_id, waiting_only=True, reason="purged") is CancelOutcome.CANCELLED
+                        cancelled += (
+                            self.store.cancel(job_id, waiting_only=True, reason="purged") is CancelOutcome.CANCELLED
+                        )
         return cancelled
 
     # -- failed jobs -----------------------------------------------------------------------------------------
