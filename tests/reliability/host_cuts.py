@@ -108,12 +108,16 @@ def host_worker(servers: Servers, host: Host, *, threads: int) -> WorkerProcess:
 
 
 class ApiSender:
-    """POST /jobs/tally from a thread, through the real app on a service layer of its own: `burst` jobs at a time,
-    a burst every `every_s`, so some hosts start several jobs together."""
+    """POST /jobs/tally from a thread, through the real app on a service layer of its own: `burst` jobs at a time, a
+    burst every `every_s`; every `long_every`-th job runs `long_ms` instead of `ms`."""
 
-    def __init__(self, jobs: Jobs, run: str, *, ms: int, burst: int, every_s: float) -> None:
+    def __init__(
+        self, jobs: Jobs, run: str, *, ms: int, burst: int, every_s: float, long_every: int = 0, long_ms: int = 0
+    ) -> None:
         self.jobs, self.run, self.ms, self.burst, self.every_s = jobs, run, ms, burst, every_s
+        self.long_every, self.long_ms = long_every, long_ms
         self.sent: dict[str, float] = {}  #: job id -> when its 202 came
+        self.ms_of: dict[str, int] = {}  #: job id -> how long it runs
         self.answers: Counter[int] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._send, name="api-sender", daemon=True)
@@ -123,13 +127,17 @@ class ApiSender:
         return self
 
     def _send(self) -> None:
+        n = 0
         with api_using(self.jobs) as api:
             while not self._stop.is_set():
                 for _ in range(self.burst):
-                    response = api.post("/jobs/tally", json={"run": self.run, "ms": self.ms})
+                    n += 1
+                    ms = self.long_ms if self.long_every and n % self.long_every == 0 else self.ms
+                    response = api.post("/jobs/tally", json={"run": self.run, "ms": ms})
                     self.answers[response.status_code] += 1
                     if response.status_code == 202:
-                        self.sent[response.json()["jobId"]] = time.time()
+                        job_id = response.json()["jobId"]
+                        self.sent[job_id], self.ms_of[job_id] = time.time(), ms
                 self._stop.wait(self.every_s)
 
     def stop(self) -> None:
@@ -142,7 +150,6 @@ class SenderProcess:
     """`actor.send()` in a process of its own (tests/support/tally_sender.py), one job every `pause_s`."""
 
     def __init__(self, servers: Servers, run: str, *, ms: int, pause_s: float) -> None:
-        self.ms = ms
         folder = Path(tempfile.mkdtemp(prefix="tally-sender-"))
         self.stop_file, self.log = folder / "stop", folder / "sent.log"
         command = [sys.executable, "-m", "tests.support.tally_sender", run, str(ms), str(pause_s), str(self.stop_file)]
@@ -185,7 +192,14 @@ class Cut:
     #: per held job: seconds from the cut until its execution on the cut host stopped
     stopped_s: dict[str, float] = field(default_factory=dict)
     rejoined_s: float | None = None  #: from the heal until the host's worker started a job again
-    completed_after_heal: int = 0  #: jobs the host's worker completed after the heal (counted at the end)
+    completed_after_heal: int = 0  #: jobs the host's worker started after the heal and completed
+
+    def describe(self) -> str:
+        return (
+            f"host {self.host} cut for {self.healed_at - self.at:.0f} s holding {len(self.held)} jobs mid-run: "
+            f"stopped after {spread(list(self.stopped_s.values()))}, taken over after "
+            f"{spread(list(self.taken_over_s.values()))}; rejoined {spread([self.rejoined_s or 0.0])} after the heal"
+        )
 
 
 @dataclass
@@ -274,14 +288,17 @@ class HostCuts:
         api_every_s: float,
         sender_pause_s: float,
         sender_ms: int | None = None,
+        long_every: int = 0,
+        long_ms: int = 0,
     ) -> None:
         self.servers = servers
         self.run = uuid.uuid4().hex[:8]
         self.tally = servers.tally
         self.jobs = jobs_through(servers.rabbit.url, servers.redis.url)
         self.workers = [host_worker(servers, host, threads=threads) for host in servers.network.hosts]
-        self.ms = ms
-        self.api = ApiSender(self.jobs, self.run, ms=ms, burst=api_burst, every_s=api_every_s)
+        self.api = ApiSender(
+            self.jobs, self.run, ms=ms, burst=api_burst, every_s=api_every_s, long_every=long_every, long_ms=long_ms
+        )
         self.sender_ms = sender_ms if sender_ms is not None else ms
         self.sender_pause_s = sender_pause_s
         self.sender: SenderProcess | None = None
@@ -324,7 +341,7 @@ class HostCuts:
         return pids[0]
 
     def ms_of(self, job_id: str) -> int:
-        return self.ms if job_id in self.api.sent else self.sender_ms
+        return self.api.ms_of.get(job_id, self.sender_ms)
 
     def done_count(self) -> int:
         return int(self.tally.llen(tally_key(self.run, "done")))
@@ -401,6 +418,16 @@ class HostCuts:
 
         back = wait_for(rejoined, timeout=90, poll=0.1)
         assert back is not None, f"host {index}'s worker ran nothing within 90 s of the heal:\n{self.worker_log(index)}"
+
+        def completed_after_heal() -> bool:
+            executions = self.executions().values()
+            cut.completed_after_heal = sum(
+                1 for runs in executions for e in runs if e.pid == pid and e.completed and e.started > cut.healed_at
+            )
+            return cut.completed_after_heal > 0
+
+        done = wait_for(completed_after_heal, timeout=60, poll=0.2)
+        assert done is not None, f"host {index}'s worker completed nothing after the heal:\n{self.worker_log(index)}"
         assert self.pid_of(index) == pid, "the host's worker was replaced, not rejoined"
         return cut
 
@@ -427,6 +454,7 @@ class HostCuts:
             if state != "completed"
         ]
         notes = [
+            *(cut.describe() for cut in self.cuts),
             f"API answers {dict(self.api.answers)}; actor.send() confirmed {len(by_sender)}, gave up {gave_up}",
             f"all final {drained_s:.0f} s after sending stopped",
         ]
