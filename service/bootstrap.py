@@ -23,7 +23,7 @@ from service.store.log_store import JobLogStore
 from service.store.pauses import PauseFlags
 from service.store.redis_config import warn_if_unsafe
 from service.store.schedule_store import ScheduleStore
-from service.worker import progress, schedules
+from service.worker import progress, ticks
 from service.worker.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.worker.job_log_capture import JobLogCapture
 from service.worker.metrics import WorkerMetrics
@@ -168,7 +168,7 @@ store = build_store(settings, redis_client)
 progress.bind_store(store)
 schedule_store = ScheduleStore(redis_client)
 log_store = build_log_store(settings, redis_client)
-schedules.bind_store(schedule_store)
+ticks.bind_store(schedule_store)
 pauses = PauseFlags(redis_client)  # the one set of pause flags: workers read them, the service layer sets them
 broker = build_broker(settings, redis_client, store, pauses)
 dramatiq.set_broker(broker)

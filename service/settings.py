@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    #: Cron (service/worker/schedules.py): how late a missed tick may still run, and the zone cron expressions are
+    #: Cron (service/worker/ticks.py): how late a missed tick may still run, and the zone cron expressions are
     #: read in.
     schedule_misfire_grace_s: int = Field(300, ge=0)
     schedule_timezone: str = "UTC"

@@ -43,6 +43,18 @@ def lease_value(holder: str, token: int) -> str:
 
 
 @dataclass(frozen=True)
+class Reopened:
+    """What reopen.lua did: the job's new run when it was put back to queued, or why it was not."""
+
+    run: int | None  #: the new run number, when reopened
+    blocked_by: str | None = None  #: the state that kept it from reopening ("missing" when there is no record)
+
+    @property
+    def reopened(self) -> bool:
+        return self.run is not None
+
+
+@dataclass(frozen=True)
 class Retention:
     completed_s: int = 86_400
     completed_count: int = 1000
@@ -285,10 +297,10 @@ class JobStore:
         args.append(reason)
         return CancelOutcome(self._cancel(keys=scripts.LAYOUT, args=args))
 
-    def reopen(self, job_id: str) -> tuple[bool, str]:
-        """Put a failed or cancelled job back to queued. Returns (reopened, new run or the blocking state)."""
+    def reopen(self, job_id: str) -> Reopened:
+        """Put a failed or cancelled job back to queued, as its next run."""
         ok, value = self._reopen(keys=scripts.LAYOUT, args=[job_id, iso_from_ms(now_ms())])
-        return bool(ok), str(value)
+        return Reopened(run=int(value)) if ok else Reopened(run=None, blocked_by=str(value))
 
     def discard(self, job_id: str) -> bool:
         """Remove a record that never started; used when its message could not be published."""
