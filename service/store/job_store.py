@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from service.domain.clock import iso_from_ms, now_ms
-from service.domain.states import JobState
+from service.domain.states import FINAL_STATES, JobState
 from service.settings import Settings
 from service.store import keys
 from service.store.script_batcher import ScriptBatcher
@@ -133,7 +133,13 @@ class JobStore:
     """All reads and writes of job records. Transitions run as Lua scripts, so each is atomic."""
 
     def __init__(
-        self, client: redis.Redis, retention: Retention | None = None, *, events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+        self,
+        client: redis.Redis,
+        retention: Retention | None = None,
+        *,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        replicas_to_wait: int = 0,
+        replica_wait_ms: int = 500,
     ) -> None:
         self.client = client
         self.retention = retention or Retention()
@@ -142,9 +148,12 @@ class JobStore:
         self._transition = client.register_script(self._script("transition"))
         #: transition.lua's arguments before the groups: the key prefix and the retention
         self._transition_head: list[str | int] = [keys.PREFIX, *self.retention.args()]
+        #: A final state is written before its job's message is acknowledged: with `replicas_to_wait`
+        #: (REDIS_WAIT_REPLICAS), only once that many replicas have it, so a failover cannot take it back.
         self._transitions = ScriptBatcher(
-            client, self._transition, head=self._transition_head, result_width=TRANSITION_RESULT_WIDTH
-        )
+            client, self._transition, head=self._transition_head, result_width=TRANSITION_RESULT_WIDTH,
+            wait_replicas=replicas_to_wait, wait_timeout_ms=replica_wait_ms,
+        )  # fmt: skip
         self._progress = client.register_script(self._script("progress"))
         self._cancel = client.register_script(self._script("cancel"))
         self._reopen = client.register_script(self._script("reopen"))
@@ -180,7 +189,7 @@ class JobStore:
         that of the attempt that published the message. Refused ("fenced") when the record's token is another."""
         asked_at = time.monotonic()
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
-        applied, state_after, number, current = self._transitions.call(args)
+        applied, state_after, number, current = self._transitions.call(args, durable=state in FINAL_STATES)
         number, current = int(number), int(current)
         if state_after == "running":
             return Transition(False, "running", lease_left_ms=number, token=current, asked_at=asked_at)

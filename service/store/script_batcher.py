@@ -13,12 +13,19 @@ Only one thread sends at a time, so the batcher keeps one connection of its own 
 client path (pool, retry and instrumentation layers) cost several times the CPU of the write itself. A failed round
 trip closes the connection, gives it back to the pool and raises to its callers, who decide whether to try again;
 the next round trip takes one from the pool again, so an outage of any length never uses up the pool.
+
+A call may ask to be durable (a job's final outcome, written before its message is acknowledged): a round trip with
+one such call waits, after the script, until `wait_replicas` replicas have this connection's writes (Redis WAIT, at
+most `wait_timeout_ms`), so a failover that promotes a replica cannot set the outcome back once RabbitMQ has
+forgotten the message. Too few in time: the callers go on, and a warning says so (at most one every 10 s).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,14 +33,19 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+logger = logging.getLogger(__name__)
+
 Args = Sequence[str | int | float]
+#: A short WAIT is logged at most this often.
+WARN_EVERY_S = 10.0
 
 
 class _Call:
-    __slots__ = ("args", "error", "finished", "result", "wake")
+    __slots__ = ("args", "durable", "error", "finished", "result", "wake")
 
-    def __init__(self, args: Args) -> None:
+    def __init__(self, args: Args, durable: bool) -> None:
         self.args = args
+        self.durable = durable
         # A lock taken now and released once to wake the caller: a third of an Event's cost, on every job's write.
         self.wake = threading.Lock()
         self.wake.acquire()
@@ -44,13 +56,25 @@ class _Call:
 
 class ScriptBatcher:
     def __init__(
-        self, client: redis.Redis, script: Script, *, head: Args, result_width: int, max_batch: int = 64
+        self,
+        client: redis.Redis,
+        script: Script,
+        *,
+        head: Args,
+        result_width: int,
+        max_batch: int = 64,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.pool = client.connection_pool
         self.script = script
         self.head = list(head)  #: the arguments every call shares, sent once before the groups
         self.result_width = result_width
         self.max_batch = max_batch
+        self.wait_replicas = wait_replicas  #: 0: durable calls do not wait (REDIS_WAIT_REPLICAS)
+        self.wait_timeout_ms = wait_timeout_ms
+        self.short_waits = 0  #: round trips whose WAIT heard from fewer replicas than asked
+        self._warn_at = 0.0
         self._reset()
         os.register_at_fork(after_in_child=self._reset)  # a lock held by a thread that is gone would never open
 
@@ -60,9 +84,10 @@ class ScriptBatcher:
         self._in_flight = False  # some thread is sending, or has been chosen to send next
         self._connection: Any = None  # used only by the thread that sends
 
-    def call(self, args: Args) -> list[Any]:
-        """Run the script for one group of arguments; returns that group's results."""
-        call = _Call(args)
+    def call(self, args: Args, *, durable: bool = False) -> list[Any]:
+        """Run the script for one group of arguments; returns that group's results. `durable`: only once replicas
+        have it too (see the module's docstring)."""
+        call = _Call(args, durable)
         with self._lock:
             self._waiting.append(call)
             send_now = not self._in_flight
@@ -82,7 +107,7 @@ class ScriptBatcher:
             flat: list[Any] = list(self.head)
             for call in batch:
                 flat.extend(call.args)
-            results = self._evalsha(flat)
+            results = self._evalsha(flat, durable=any(call.durable for call in batch))
             width = self.result_width
             for n, call in enumerate(batch):
                 call.result = results[n * width : (n + 1) * width]
@@ -96,7 +121,7 @@ class ScriptBatcher:
                     call.wake.release()
             self._hand_on()
 
-    def _evalsha(self, args: list[Any]) -> list[Any]:
+    def _evalsha(self, args: list[Any], *, durable: bool = False) -> list[Any]:
         if self._connection is None:
             # Taken from the pool and kept while it works; get_connection gives it back itself if it cannot connect.
             self._connection = self.pool.get_connection()
@@ -108,6 +133,8 @@ class ScriptBatcher:
                 self._connection.send_command("SCRIPT", "LOAD", self.script.script)
                 self.script.sha = self._connection.read_response()
                 result = self._command(args)
+            if durable and self.wait_replicas:
+                self._wait_for_replicas()
             failed = False
             return result
         finally:
@@ -120,6 +147,20 @@ class ScriptBatcher:
         self._connection.send_command("EVALSHA", self.script.sha, 0, *args)
         result: list[Any] = self._connection.read_response()
         return result
+
+    def _wait_for_replicas(self) -> None:
+        self._connection.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        acknowledged = int(self._connection.read_response())
+        if acknowledged >= self.wait_replicas:
+            return
+        self.short_waits += 1
+        if time.monotonic() >= self._warn_at:
+            self._warn_at = time.monotonic() + WARN_EVERY_S
+            logger.warning(
+                "job outcomes acknowledged with %d of %d replicas having them after %d ms (REDIS_WAIT_REPLICAS): a"
+                " failover now could set them back (%d such round trips so far)",
+                acknowledged, self.wait_replicas, self.wait_timeout_ms, self.short_waits,
+            )  # fmt: skip
 
     def _hand_on(self) -> None:
         """The next waiting caller sends what has queued up meanwhile; with none waiting, the next to come will."""

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from service.bootstrap import broker, connect_redis
+from service.bootstrap import broker
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.ops.queues import QueueControl
 from service.rabbit.dead_letters import DeadLetters
 from service.store import keys
+from service.store.connection import connect_redis
 from service.store.job_store import JobStore
 from service.store.pauses import PauseFlags
 from service.web import app

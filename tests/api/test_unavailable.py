@@ -12,10 +12,11 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.bootstrap import broker, connect_redis, store
+from service.bootstrap import broker, store
 from service.ops.jobs import Jobs
 from service.rabbit.link import RabbitLink
 from service.store import keys
+from service.store.connection import connect_redis
 from service.store.job_store import JobStore
 from service.web import app
 from service.web.deps import provide_jobs

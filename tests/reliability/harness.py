@@ -259,8 +259,9 @@ def jobs_through(rabbit_url: str, redis_url: str) -> Jobs:
     """A service layer of its own (as the API process has) whose connections run where the URLs point."""
     import dramatiq
 
-    from service.bootstrap import build_broker, build_store, connect_redis
+    from service.bootstrap import build_broker, build_store
     from service.settings import get_settings
+    from service.store.connection import connect_redis
 
     settings = get_settings().model_copy(update={"rabbitmq_url": rabbit_url, "redis_url": redis_url})
     client = connect_redis(redis_url)

@@ -7,9 +7,10 @@
 --       token ('' for none)
 -- The fencing token of an attempt is the record's `attempts` after its "active": every start, takeovers included,
 -- gets a new one, and the lease's value carries it ("<holder>/<token>", see renew_leases.lua). A write given a token
--- is refused with state "fenced" when the record's token is another one, so an attempt that was taken over can never
--- record its outcome. For "active" the token is that of the attempt that published the message (a retry): a retry
--- published by an attempt that had been taken over never starts.
+-- is refused with state "fenced" when the record's token is a later one, so an attempt that was taken over can never
+-- record its outcome; an earlier one means the record was set back by a failover, and the write is taken. For
+-- "active" the token is that of the attempt that published the message (a retry): a retry published by an attempt
+-- that had been taken over never starts.
 -- Returns, per transition, {applied, state after, n, token}: for "active", n is how often this same attempt had
 -- started before (its worker died mid-run), so a job that kills its worker every time can be stopped; for "running"
 -- (this attempt is already running under a live lease: a redelivery after a broker blip), n is the ms left on that
@@ -58,9 +59,14 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
       end
     end
     if token ~= nil then
-      if state ~= 'active' then
-        if token ~= attempts then return {0, 'fenced', 0, attempts} end
-      elseif run == cur_run and retries > cur_retries and token ~= attempts then
+      if token > attempts then
+        -- The record is behind the attempt writing: a failover promoted a replica that had not received its
+        -- "active" yet (replication is asynchronous). The attempt did start, so it counts; no later one can exist.
+        attempts = token
+        updates['attempts'] = token
+      elseif state ~= 'active' then
+        if token < attempts then return {0, 'fenced', 0, attempts} end
+      elseif run == cur_run and retries > cur_retries and token < attempts then
         return {0, 'fenced', 0, attempts}
       end
     end
