@@ -67,8 +67,9 @@ class Settings(BaseSettings):
     #: they know it by. REDIS_URL (or the four above) then gives only the password, the database and TLS.
     redis_sentinels: Annotated[list[str], NoDecode, AfterValidator(_check_sentinels)] = []
     redis_sentinel_master: str = ""
-    #: Before a job's final outcome is acknowledged, wait until this many replicas have it (Redis WAIT), for at most
-    #: REDIS_WAIT_TIMEOUT_MS; then acknowledge anyway, with a warning. Unset: 1 with REDIS_SENTINELS, else 0 (off).
+    #: A job's message is acknowledged only once this many replicas have its final outcome (Redis WAIT, at most
+    #: REDIS_WAIT_TIMEOUT_MS a try; short, the outcome is written again as through an outage and the message waits).
+    #: Unset: 1 with REDIS_SENTINELS, else 0 (off). See the README's "Redis with Sentinel".
     redis_wait_replicas: int | None = Field(None, ge=0, le=100)
     #: At most 4 s: under the client's 5 s socket timeout (service/store/connection.py).
     redis_wait_timeout_ms: int = Field(500, ge=1, le=4000)

@@ -17,7 +17,9 @@ the next round trip takes one from the pool again, so an outage of any length ne
 A call may ask to be durable (a job's final outcome, written before its message is acknowledged): a round trip with
 one such call waits, after the script, until `wait_replicas` replicas have this connection's writes (Redis WAIT, at
 most `wait_timeout_ms`), so a failover that promotes a replica cannot set the outcome back once RabbitMQ has
-forgotten the message. Too few in time: the callers go on, and a warning says so (at most one every 10 s).
+forgotten the message. Too few in time: each durable call of the round trip raises NotReplicated, a ConnectionError,
+so its caller tries again as through an outage (the transition is idempotent; the WAIT comes with it) and the
+message stays unacknowledged meanwhile; the other calls of the round trip get their results.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ logger = logging.getLogger(__name__)
 Args = Sequence[str | int | float]
 #: A short WAIT is logged at most this often.
 WARN_EVERY_S = 10.0
+
+
+class NotReplicated(redis.ConnectionError):
+    """A durable write reached fewer replicas than asked in time: not safe yet, try again (see the module)."""
 
 
 class _Call:
@@ -107,10 +113,12 @@ class ScriptBatcher:
             flat: list[Any] = list(self.head)
             for call in batch:
                 flat.extend(call.args)
-            results = self._evalsha(flat, durable=any(call.durable for call in batch))
+            results, short = self._evalsha(flat, durable=any(call.durable for call in batch))
             width = self.result_width
             for n, call in enumerate(batch):
                 call.result = results[n * width : (n + 1) * width]
+                if short is not None and call.durable:
+                    call.error = short
         except BaseException as error:  # every caller of this round trip sees its failure, and may try again
             for call in batch:
                 call.error = error
@@ -121,7 +129,8 @@ class ScriptBatcher:
                     call.wake.release()
             self._hand_on()
 
-    def _evalsha(self, args: list[Any], *, durable: bool = False) -> list[Any]:
+    def _evalsha(self, args: list[Any], *, durable: bool = False) -> tuple[list[Any], NotReplicated | None]:
+        """The script's results, and why they are not durable yet (when a durable call asked for replicas)."""
         if self._connection is None:
             # Taken from the pool and kept while it works; get_connection gives it back itself if it cannot connect.
             self._connection = self.pool.get_connection()
@@ -133,10 +142,9 @@ class ScriptBatcher:
                 self._connection.send_command("SCRIPT", "LOAD", self.script.script)
                 self.script.sha = self._connection.read_response()
                 result = self._command(args)
-            if durable and self.wait_replicas:
-                self._wait_for_replicas()
+            short = self._wait_for_replicas() if durable and self.wait_replicas else None
             failed = False
-            return result
+            return result, short
         finally:
             if failed:  # back to the pool, closed (mid-reply its state is unknown): a failure never costs a slot
                 connection, self._connection = self._connection, None
@@ -148,19 +156,18 @@ class ScriptBatcher:
         result: list[Any] = self._connection.read_response()
         return result
 
-    def _wait_for_replicas(self) -> None:
+    def _wait_for_replicas(self) -> NotReplicated | None:
         self._connection.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
         acknowledged = int(self._connection.read_response())
         if acknowledged >= self.wait_replicas:
-            return
+            return None
         self.short_waits += 1
+        why = (f"only {acknowledged} of {self.wait_replicas} replicas had the write after {self.wait_timeout_ms} ms"
+               " (REDIS_WAIT_REPLICAS)")  # fmt: skip
         if time.monotonic() >= self._warn_at:
             self._warn_at = time.monotonic() + WARN_EVERY_S
-            logger.warning(
-                "job outcomes acknowledged with %d of %d replicas having them after %d ms (REDIS_WAIT_REPLICAS): a"
-                " failover now could set them back (%d such round trips so far)",
-                acknowledged, self.wait_replicas, self.wait_timeout_ms, self.short_waits,
-            )  # fmt: skip
+            logger.warning("job outcomes not acknowledged yet: %s; %d such round trips so far", why, self.short_waits)
+        return NotReplicated(why)
 
     def _hand_on(self) -> None:
         """The next waiting caller sends what has queued up meanwhile; with none waiting, the next to come will."""
