@@ -9,13 +9,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.netns_hosts import Host
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "ready for action"
 
 
 class WorkerProcess:
-    """`dramatiq service.actors tests.support.test_actors` with its own log file."""
+    """`dramatiq service.actors tests.support.test_actors` with its own log file; inside a namespace `host` if given
+    (its `env` must then name servers on the hosts' network address)."""
 
     def __init__(
         self,
@@ -26,6 +31,7 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
         modules: list[str] | None = None,
+        host: Host | None = None,
     ) -> None:
         self.processes = processes
         self.command = [
@@ -43,6 +49,8 @@ class WorkerProcess:
         ]
         if queues:
             self.command += ["--queues", *queues]
+        if host is not None:
+            self.command = host.command(self.command)
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = Path(tempfile.mkstemp(prefix="worker-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
