@@ -9,10 +9,12 @@ was demoted meanwhile answers READONLY, which redis-py turns into a ConnectionEr
 to every caller a failover looks like a short outage (retried by the status middleware, or the job waits, as
 service/worker/hook_failures.py says), and the next try writes to the new primary.
 
-Scripts: the script cache is not replicated, so a promoted replica knows none of them (NOSCRIPT). A script called
-alone loads itself again (redis-py's Script), as the script batcher does (service/store/script_batcher.py); a
-pipeline loads its scripts once before its first try only, so ScriptPipeline loads them again on every retry, which
-may be on a new primary.
+No client retries on its own (`retry` below): the caller decides, as for any outage. That also keeps scripts right
+after a failover. The script cache is not replicated, so a promoted replica knows none of them (NOSCRIPT): a script
+called alone loads itself again (redis-py's Script), as the script batcher does (service/store/script_batcher.py);
+a pipeline makes sure of its scripts (SCRIPT EXISTS, SCRIPT LOAD) and then runs on that same connection, so it
+could meet NOSCRIPT only if a retry took it to another server in between. Without retries, a connection lost there
+fails the call, and the caller's next try loads the scripts where it runs.
 """
 
 from __future__ import annotations
@@ -21,64 +23,30 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from redis.client import Pipeline
+from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from service.settings import Settings
 
-#: Connect fast, wait a little for an answer, check an idle connection before using it, and let the caller decide
-#: about timeouts (a write that timed out may have been applied).
+#: Connect fast, wait a little for an answer, check an idle connection before using it, and never try again inside
+#: the client: the caller decides (a write that timed out may have been applied; a pipeline must not be retried on
+#: another server, see above).
 CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
     "health_check_interval": 15,
     "retry_on_timeout": False,
+    "retry": Retry(NoBackoff(), 0),
 }
 #: How the client talks to the Sentinels themselves: a dead Sentinel is skipped within a second.
 SENTINEL_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 
-class ScriptPipeline(Pipeline):
-    """A pipeline that makes sure its scripts are on the server before each try, not only before the first.
-
-    redis-py loads a pipeline's scripts (SCRIPT EXISTS, then SCRIPT LOAD of the missing) before it sends the pipeline,
-    then retries the pipeline on a connection error by reconnecting: after a failover the retry lands on a new
-    primary that has none of them, and its EVALSHAs would fail with NOSCRIPT."""
-
-    _tries = 0
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        self._tries = 0
-        result: list[Any] = super().execute(raise_on_error)
-        return result
-
-    def _scripts_again(self) -> None:
-        if self._tries and self.scripts:
-            self.load_scripts()  # type: ignore[no-untyped-call]  # on self.connection: the one this try runs on
-        self._tries += 1
-
-    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: Any) -> list[Any]:
-        self._scripts_again()
-        result: list[Any] = super()._execute_transaction(connection, commands, raise_on_error)
-        return result
-
-    def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: Any) -> list[Any]:
-        self._scripts_again()
-        result: list[Any] = super()._execute_pipeline(connection, commands, raise_on_error)  # type: ignore[no-untyped-call]
-        return result
-
-
-class ServiceRedis(redis.Redis):
-    """redis.Redis whose pipelines are ScriptPipelines."""
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> ScriptPipeline:
-        return ScriptPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-
-
 def connect_redis(url: str, *, decode_responses: bool = True) -> redis.Redis:
     """A client of the one Redis at `url`."""
-    return ServiceRedis.from_url(url, decode_responses=decode_responses, **CLIENT_OPTIONS)
+    return redis.Redis.from_url(url, decode_responses=decode_responses, **CLIENT_OPTIONS)
 
 
 def sentinel_address(address: str) -> tuple[str, int]:
@@ -98,7 +66,7 @@ def primary_through_sentinels(
     addresses = [sentinel_address(a) for a in sentinels]
     sentinel = Sentinel(addresses, sentinel_kwargs=dict(SENTINEL_OPTIONS))  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        master, redis_class=ServiceRedis, decode_responses=decode_responses, **{**CLIENT_OPTIONS, **options}
+        master, decode_responses=decode_responses, **{**CLIENT_OPTIONS, **options}
     )
     return client
 
