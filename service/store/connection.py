@@ -44,6 +44,20 @@ CLIENT_OPTIONS: dict[str, Any] = {
 SENTINEL_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 
+class FollowingSentinel(Sentinel):
+    """redis-py's Sentinel, that does not take the primary from a Sentinel in the middle of a failover.
+
+    redis-py reads SENTINEL MASTERS from the first Sentinel that answers; the Sentinel leading a failover still lists
+    the old primary there (not as down, when it was demoted alive) until the failover ends, seconds later, while
+    every other Sentinel already names the new one. Taken from it, connections would go back to the demoted primary
+    and meet READONLY again and again."""
+
+    def check_master_state(self, state: dict[str, Any], service_name: str) -> bool:
+        if "failover_in_progress" in str(state.get("flags", "")).split(","):
+            return False
+        return bool(super().check_master_state(state, service_name))  # type: ignore[no-untyped-call]
+
+
 def connect_redis(url: str, *, decode_responses: bool = True) -> redis.Redis:
     """A client of the one Redis at `url`."""
     return redis.Redis.from_url(url, decode_responses=decode_responses, **CLIENT_OPTIONS)
@@ -64,7 +78,7 @@ def primary_through_sentinels(
     if options.pop("connection_class", None) is SSLConnection or urlsplit(url).scheme == "rediss":
         options["ssl"] = True  # the Sentinel pool picks its TLS connection class from this
     addresses = [sentinel_address(a) for a in sentinels]
-    sentinel = Sentinel(addresses, sentinel_kwargs=dict(SENTINEL_OPTIONS))  # type: ignore[no-untyped-call]
+    sentinel = FollowingSentinel(addresses, sentinel_kwargs=dict(SENTINEL_OPTIONS))  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         master, decode_responses=decode_responses, **{**CLIENT_OPTIONS, **options}
     )

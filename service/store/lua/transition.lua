@@ -31,6 +31,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
   local actor, score, cur_state, queue
   local updates = {state = state, run = run, retries = retries, updatedAt = now_iso}
   local attempts, restarts_before = tonumber(cur[9] or '0'), tonumber(cur[10] or '0')
+  local set_back = false  -- the record lost this attempt's "active" in a failover: its lease may be held still
   if not cur[1] then
     if create == '' then return {0, 'missing', 0, 0} end
     local fields = cjson.decode(create)
@@ -62,7 +63,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
       if token > attempts then
         -- The record is behind the attempt writing: a failover promoted a replica that had not received its
         -- "active" yet (replication is asynchronous). The attempt did start, so it counts; no later one can exist.
-        attempts = token
+        attempts, set_back = token, true
         updates['attempts'] = token
       elseif state ~= 'active' then
         if token < attempts then return {0, 'fenced', 0, attempts} end
@@ -108,9 +109,11 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     end
     -- Taken in the same step as "active", so two deliveries of one attempt can never both start it.
     if holder ~= '' then redis.call('SET', lease_key, holder .. '/' .. attempts, 'PX', lease_ms) end
-  elseif cur_state == 'active' then
+  elseif cur_state == 'active' or set_back then
     redis.call('DEL', lease_key)
-    if cur[7] then later.observe_run(actor, queue, math.max(0, now_ms - tonumber(cur[7])) / 1000) end
+    if cur[7] and cur_state == 'active' then
+      later.observe_run(actor, queue, math.max(0, now_ms - tonumber(cur[7])) / 1000)
+    end
   end
   if set['lastError'] then entry['error'] = set['lastError'] end
   if RANK[state] == 2 then
