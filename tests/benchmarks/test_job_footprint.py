@@ -2,9 +2,10 @@
 
 The README's "Scaling" figures. Jobs go in through the service layer the API uses (`Jobs.enqueue`, record then
 confirmed publish) from 16 threads and are run by a real worker (2 processes x 8 threads, no-op jobs); Redis is a
-primary of this test's own with one replica (so its counters see only this, and the replication stream is measured), and every
-RabbitMQ connection runs through a proxy that counts AMQP frames (tests/benchmarks/amqp_counter.py). The senders'
-share is measured on its own (the worker stopped), and the worker's is the rest.
+primary of this test's own with one replica (so its counters see only this, and the replication stream is
+measured), and every RabbitMQ connection runs through a proxy that counts AMQP frames
+(tests/benchmarks/amqp_counter.py). The senders' share is measured on its own (the worker stopped), and the
+worker's is the rest.
 
 From Redis: commands a job (the scripts' inner commands included; EVALSHA counted apart), the primary's CPU a job
 (user + system, its network work included: what bounds one primary), bytes from and to clients, the replication
