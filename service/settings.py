@@ -153,14 +153,9 @@ class Settings(BaseSettings):
     def _split_delays(cls, value: object) -> object:
         return _parse_delays(value)
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _split_allowed_hosts(cls, value: object) -> object:
-        return _split_hosts(value)
-
-    @field_validator("redis_sentinels", mode="before")
-    @classmethod
-    def _split_sentinels(cls, value: object) -> object:
         return _split_hosts(value)
 
     @field_validator("log_level", mode="before")

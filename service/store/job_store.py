@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: EVENTS_STREAM_MAXLEN's default, read from the settings rather than typed again.
 DEFAULT_EVENTS_MAXLEN: int = Settings.model_fields["events_stream_maxlen"].default
+#: REDIS_WAIT_TIMEOUT_MS's default, likewise.
+DEFAULT_REPLICA_WAIT_MS: int = Settings.model_fields["redis_wait_timeout_ms"].default
 
 
 def _script(name: str, events_maxlen: int = DEFAULT_EVENTS_MAXLEN) -> str:
@@ -139,7 +141,7 @@ class JobStore:
         *,
         events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
         replicas_to_wait: int = 0,
-        replica_wait_ms: int = 500,
+        replica_wait_ms: int = DEFAULT_REPLICA_WAIT_MS,
     ) -> None:
         self.client = client
         self.retention = retention or Retention()

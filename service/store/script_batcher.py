@@ -70,15 +70,17 @@ class ScriptBatcher:
         result_width: int,
         max_batch: int = 64,
         wait_replicas: int = 0,
-        wait_timeout_ms: int = 500,
+        wait_timeout_ms: int = 0,
     ) -> None:
         self.pool = client.connection_pool
         self.script = script
         self.head = list(head)  #: the arguments every call shares, sent once before the groups
         self.result_width = result_width
         self.max_batch = max_batch
+        if wait_replicas and wait_timeout_ms <= 0:
+            raise ValueError("waiting for replicas needs a timeout (WAIT 0 would wait for ever)")
         self.wait_replicas = wait_replicas  #: 0: durable calls do not wait (REDIS_WAIT_REPLICAS)
-        self.wait_timeout_ms = wait_timeout_ms
+        self.wait_timeout_ms = wait_timeout_ms  #: REDIS_WAIT_TIMEOUT_MS
         self.short_waits = 0  #: round trips whose WAIT heard from fewer replicas than asked
         self._warn_at = 0.0
         self._reset()
