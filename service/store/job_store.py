@@ -188,7 +188,9 @@ class JobStore:
         """Move a job to `state` unless it is already further along; `create` makes the record if it is absent.
 
         `token`: for a final state or a retry's "delayed", the fencing token of the attempt writing it; for "active",
-        that of the attempt that published the message. Refused ("fenced") when the record's token is another."""
+        that of the attempt that published the message. Refused ("fenced") when the record's token is a later one; an
+        earlier one means a failover set the record back, and the write is taken. A final state waits for
+        `replicas_to_wait` replicas (NotReplicated when too few took it in time)."""
         asked_at = time.monotonic()
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
         applied, state_after, number, current = self._transitions.call(args, durable=state in FINAL_STATES)
