@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.bootstrap import settings, store
-from service.store import maintenance
+from service.kits import maintenance
 from service.worker.typed_actor import job
 
 TIME_LIMIT_MS = 600_000

@@ -12,19 +12,17 @@ import dramatiq
 import redis
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from service import logs
 from service.bootstrap import redis_client
 from service.domain.context import current_job
 from service.domain.errors import PermanentError
 from service.kits import mail
-from service.settings import exit_on_invalid
-from service.store.once import Once
+from service.kits.once import Once
+from service.settings import load_settings
 from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)
 
-settings = exit_on_invalid(mail.MailSettings)
-logs.register_secret(settings.smtp_password)
+settings = load_settings(mail.MailSettings)
 
 #: Headers the job sets itself; letting a payload set them would forge the sender or break threading.
 RESERVED_HEADERS = frozenset(

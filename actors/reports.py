@@ -14,14 +14,16 @@ from actors.email import send_email
 from service.bootstrap import store
 from service.domain.clock import now_ms
 from service.domain.context import current_job
+from service.domain.reports import report_path
 from service.kits import reports
+from service.settings import ReportSettings, load_settings
 from service.worker.progress import report_progress
 from service.worker.schedules import Periodic
 from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)
 
-settings = reports.get_report_settings()
+settings = load_settings(ReportSettings)
 #: Namespace of the emails' message ids: one report job always makes the same email job, so a redelivered
 #: report cannot send its email twice.
 _EMAIL_IDS = uuid.UUID("5a1d3c2e-8f4b-4b7a-9c1e-2d6f0a9b8c7d")
@@ -67,7 +69,7 @@ def _email_after(result: reports.Written, fmt: str) -> None:
         return
     link = f"{settings.public_base_url}/reports/{result.name}"
     text = f"Job activity from {result.since} to {result.until}: {result.rows} actors.\n\nDownload: {link}\n"
-    path = reports.report_path(settings.reports_dir, result.name)
+    path = report_path(settings.reports_dir, result.name)
     if result.bytes <= INLINE_BYTES:
         text += f"\n{path.read_text()}"
     email = send_email.message_with_options(

@@ -8,16 +8,14 @@ from typing import Any
 import dramatiq
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from service import logs
 from service.domain.context import current_job
 from service.kits import webhooks
-from service.settings import exit_on_invalid
+from service.settings import load_settings
 from service.worker.typed_actor import job
 
 logger = logging.getLogger(__name__)
 
-settings = exit_on_invalid(webhooks.WebhookSettings)
-logs.register_secret(settings.webhook_signing_secret)
+settings = load_settings(webhooks.WebhookSettings)
 deliverer = webhooks.Deliverer(settings)
 
 #: Retry-After is honoured up to this long; a receiver asking for more is retried after this.

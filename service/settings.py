@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import sys
-from functools import lru_cache
-from typing import Annotated, Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, EmailStr, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service import logs
@@ -52,6 +52,21 @@ def _check_sentinels(value: list[str]) -> list[str]:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{address!r} is not host:port; list the Sentinels as host:26379,host2:26379")
     return value
+
+
+def _check_signing_secret(value: str) -> str:
+    if value:
+        from standardwebhooks import Webhook  # only where a secret is set: the CLI and most processes have none
+
+        try:
+            Webhook(value)
+        except Exception:
+            raise ValueError("must be whsec_ followed by base64, as Standard Webhooks secrets are") from None
+    return value
+
+
+#: A Standard Webhooks secret (`whsec_` + base64), for signing what we send or checking what we receive; empty: unset.
+SigningSecret = Annotated[str, AfterValidator(_check_signing_secret)]
 
 
 class Settings(BaseSettings):
@@ -221,6 +236,40 @@ class Settings(BaseSettings):
         return self
 
 
+class ReportSettings(BaseSettings):
+    """The report job's variables. Here rather than beside the job's kit (service/kits/reports.py) because the web
+    process serves the files it writes (GET /reports/{name}): both read REPORTS_DIR."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    reports_dir: Path = Path("reports")
+    #: Who gets each report by email; empty: nobody.
+    report_recipients: Annotated[list[EmailStr], NoDecode] = []
+    #: Where people reach the API, for the download link in the email.
+    public_base_url: str = "http://localhost:8000"
+
+    @field_validator("report_recipients", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("reports_dir")
+    @classmethod
+    def _usable(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
 def describe_error(error: ValidationError) -> str:
     """One line naming each bad variable and what is wrong with it."""
     problems = []
@@ -277,6 +326,25 @@ def public_view(settings: BaseSettings) -> dict[str, object]:
     return view
 
 
-@lru_cache(maxsize=1)
+_loaded: dict[type[BaseSettings], BaseSettings] = {}
+
+
+def load_settings(kind: type[SettingsT]) -> SettingsT:
+    """The one way a process reads a settings class (this module's, a kit's, a route's): built from the environment
+    the first time it is asked for, then the same object. A malformed variable stops the process (exit_on_invalid),
+    and the secrets are registered with the log formatters as the class is loaded, so no module registers its own."""
+    try:
+        return cast(SettingsT, _loaded[kind])
+    except KeyError:
+        # Two threads loading at once build it twice; both get the first one stored.
+        return cast(SettingsT, _loaded.setdefault(kind, exit_on_invalid(kind)))
+
+
+def forget_settings(kind: type[BaseSettings]) -> None:
+    """Read the class from the environment again at its next load (tests that change a variable)."""
+    _loaded.pop(kind, None)
+
+
 def get_settings() -> Settings:
-    return exit_on_invalid(Settings)
+    """The contract's variables (`Settings`), loaded once."""
+    return load_settings(Settings)

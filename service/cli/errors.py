@@ -5,22 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
-import redis
 import typer
 from pydantic import ValidationError
 
 from service.logs import redact
-from service.ops.jobs import (
-    BatchInvalid,
-    Conflict,
-    EnqueueInProgress,
-    IdempotencyMismatch,
-    JobNotFound,
-    Unavailable,
-    UnknownActor,
-)
+from service.ops.errors import Meaning, meaning_of, worded
+from service.ops.jobs import BatchInvalid, EnqueueInProgress, IdempotencyMismatch, JobNotFound, UnknownActor
 from service.ops.queues import UnknownQueue
-from service.ops.unavailable import failure
+from service.ops.unavailable import Unavailable, store_failure
 from service.worker.typed_actor import describe_validation
 
 #: Exit statuses (also in the README).
@@ -38,33 +30,52 @@ class CliError(Exception):
         self.code = code
 
 
+#: The exit status of each meaning of a service-layer error (service/ops/errors.py).
+EXIT_STATUS = {
+    Meaning.UNKNOWN: BAD_INPUT,
+    Meaning.INVALID: BAD_INPUT,
+    Meaning.NOT_FOUND: NOT_ALLOWED,
+    Meaning.REFUSED: NOT_ALLOWED,
+    Meaning.TRY_AGAIN: UNREACHABLE,
+}
+
+
 def describe(error: BaseException) -> tuple[str, int]:
     """(one line, exit status) for any exception."""
     if isinstance(error, CliError):
         return str(error), error.code
     if isinstance(error, typer.TyperException):  # usage errors: bad option, missing argument
         return error.format_message(), BAD_INPUT
-    if isinstance(error, UnknownActor):
-        return f"unknown actor '{error.args[0]}'", BAD_INPUT
-    if isinstance(error, UnknownQueue):
-        return f"unknown queue '{error.args[0]}'", BAD_INPUT
-    if isinstance(error, ValidationError):
-        return describe_validation(error), BAD_INPUT
-    if isinstance(error, BatchInvalid | IdempotencyMismatch):
-        return f"invalid payload: {error}", BAD_INPUT
     if isinstance(error, json.JSONDecodeError):
         return f"invalid JSON payload: {error.msg} at line {error.lineno} column {error.colno}", BAD_INPUT
-    if isinstance(error, JobNotFound):
-        return f"job not found: {error.args[0]}", NOT_ALLOWED
-    if isinstance(error, Conflict):
-        return str(error), NOT_ALLOWED
-    if (unavailable := failure(error) if isinstance(error, Unavailable | redis.RedisError) else None) is not None:
-        return f"{unavailable.summary}: {_detail(unavailable)}", UNREACHABLE
-    if isinstance(error, EnqueueInProgress):
-        return f"a request with Idempotency-Key {error.args[0]!r} is still being enqueued; try again", UNREACHABLE
+    if (unavailable := store_failure(error)) is not None:
+        error = unavailable
+    meaning = meaning_of(error)
+    if meaning is not None:
+        return _line(error), EXIT_STATUS[meaning]
     if isinstance(error, TimeoutError):
         return str(error), JOB_FAILED
     return f"unexpected error: {type(error).__name__}: {error}", UNEXPECTED
+
+
+#: The line for the service-layer errors a sentence describes.
+LINES = {
+    UnknownActor: "unknown actor '{0}'",
+    UnknownQueue: "unknown queue '{0}'",
+    JobNotFound: "job not found: {0}",
+    EnqueueInProgress: "a request with Idempotency-Key {0!r} is still being enqueued; try again",
+}
+
+
+def _line(error: BaseException) -> str:
+    """The line for an error of the table."""
+    if isinstance(error, ValidationError):
+        return describe_validation(error)
+    if isinstance(error, BatchInvalid | IdempotencyMismatch):
+        return f"invalid payload: {error}"
+    if isinstance(error, Unavailable):
+        return f"{error.summary}: {_detail(error)}"
+    return worded(error, LINES) or str(error)  # Conflict says what the job's state does not allow
 
 
 def _detail(error: Unavailable) -> str:

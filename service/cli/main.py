@@ -56,7 +56,7 @@ def services() -> Services:
     from service.store.pauses import PauseFlags
 
     jobs = Jobs(broker, store)
-    return Services(jobs, QueueControl(jobs, PauseFlags(redis_client), DeadLetters(broker)))
+    return Services(jobs, QueueControl(jobs, PauseFlags(redis_client), DeadLetters(jobs.link)))
 
 
 _quiet: ContextVar[bool] = ContextVar("quiet", default=True)

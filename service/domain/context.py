@@ -1,7 +1,9 @@
-"""What the running job is: a context variable set by the status middleware, read by progress and logs."""
+"""What runs: the job (a context variable set by the status middleware, read by progress and logs), and where."""
 
 from __future__ import annotations
 
+import os
+import socket
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -17,3 +19,8 @@ class JobContext:
 
 
 current_job: ContextVar[JobContext | None] = ContextVar("current_job", default=None)
+
+
+def this_process() -> str:
+    """ "<host>:<pid>": how job leases, locks and heartbeats name this process. Ask again after a fork."""
+    return f"{socket.gethostname()}:{os.getpid()}"

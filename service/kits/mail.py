@@ -15,7 +15,7 @@ from pydantic import Field, NameEmail, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.errors import PermanentError
-from service.worker.middleware.rate_limit import parse_rate
+from service.domain.rates import RateSpec
 
 
 def line_break_in(value: str) -> str | None:
@@ -41,15 +41,9 @@ class MailSettings(BaseSettings):
     smtp_ssl: bool = False
     smtp_timeout_s: float = Field(30.0, gt=0, le=600)
     email_from: NameEmail = NameEmail("Job service", "jobs@localhost.localdomain")
-    email_rate_limit: str = "100/s"
+    email_rate_limit: RateSpec = "100/s"
     #: Tests only: sleep this long after the server accepted a message, to kill the worker in that window.
     email_test_pause_after_accept_ms: int = Field(0, ge=0)
-
-    @field_validator("email_rate_limit")
-    @classmethod
-    def _check_rate(cls, value: str) -> str:
-        parse_rate(value)
-        return value
 
     @field_validator("email_from")
     @classmethod

@@ -8,92 +8,22 @@ import io
 import json
 import math
 import os
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import EmailStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Any
 
 from service.domain.clock import iso_from_ms
+from service.domain.reports import report_path
 from service.domain.states import JobState
-from service.settings import exit_on_invalid
 from service.store.job_store import JobStore
 
-#: A report name is a plain file name: no directory part, no leading dot.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 STATES = [s.value for s in JobState]
 TOP_REASONS = 3
 COLUMNS = ["actor", "total", *STATES, "mean_duration_ms", "p95_duration_ms", "top_failure_reasons"]
-MEDIA_TYPES = {".csv": "text/csv; charset=utf-8", ".json": "application/json"}
-
-
-class ReportSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
-
-    reports_dir: Path = Path("reports")
-    #: Who gets each report by email; empty: nobody.
-    report_recipients: Annotated[list[EmailStr], NoDecode] = []
-    #: Where people reach the API, for the download link in the email.
-    public_base_url: str = "http://localhost:8000"
-
-    @field_validator("report_recipients", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("reports_dir")
-    @classmethod
-    def _usable(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{value} exists and is not a directory")
-        return value
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-
-@lru_cache(maxsize=1)
-def get_report_settings() -> ReportSettings:
-    return exit_on_invalid(ReportSettings)
-
-
-class BadReportName(ValueError):
-    """The name has a directory part, a leading dot or characters a report name never has."""
-
-
-class ReportNotFound(LookupError):
-    pass
-
-
-def report_path(reports_dir: Path, name: str) -> Path:
-    """The file for a report name, refusing anything that could point outside the reports directory."""
-    if not _NAME.match(name) or ".." in name:
-        raise BadReportName(f"report name {name!r} must be a plain file name such as activity-<id>.csv")
-    base = reports_dir.resolve()
-    path = (base / name).resolve()
-    if path.parent != base:  # belt and braces: a symlink or an odd name must not lead elsewhere
-        raise BadReportName(f"report name {name!r} must be a plain file name")
-    return path
-
-
-def find_report(reports_dir: Path, name: str) -> Path:
-    path = report_path(reports_dir, name)
-    if not path.is_file():
-        raise ReportNotFound(name)
-    return path
 
 
 @dataclass

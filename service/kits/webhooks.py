@@ -13,12 +13,13 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from standardwebhooks import Webhook
 
 from service.domain.errors import PermanentError
-from service.worker.middleware.rate_limit import parse_rate
+from service.domain.rates import RateSpec
+from service.settings import SigningSecret
 
 if TYPE_CHECKING:
     import httpx
@@ -27,28 +28,12 @@ if TYPE_CHECKING:
 class WebhookSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
-    webhook_signing_secret: str = ""
+    webhook_signing_secret: SigningSecret = ""
     webhook_timeout_s: float = Field(10.0, gt=0, le=300)
     webhook_allow_private: bool = False
-    webhook_host_rate_limit: str = "50/s"
+    webhook_host_rate_limit: RateSpec = "50/s"
     webhook_host_concurrency: int = Field(5, ge=1, le=1000)
     webhook_response_bytes: int = Field(1024, ge=0, le=1_048_576)
-
-    @field_validator("webhook_signing_secret")
-    @classmethod
-    def _check_secret(cls, value: str) -> str:
-        if value:
-            try:
-                Webhook(value)
-            except Exception:
-                raise ValueError("must be whsec_ followed by base64, as Standard Webhooks secrets are") from None
-        return value
-
-    @field_validator("webhook_host_rate_limit")
-    @classmethod
-    def _check_rate(cls, value: str) -> str:
-        parse_rate(value)
-        return value
 
 
 class TemporaryWebhookError(Exception):

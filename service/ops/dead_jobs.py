@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -27,7 +27,7 @@ from service.domain.states import BROKER_PRIORITY, RETRYABLE_STATES, JobState, P
 from service.ops.jobs import Conflict, Jobs, UnknownActor, UnknownQueue
 from service.ops.unavailable import broker_call, store_call
 from service.rabbit.dead_letters import DeadLetter, DeadLetters, Verdict
-from service.store import keys
+from service.store import keys, locks
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ LOCK_MS = 15_000
 SAVE_EVERY_S = 0.5
 #: A finished requeue's progress stays readable this long.
 KEEP_PROGRESS_S = 86_400
-
-
-#: Deletes a lock only if it still has the value its deleter saw (another run may have taken it since).
-_DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def _run_of(record: JobRecord) -> int:
@@ -262,9 +258,12 @@ class DeadJobs:
             return Verdict.KEEP
         record = store_call(lambda: self.jobs.store.get(letter.job_id))
         if record is None:
-            # Pruned, or sent by another service and never seen: publish it again as it was (recorded on enqueue).
+            # Pruned, or sent by another service and never seen: publish it again as it was, confirmed; the status
+            # middleware records it once published (recorded=False), as it does for a plain `send`.
             options = {k: v for k, v in message.options.items() if k not in _ATTEMPT_OPTIONS}
-            broker_call(lambda: self.jobs.broker.enqueue(message.copy(queue_name=actor.queue_name, options=options)))
+            # Not message.copy(): it merges the options given into the old ones, so the dead attempt's would stay.
+            again = replace(message, queue_name=actor.queue_name, options=options)
+            broker_call(lambda: self.jobs.publisher.publish(again, recorded=False))
             run = int(message.options.get("job_run", 0))
         elif record.state in RETRYABLE_STATES:
             try:
@@ -382,7 +381,7 @@ class DeadJobs:
         return token
 
     def _unlock(self, lock: str, value: str) -> None:
-        self.client.eval(_DELETE_IF_SAME, 1, lock, value)
+        locks.release(self.client, lock, value)  # only if it still has the value seen: another run may have it now
 
     def _save(self, queue: str, token: str, figures: Requeued, state: RequeueState, error: str = "") -> None:
         fields: dict[str, str | int] = {"requeued": figures.requeued, "stale": figures.stale, "kept": figures.kept}

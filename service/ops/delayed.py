@@ -27,6 +27,7 @@ from service.domain.clock import now_ms
 from service.domain.states import BROKER_PRIORITY, JobState, Priority
 from service.ops.jobs import Jobs, UnknownActor, UnknownQueue
 from service.ops.unavailable import broker_call, store_call
+from service.store.job_store import CancelOutcome
 
 T = TypeVar("T")
 
@@ -122,7 +123,7 @@ class DelayedJobs:
                     continue
                 # waiting_only: a job that started meanwhile is left to run (a cancel here only stops waiting jobs).
                 outcome = store_call(partial(self.store.cancel, job_id, waiting_only=True))
-                if outcome == "cancelled":
+                if outcome is CancelOutcome.CANCELLED:
                     count += 1
                 else:
                     skipped += 1
@@ -148,7 +149,7 @@ class DelayedJobs:
         if set(data) == {"omitted"}:
             return None  # the record kept no payload (over MAX_PAYLOAD_BYTES): only the delayed copy has it
         if row["delayedOptions"] == "":
-            return None  # its options were too large to keep (status.delayed_fields): only the delayed copy has them
+            return None  # its options were too large to keep (delayed_fields): only the delayed copy has them
         options = _loads(row["delayedOptions"])
         options["job_run"], options["retries"] = int(row["run"] or 0), int(row["retries"] or 0)
         if "broker_priority" not in options:  # delayed before the record kept its options

@@ -7,7 +7,8 @@ them. It runs in the scheduler process (service/worker/scheduler.py), never in w
 at a time publish, however many schedulers run, so the export keeps the stream's order. A relay that dies or loses
 RabbitMQ leaves its entries pending in the group; the next round, here or in the relay that takes over, publishes
 them again first: delivery is at least once, and the `eventId` (the stream id, also the AMQP message-id) is the key
-to deduplicate on.
+to deduplicate on. RabbitMQ is reached as every other call of the service reaches it, through the link
+(service/rabbit/link.py): a channel of its own kept between batches (service/rabbit/batch_channel.py).
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import pika
-import pika.exceptions
 import redis
+from pika.adapters.blocking_connection import BlockingChannel
 
+from service.background import BackgroundLoop
 from service.ops.event_log import Event, parse_all
-from service.rabbit.amqp_frames import publish_frames
-from service.store import keys
+from service.rabbit.batch_channel import BatchChannel, Outgoing
+from service.rabbit.link import BrokerUnreachable, RabbitLink
+from service.store import keys, locks
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +42,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
-def declare_exchange(channel: Any, exchange: str) -> None:
+def declare_exchange(channel: BlockingChannel, exchange: str) -> None:
     """Subscribers may call this too: declaring is idempotent as long as the arguments match."""
     channel.exchange_declare(exchange, exchange_type="topic", durable=True)
 
@@ -58,84 +53,9 @@ def body(event: Event) -> bytes:
     return json.dumps(event.as_json(), separators=(",", ":")).encode()
 
 
-class ConfirmedPublisher:
-    """Publishes a batch to the export's exchange and returns once RabbitMQ has confirmed every message of it.
-
-    pika's BlockingChannel waits for each confirm in turn: a round trip per event, which made the relay cost more
-    worker CPU than the jobs it reports on. The channel it wraps (`_impl`, the same object throughout pika 1.x)
-    takes the confirms as callbacks, so a whole batch goes out and is confirmed together.
-    """
-
-    def __init__(self, connection: pika.BlockingConnection, exchange: str, *, timeout_s: float) -> None:
-        self.connection = connection
-        self.exchange = exchange
-        self.timeout_s = timeout_s
-        blocking = connection.channel()
-        declare_exchange(blocking, exchange)
-        self._channel: Any = blocking._impl
-        self._next_tag = 1
-        self._outstanding: set[int] = set()
-        self._refused = 0
-        ready: list[object] = []
-        self._channel.confirm_delivery(self._on_confirm, callback=ready.append)
-        self._wait_for(lambda: bool(ready))
-
-    @property
-    def is_open(self) -> bool:
-        return bool(self.connection.is_open and self._channel.is_open)
-
-    def publish(self, events: list[Event]) -> None:
-        """Raises if RabbitMQ refused any event or did not confirm them all in time: publish them again."""
-        self._refused = 0
-        connection = self._channel.connection
-        channel, frame_max, now = self._channel.channel_number, connection.params.frame_max, int(time.time())
-        # Written to the socket in one go, with frames built here (service/rabbit/amqp_frames.py): through pika, each
-        # event cost a system call per frame and several times the CPU.
-        frames = b"".join(
-            publish_frames(
-                channel,
-                self.exchange,
-                e.routing_key,
-                body(e),
-                message_id=e.event_id,
-                message_type=e.state,
-                timestamp=now,
-                frame_max=frame_max,
-            )
-            for e in events
-        )
-        if not self.is_open:
-            raise pika.exceptions.ChannelWrongStateError("channel closed before the events were published")
-        connection._adapter_emit_data(frames)
-        connection.bytes_sent += len(frames)  # read by pika's heartbeat checker
-        self._outstanding.update(range(self._next_tag, self._next_tag + len(events)))
-        self._next_tag += len(events)
-        self._wait_for(lambda: not self._outstanding)
-        if self._refused:
-            raise pika.exceptions.NackError([])
-
-    def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        settled = (
-            {t for t in self._outstanding if t <= method.delivery_tag} if method.multiple else {method.delivery_tag}
-        )
-        self._outstanding -= settled
-        if isinstance(method, pika.spec.Basic.Nack):
-            self._refused += len(settled)
-
-    def _wait_for(self, done: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while not done():
-            if not self.is_open:
-                raise pika.exceptions.ChannelWrongStateError("channel closed before RabbitMQ confirmed the events")
-            if time.monotonic() > deadline:
-                raise pika.exceptions.AMQPConnectionError(f"no confirms from RabbitMQ within {self.timeout_s:g}s")
-            self.connection.process_data_events(time_limit=0.05)
-
-    def close(self) -> None:
-        if self.connection.is_open:
-            with contextlib.suppress(Exception):  # being thrown away
-                self.connection.close()
+def outgoing(event: Event) -> Outgoing:
+    """The event as its AMQP message: the stream id is the message-id, the state the type."""
+    return Outgoing(event.routing_key, body(event), event.event_id, event.state)
 
 
 class EventExport:
@@ -144,7 +64,7 @@ class EventExport:
     def __init__(
         self,
         client: redis.Redis,
-        parameters: Any,
+        link: RabbitLink,
         exchange: str,
         *,
         stream: str = keys.EVENTS,
@@ -153,7 +73,7 @@ class EventExport:
         lease_ms: int = 15_000,
     ) -> None:
         self.client = client
-        self.parameters = parameters
+        self.link = link
         self.exchange = exchange
         self.stream = stream
         self.group = keys.events_export_group(exchange)
@@ -163,15 +83,13 @@ class EventExport:
         self.lease_ms = lease_ms
         self.token = uuid.uuid4().hex
         self._hold = client.register_script(_HOLD)
-        self._release = client.register_script(_RELEASE)
-        self._publisher: ConfirmedPublisher | None = None
+        self._channel: BatchChannel | None = None
         #: False until this relay has read the group's pending entries since it (last) took the lease
         self._caught_up = False
         self._group_ready = False
         #: whether this relay held the lease at its last round
         self.holding = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = BackgroundLoop("event-export", self._run)
 
     # -- one round -------------------------------------------------------------------------------------------
 
@@ -194,7 +112,7 @@ class EventExport:
         events = parse_all(entries)  # an entry trimmed while pending has no fields: nothing to publish
         if events:
             try:
-                self._open().publish(events)
+                self._open().publish([outgoing(e) for e in events])
             except BaseException:
                 self._caught_up = False  # they stay pending: the next round publishes them again, first
                 raise
@@ -223,56 +141,57 @@ class EventExport:
                 raise
         self._group_ready = True
 
-    def _open(self) -> ConfirmedPublisher:
-        if self._publisher is None or not self._publisher.is_open:
+    def _open(self) -> BatchChannel:
+        if self._channel is None or not self._channel.is_open:
             self.close()
-            connection = pika.BlockingConnection(self.parameters)
-            self._publisher = ConfirmedPublisher(connection, self.exchange, timeout_s=self.lease_ms / 2000)
-        return self._publisher
+            # Confirms are waited for within half the lease at most: a round must end before its lease could lapse.
+            self._channel = BatchChannel(
+                self.link,
+                self.exchange,
+                prepare=lambda channel: declare_exchange(channel, self.exchange),
+                timeout_s=self.lease_ms / 2000,
+            )
+        return self._channel
 
     def close(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
 
     def release(self) -> None:
         """Give the lease up (a clean stop), so another scheduler's relay takes over at once."""
         with contextlib.suppress(redis.RedisError):
-            self._release(keys=[self.lease], args=[self.token])
+            locks.release(self.client, self.lease, self.token)
 
     # -- in a thread -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="event-export", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def stop(self, drain_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(drain_s)
-            if self._thread.is_alive():
-                return  # stuck on a silent broker; its lease lapses and another relay takes over
+        if not self.loop.stop(drain_s):
+            return  # stuck on a silent broker; its lease lapses and another relay takes over
         self.close()
         self.release()
 
     def _run(self) -> None:
+        stopping = self.loop.stopping
         pause = 0.5
-        while not self._stop.is_set():
+        while not stopping.is_set():
             try:
                 settled = self.export_once()
                 pause = 0.5
-            except (redis.RedisError, pika.exceptions.AMQPError, OSError) as error:
+            except (redis.RedisError, BrokerUnreachable) as error:
                 # Nothing is lost: unacknowledged entries stay pending in the group until a publish is confirmed.
                 logger.warning(
                     "events not exported yet (%s: %s); retrying in %.1fs", type(error).__name__, error, pause
                 )
                 self.close()
-                self._stop.wait(pause)
+                stopping.wait(pause)
                 pause = min(pause * 2, 10.0)
                 continue
             if not self.holding:
-                self._stop.wait(STANDBY_S)  # another relay publishes; look again in a while
+                stopping.wait(STANDBY_S)  # another relay publishes; look again in a while
             elif settled < self.batch // 4:
                 # Little was waiting: let more gather first. A round costs a few Redis round trips and a confirm
                 # whatever its size, so under load bigger rounds are far cheaper per event.
@@ -280,20 +199,20 @@ class EventExport:
 
     def _idle(self) -> None:
         """Another relay holds the lease, or nothing came within block_ms: serve heartbeats for a moment."""
-        if self._publisher is not None and self._publisher.is_open:
+        if self._channel is not None and self._channel.is_open:
             try:
-                self._publisher.connection.sleep(0.05)
+                self._channel.idle(0.05)
                 return
-            except pika.exceptions.AMQPError:
+            except BrokerUnreachable:
                 self.close()
-        self._stop.wait(0.05)
+        self.loop.stopping.wait(0.05)
 
 
-def export_from_settings(exchange: str, client: redis.Redis, parameters: Any) -> EventExport | None:
+def export_from_settings(exchange: str, client: redis.Redis, link: RabbitLink) -> EventExport | None:
     """The export EVENTS_EXCHANGE asks for, started; None when it is unset (the default: no export at all)."""
     if not exchange:
         return None
-    export = EventExport(client, parameters, exchange)
+    export = EventExport(client, link, exchange)
     export.start()
     logger.info("exporting lifecycle events to the RabbitMQ exchange %s", exchange)
     return export

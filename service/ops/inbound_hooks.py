@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.ops.jobs import STORE_ERRORS, Enqueued, Jobs, Unavailable
+from service.ops.jobs import Enqueued, Jobs
+from service.ops.unavailable import store_call
 from service.store.hook_ids import HookIds
 
 #: As long as an Idempotency-Key is kept: a sender retrying the same id for a day still finds the same actor.
@@ -40,10 +41,7 @@ class InboundHooks:
     def enqueue(self, actor_name: str, webhook_id: str, payload: dict[str, Any]) -> Enqueued:
         """For a request whose signature was checked. The same id again for the same actor enqueues nothing new."""
         self.check_actor(actor_name)
-        try:
-            owner = self.ids.claim(webhook_id, actor_name)
-        except STORE_ERRORS as error:
-            raise Unavailable("redis", str(error)) from error
+        owner = store_call(lambda: self.ids.claim(webhook_id, actor_name))
         if owner != actor_name:
             raise HookIdReused(webhook_id, owner)
         return self.jobs.enqueue(actor_name, payload, idempotency_key=f"hook:{webhook_id}")

@@ -34,9 +34,9 @@ from service.rabbit import queue_figures
 from service.rabbit.link import BrokerUnreachable, RabbitLink, shared_link
 from service.rabbit.publisher import Publisher
 from service.settings import get_settings
-from service.store.job_store import JobStore, Page
+from service.store.job_store import CancelOutcome, JobStore, Page
 from service.store.pauses import PauseFlags
-from service.worker.middleware.status import delayed_fields, record_fields
+from service.store.record_fields import delayed_fields, record_fields
 from service.worker.typed_actor import TypedActor
 
 T = TypeVar("T")
@@ -353,12 +353,12 @@ class Jobs:
 
     # -- change ----------------------------------------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> str:
-        """Returns "cancelled" or "cancelling" (active: asked to stop). Raises JobNotFound or Conflict."""
+    def cancel(self, job_id: str) -> CancelOutcome:
+        """Returns CANCELLED or CANCELLING (active: asked to stop). Raises JobNotFound or Conflict."""
         outcome = self._store_call(lambda: self.store.cancel(job_id))
-        if outcome == "missing":
+        if outcome is CancelOutcome.MISSING:
             raise JobNotFound(job_id)
-        if outcome not in ("cancelled", "cancelling"):
+        if outcome not in (CancelOutcome.CANCELLED, CancelOutcome.CANCELLING):
             raise Conflict(f"job is {outcome}")
         return outcome
 
@@ -435,7 +435,9 @@ class Jobs:
                         break  # nothing left that a cancel would move (a record changed under us): stop, never spin
                     seen.update(page)
                     for job_id in page:
-                        cancelled += self.store.cancel(job_id, waiting_only=True, reason="purged") == "cancelled"
+                        cancelled += (
+                            self.store.cancel(job_id, waiting_only=True, reason="purged") is CancelOutcome.CANCELLED
+                        )
         return cancelled
 
     def _actors_of(self, queue: str) -> tuple[str, ...]:

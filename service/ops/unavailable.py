@@ -46,24 +46,26 @@ class Unavailable(Exception):
         return f"{self.side} {self.reason.value}"
 
 
-#: What "unreachable" looks like from each side, for `except` clauses. Redis errors that say "reachable but refusing
-#: the write" are ResponseErrors told apart by their code; store_failure() knows those too.
+#: What "unreachable" looks like from RabbitMQ's side, for `except` clauses.
 BROKER_ERRORS: tuple[type[BaseException], ...] = (
     BrokerConnectionError,
     pika.exceptions.AMQPError,
     ConnectionError,
     OSError,
 )
-STORE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,  # also BusyLoadingError, AuthenticationError, MaxConnectionsError
-    redis.TimeoutError,
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.NoPermissionError,
-    redis.exceptions.ClusterDownError,  # also MasterDownError
-    redis.exceptions.TryAgainError,
-)
 
+#: The one mapping of Redis's errors: what each class redis-py raises means, the most specific first
+#: (BusyLoadingError is a ConnectionError).
+_STORE_REASONS: dict[type[redis.RedisError], Reason] = {
+    redis.exceptions.BusyLoadingError: Reason.BUSY,
+    redis.ConnectionError: Reason.UNREACHABLE,  # also AuthenticationError, MaxConnectionsError
+    redis.TimeoutError: Reason.UNREACHABLE,
+    redis.exceptions.OutOfMemoryError: Reason.OUT_OF_MEMORY,
+    redis.exceptions.ReadOnlyError: Reason.READ_ONLY,
+    redis.exceptions.NoPermissionError: Reason.NOT_PERMITTED,
+    redis.exceptions.ClusterDownError: Reason.NO_MASTER,  # also MasterDownError
+    redis.exceptions.TryAgainError: Reason.NO_MASTER,
+}
 #: Error codes redis-py leaves in a plain ResponseError's text (it strips those it has a class for).
 _CODED = {
     "MISCONF": Reason.CANNOT_PERSIST,
@@ -75,38 +77,39 @@ _CODED = {
     "OOM": Reason.OUT_OF_MEMORY,
     "READONLY": Reason.READ_ONLY,
 }
+#: The Redis errors that mean "Redis cannot serve this", for `except` clauses that need no reason (a health probe).
+#: Those that only their code tells apart (MISCONF, BUSY...) are plain ResponseErrors: store_failure() knows them.
+STORE_ERRORS: tuple[type[BaseException], ...] = tuple(_STORE_REASONS)
+
+
+def _store_reason(error: redis.RedisError) -> Reason | None:
+    for kind, reason in _STORE_REASONS.items():
+        if isinstance(error, kind):
+            return reason
+    if isinstance(error, redis.ResponseError):
+        # Inside a Lua script, redis-py sees the code as text: "OOM command not allowed ... script: ..."
+        return _CODED.get(str(error).split(" ", 1)[0])
+    return None
 
 
 def store_failure(error: BaseException) -> Unavailable | None:
-    """The Unavailable a Redis error means, or None for one that is not about Redis's state (a bug: a 500)."""
-    if isinstance(error, redis.exceptions.BusyLoadingError):
-        reason = Reason.BUSY
-    elif isinstance(error, redis.ConnectionError | redis.TimeoutError):
-        reason = Reason.UNREACHABLE
-    elif isinstance(error, redis.exceptions.OutOfMemoryError):
-        reason = Reason.OUT_OF_MEMORY
-    elif isinstance(error, redis.exceptions.ReadOnlyError):
-        reason = Reason.READ_ONLY
-    elif isinstance(error, redis.exceptions.NoPermissionError):
-        reason = Reason.NOT_PERMITTED
-    elif isinstance(error, redis.exceptions.ClusterDownError | redis.exceptions.TryAgainError):
-        reason = Reason.NO_MASTER
-    elif isinstance(error, redis.ResponseError) and (coded := _CODED.get(str(error).split(" ", 1)[0])):
-        reason = coded  # inside a Lua script, redis-py sees the code as text: "OOM command not allowed ... script:"
-    else:
+    """What the API, the CLI and every store call ask: the Unavailable `error` is, or means when Redis raised it;
+    None for any other error (a bug: a 500). RabbitMQ's errors are mapped where the call to it is made (broker_call):
+    an OSError alone does not say it came from RabbitMQ."""
+    if isinstance(error, Unavailable):
+        return error
+    reason = _store_reason(error) if isinstance(error, redis.RedisError) else None
+    if reason is None:
         return None
     return Unavailable(Side.REDIS, str(error) or type(error).__name__, reason)
 
 
 def failure(error: BaseException) -> Unavailable | None:
-    """The Unavailable any error means (Redis first: none of its errors is an OSError), or None."""
-    if isinstance(error, Unavailable):
-        return error
-    if isinstance(error, redis.RedisError):
-        return store_failure(error)
-    if isinstance(error, BROKER_ERRORS):
+    """The Unavailable any error of a call to either server means (Redis first: none of its errors is an OSError)."""
+    found = store_failure(error)
+    if found is None and isinstance(error, BROKER_ERRORS):
         return Unavailable(Side.RABBITMQ, str(error) or type(error).__name__)
-    return None
+    return found
 
 
 @contextmanager

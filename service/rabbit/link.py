@@ -1,5 +1,6 @@
-"""RabbitMQ for the service: the broker whose queue declarations explain a mismatch, and connections for processes
-that answer people (API, CLI): one connect attempt and a hard deadline."""
+"""RabbitMQ for the service: the broker whose queue declarations explain a mismatch, and the one link every other call
+goes through (API, CLI, dashboard, the dead-letter requeue, the event export): one connect attempt, a hard deadline
+on every call, and one error for all that can go wrong on the way (BrokerUnreachable)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import contextlib
 import copy
 import re
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import cache
 from typing import Any, Literal, TypeVar
@@ -36,7 +37,28 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class BrokerUnreachable(ConnectionError):
-    """RabbitMQ did not answer within the deadline."""
+    """RabbitMQ did not answer within the deadline, or the connection or channel failed on the way."""
+
+
+@contextlib.contextmanager
+def mapped() -> Iterator[None]:
+    """Inside, whatever the way to RabbitMQ raises comes out as BrokerUnreachable."""
+    try:
+        yield
+    except LINK_ERRORS as error:
+        if isinstance(error, BrokerUnreachable):
+            raise
+        raise BrokerUnreachable(f"{type(error).__name__}: {error}") from error
+
+
+def answer(future: Future[T], deadline_s: float) -> T:
+    """The result of a call running on a link thread, waited for at most `deadline_s`."""
+    with mapped():
+        try:
+            return future.result(timeout=deadline_s)
+        except FutureTimeout:
+            # The thread may still be stuck on a silent broker; it drops its connection when it comes back.
+            raise BrokerUnreachable(f"no answer within {deadline_s:g}s") from None
 
 
 class QueueMismatch(dramatiq.errors.ConnectionError):  # type: ignore[misc]
@@ -50,6 +72,18 @@ _INEQUIVALENT = re.compile(
     r"inequivalent arg '(?P<arg>[^']+)'.*but current is (?:the value '(?P<current>[^']*)'|(?P<none>none))"
 )
 PRECONDITION_FAILED = 406
+NOT_FOUND = 404
+
+
+def if_missing(default: T, call: Callable[[], T]) -> T:
+    """`call()`, or `default` when RabbitMQ answered NOT_FOUND (the queue was never declared). RabbitMQ closed the
+    channel then; the next call on it opens another (RabbitLink.channel, LinkSession)."""
+    try:
+        return call()
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != NOT_FOUND:
+            raise
+        return default
 
 
 def explain_mismatch(queue: str, wanted: dict[str, Any], reply_text: str, vhost: str) -> str:
@@ -107,7 +141,11 @@ class ServiceBroker(RabbitmqBroker):
 class RabbitLink:
     """Calls run on a small pool of threads, each with its own connection (pika connections are not thread-safe),
     and the caller waits at most `deadline_s`. Dramatiq's own enqueue retries for tens of seconds when the broker
-    is away; a person waiting on an HTTP answer should get a 503 within seconds instead."""
+    is away; a person waiting on an HTTP answer should get a 503 within seconds instead.
+
+    Three ways in, one set of connection parameters, deadline and error: `run` for a call that needs no state of its
+    own (publish, queue figures, purge), `session` for a sequence that must keep one channel (reading dead letters
+    and acknowledging some), `connect` for a connection kept by one thread (the event export's batch channel)."""
 
     def __init__(self, broker: RabbitmqBroker, *, deadline_s: float = 4.0, threads: int = 16) -> None:
         self.broker = broker
@@ -129,14 +167,24 @@ class RabbitLink:
 
     def run(self, call: Callable[[RabbitLink], T]) -> T:
         """Run `call(self)` on a link thread; a dropped connection is reopened once. Raises BrokerUnreachable."""
-        future = self._pool.submit(self._with_retry, call)
+        return answer(self._pool.submit(self._with_retry, call), self.deadline_s)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[LinkSession]:
+        """A connection and channel of its own for a sequence of calls that must share them (messages received and
+        not acknowledged belong to their channel), each call under the deadline. Closed on the way out, so what it
+        left unacknowledged is back in its queue, in place, when this returns."""
+        session = LinkSession(self.parameters, self.deadline_s)
         try:
-            return future.result(timeout=self.deadline_s)
-        except FutureTimeout:
-            # The thread may still be stuck on a silent broker; it drops its connection when it comes back.
-            raise BrokerUnreachable(f"no answer within {self.deadline_s:g}s") from None
-        except LINK_ERRORS as error:
-            raise BrokerUnreachable(f"{type(error).__name__}: {error}") from error
+            yield session
+        finally:
+            session.close()
+
+    def connect(self) -> pika.BlockingConnection:
+        """A connection for the caller's own thread, to keep (the event export's): the link's parameters, so opening
+        it takes one attempt within the deadline. Raises BrokerUnreachable."""
+        with mapped():
+            return pika.BlockingConnection(self.parameters)
 
     def _with_retry(self, call: Callable[[RabbitLink], T]) -> T:
         try:
@@ -178,13 +226,11 @@ class RabbitLink:
 
     def message_count(self, name: str) -> int:
         """Ready messages in a queue (not those a worker holds unacked); 0 when the queue does not exist."""
-        try:
-            return int(self.channel().queue_declare(queue=name, passive=True).method.message_count)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code != 404:
-                raise
-            self._local.__dict__.get("channels", {}).pop("plain", None)
-            return 0
+        return if_missing(0, lambda: int(self.channel().queue_declare(queue=name, passive=True).method.message_count))
+
+    def purge_queue(self, name: str) -> int:
+        """Removes a queue's ready messages (not those a reader holds) and returns how many; 0 if it does not exist."""
+        return if_missing(0, lambda: int(self.channel().queue_purge(name).method.message_count))
 
     def drop(self) -> None:
         connection = getattr(self._local, "connection", None)
@@ -201,6 +247,52 @@ class RabbitLink:
             connection = pika.BlockingConnection(self.parameters)
             self._local.connection = connection
         return connection
+
+
+class LinkSession:
+    """One connection on one thread of its own (pika connections are not thread-safe), opened at the first call with
+    the link's parameters. Each call waits at most the deadline; after one that failed or did not answer, the session
+    is spent (what its channel received is gone with it), and every later call raises BrokerUnreachable at once."""
+
+    def __init__(self, parameters: list[pika.ConnectionParameters], deadline_s: float) -> None:
+        self.parameters = parameters
+        self.deadline_s = deadline_s
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rabbit-session")
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._spent: BrokerUnreachable | None = None
+
+    def run(self, call: Callable[[BlockingChannel], T]) -> T:
+        """`call(channel)` on the session's thread. Raises BrokerUnreachable."""
+        if self._spent is not None:
+            raise BrokerUnreachable(f"an earlier call of this session failed: {self._spent}")
+        try:
+            return answer(self._thread.submit(lambda: call(self._open())), self.deadline_s)
+        except BrokerUnreachable as error:
+            self._spent = error
+            raise
+
+    def _open(self) -> BlockingChannel:
+        if self._connection is None:
+            self._connection = pika.BlockingConnection(self.parameters)
+        if self._channel is None or not self._channel.is_open:
+            # A channel RabbitMQ closed (NOT_FOUND, handled by the call) is replaced; its connection is still good.
+            self._channel = self._connection.channel()
+        return self._channel
+
+    def close(self) -> None:
+        """Close the connection, and wait for that (at most the deadline) unless a call failed: then the caller has
+        its error already, and a call stuck on a silent broker closes the connection once it comes back."""
+        closing = self._thread.submit(self._close)
+        self._thread.shutdown(wait=False)
+        if self._spent is None:
+            with contextlib.suppress(Exception):  # being thrown away: a failed or late close changes nothing
+                closing.result(timeout=self.deadline_s)
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            connection.close()
 
 
 def _as_list(parameters: Any) -> list[pika.ConnectionParameters]:

@@ -8,15 +8,16 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.commands.core import Script
 
 from service.domain.clock import iso_from_ms, now_ms
 from service.domain.states import FINAL_STATES, JobState
 from service.settings import Settings
-from service.store import keys
+from service.store import keys, scripts
 from service.store.script_batcher import ScriptBatcher
 
 if TYPE_CHECKING:
@@ -28,14 +29,7 @@ DEFAULT_EVENTS_MAXLEN: int = Settings.model_fields["events_stream_maxlen"].defau
 DEFAULT_REPLICA_WAIT_MS: int = Settings.model_fields["redis_wait_timeout_ms"].default
 
 
-def _script(name: str, events_maxlen: int = DEFAULT_EVENTS_MAXLEN) -> str:
-    """A script with common.lua before it, and the event stream's cap baked in (no read of it per call)."""
-    lua = resources.files("service.store") / "lua"
-    common = (lua / "common.lua").read_text().replace("${EVENTS_STREAM_MAXLEN}", str(int(events_maxlen)))
-    return common + "\n" + (lua / f"{name}.lua").read_text()
-
-
-#: transition.lua returns this many values per transition: applied, state after, a number, the fencing token.
+#: transition.lua returns this many values per transition: outcome, state after, a number, the fencing token.
 TRANSITION_RESULT_WIDTH = 4
 #: At most this many jobs of a batch enqueue go into one script call, so none holds Redis up for long.
 RECORD_CHUNK = 100
@@ -60,13 +54,23 @@ class Retention:
         return [self.completed_s, self.completed_count, self.failed_s, self.failed_count]
 
 
+class TransitionOutcome(StrEnum):
+    """What transition.lua did with one transition."""
+
+    APPLIED = "applied"  #: the job is in the state asked for now
+    BEHIND = "behind"  #: not applied: the job is already as far along or further (a late or repeated write)
+    MISSING = "missing"  #: not applied: the job has no record, and none was given to create
+    RUNNING = "running"  #: not applied ("active"): this same attempt already runs, under a live lease
+    FENCED = "fenced"  #: not applied: the write carried the token of an attempt that was taken over since
+
+
 @dataclass(frozen=True)
 class Transition:
-    applied: bool
-    state: str  #: the state the job is in afterwards ("missing" when there is no record)
-    #: for "active": how often this same attempt had started before (its worker died mid-run)
+    outcome: TransitionOutcome
+    state: JobState | None  #: the state the job is in afterwards; None when it has no record
+    #: for an applied "active": how often this same attempt had started before (its worker died mid-run)
     restarts: int = 0
-    #: for "running" (this attempt already runs under a live lease): the ms left on that lease
+    #: for RUNNING: the ms left on the lease of the attempt that runs
     lease_left_ms: int = 0
     #: the record's fencing token afterwards: for an applied "active", the token of the attempt it started
     token: int = 0
@@ -74,9 +78,38 @@ class Transition:
     asked_at: float = 0.0
 
     @property
+    def applied(self) -> bool:
+        return self.outcome is TransitionOutcome.APPLIED
+
+    @property
+    def missing(self) -> bool:
+        return self.outcome is TransitionOutcome.MISSING
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is TransitionOutcome.RUNNING
+
+    @property
     def fenced(self) -> bool:
         """Refused: the write carried a token that is no longer the record's (the attempt was taken over)."""
-        return self.state == "fenced"
+        return self.outcome is TransitionOutcome.FENCED
+
+    @property
+    def why_not(self) -> str:
+        """For a log line when not applied: the state the job is already in, or missing, running or fenced."""
+        return str(self.state) if self.outcome is TransitionOutcome.BEHIND else self.outcome.value
+
+
+class CancelOutcome(StrEnum):
+    """What cancel.lua did; the value is how the API and the CLI say it."""
+
+    CANCELLED = "cancelled"  #: it was waiting (queued or delayed): cancelled now, it never runs
+    CANCELLING = "cancelling"  #: it is running: asked to stop (`cancelRequested`)
+    LEFT_ACTIVE = "active"  #: it is running, and the caller asked to cancel waiting jobs only
+    MISSING = "missing"  #: no record
+    ALREADY_COMPLETED = "already completed"  #: it had finished: nothing to cancel
+    ALREADY_FAILED = "already failed"
+    ALREADY_CANCELLED = "already cancelled"
 
 
 @dataclass(frozen=True)
@@ -147,28 +180,34 @@ class JobStore:
         self.retention = retention or Retention()
         #: Lifecycle events kept in the stream (EVENTS_STREAM_MAXLEN), baked into every script that writes one.
         self.events_maxlen = events_maxlen
-        self._transition = client.register_script(self._script("transition"))
-        #: transition.lua's arguments before the groups: the key prefix and the retention
-        self._transition_head: list[str | int] = [keys.PREFIX, *self.retention.args()]
+        self._transition = self._script("transition")
+        #: transition.lua's arguments before the groups: the retention
+        self._transition_head: list[str | int] = [*self.retention.args()]
         #: A final state is written before its job's message is acknowledged: with `replicas_to_wait`
         #: (REDIS_WAIT_REPLICAS), only once that many replicas have it, so a failover cannot take it back.
         self._transitions = ScriptBatcher(
-            client, self._transition, head=self._transition_head, result_width=TRANSITION_RESULT_WIDTH,
-            wait_replicas=replicas_to_wait, wait_timeout_ms=replica_wait_ms,
-        )  # fmt: skip
-        self._progress = client.register_script(self._script("progress"))
-        self._cancel = client.register_script(self._script("cancel"))
-        self._reopen = client.register_script(self._script("reopen"))
-        self._discard = client.register_script(self._script("discard"))
-        self._prune = client.register_script(self._script("prune"))
-        self._requeue_lost = client.register_script(self._script("requeue_lost"))
-        self._renew_leases = client.register_script(self._script("renew_leases"))
-        self._sweep_index = client.register_script(self._script("sweep_index"))
+            client,
+            self._transition,
+            keys=scripts.LAYOUT,
+            head=self._transition_head,
+            result_width=TRANSITION_RESULT_WIDTH,
+            wait_replicas=replicas_to_wait,
+            wait_timeout_ms=replica_wait_ms,
+        )
+        self._progress = self._script("progress")
+        self._cancel = self._script("cancel")
+        self._reopen = self._script("reopen")
+        self._discard = self._script("discard")
+        self._prune = self._script("prune")
+        self._requeue_lost = self._script("requeue_lost")
+        self._renew_leases = self._script("renew_leases")
+        self._sweep_index = self._script("sweep_index")
         self._confirm_key = client.register_script(_CONFIRM_KEY)
         self._release_key = client.register_script(_RELEASE_KEY)
 
-    def _script(self, name: str) -> str:
-        return _script(name, self.events_maxlen)
+    def _script(self, name: str) -> Script:
+        """A job-store script, to be called with `keys=scripts.LAYOUT` (and its own keys after)."""
+        return self.client.register_script(scripts.job_script(name, self.events_maxlen))
 
     # -- writes ---------------------------------------------------------------------------------------------
 
@@ -193,12 +232,13 @@ class JobStore:
         `replicas_to_wait` replicas (NotReplicated when too few took it in time)."""
         asked_at = time.monotonic()
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
-        applied, state_after, number, current = self._transitions.call(args, durable=state in FINAL_STATES)
-        number, current = int(number), int(current)
-        if state_after == "running":
-            return Transition(False, "running", lease_left_ms=number, token=current, asked_at=asked_at)
-        restarts = number if applied else 0
-        return Transition(bool(applied), str(state_after), restarts=restarts, token=current, asked_at=asked_at)
+        said, state_after, number, current = self._transitions.call(args, durable=state in FINAL_STATES)
+        outcome, number, current = TransitionOutcome(said), int(number), int(current)
+        after = None if state_after is None else JobState(state_after)
+        if outcome is TransitionOutcome.RUNNING:
+            return Transition(outcome, after, lease_left_ms=number, token=current, asked_at=asked_at)
+        restarts = number if outcome is TransitionOutcome.APPLIED else 0
+        return Transition(outcome, after, restarts=restarts, token=current, asked_at=asked_at)
 
     def record_enqueued(self, jobs: list[tuple[str, JobState, dict[str, Any]]]) -> None:
         """Many (job id, queued/delayed, record fields) transitions in one round trip, for a batch enqueue. Each is
@@ -207,7 +247,8 @@ class JobStore:
         for start in range(0, len(jobs), RECORD_CHUNK):
             groups = [self._transition_args(job_id, state, 0, 0, None, create, None)
                       for job_id, state, create in jobs[start : start + RECORD_CHUNK]]  # fmt: skip
-            self._transition(args=self._transition_head + [arg for group in groups for arg in group], client=pipe)
+            args = self._transition_head + [arg for group in groups for arg in group]
+            self._transition(keys=scripts.LAYOUT, args=args, client=pipe)
         pipe.execute()
 
     def _transition_args(
@@ -243,45 +284,45 @@ class JobStore:
     ) -> set[str]:
         """Extend the leases `holder` still holds, each only if its token is still the one in Redis, and give back
         `given_back` (attempts interrupted alive); one round trip. Returns the ids of the held leases that are lost."""
-        args: list[str | int] = [keys.PREFIX, lease_ms, len(held)]
+        args: list[str | int] = [lease_ms, len(held)]
         for lease in held:
             args += [lease.job_id, lease_value(holder, lease.token)]
         for lease in given_back:
             args += [lease.job_id, lease_value(holder, lease.token), lease.token]
-        return {str(job_id) for job_id in self._renew_leases(args=args)}
+        return {str(job_id) for job_id in self._renew_leases(keys=scripts.LAYOUT, args=args)}
 
     def report_progress(self, job_id: str, percent: int, message: str | None) -> tuple[bool, bool]:
         """Returns (recorded, cancellation requested)."""
-        applied, _, cancel = self._progress(args=[keys.PREFIX, job_id, percent, message or ""])
+        applied, _, cancel = self._progress(keys=scripts.LAYOUT, args=[job_id, percent, message or ""])
         return bool(applied), bool(cancel)
 
-    def cancel(self, job_id: str, *, waiting_only: bool = False, reason: str = "") -> str:
-        """Returns "cancelled", "cancelling" (active: asked to stop), "missing", or "already <final state>".
-        With `waiting_only`, an active job is left alone and "active" is returned (a purge must not stop work)."""
+    def cancel(self, job_id: str, *, waiting_only: bool = False, reason: str = "") -> CancelOutcome:
+        """Cancel a waiting job, or ask a running one to stop. With `waiting_only`, a running job is left alone
+        (LEFT_ACTIVE: a purge must not stop work)."""
         stamp = now_ms()
         r = self.retention
-        args: list[str | int] = [keys.PREFIX, job_id, stamp, iso_from_ms(stamp), r.failed_s, r.failed_count]
-        args += [int(waiting_only), reason]
-        return str(self._cancel(args=args))
+        args: list[str | int] = [job_id, stamp, iso_from_ms(stamp), r.failed_s, r.failed_count, int(waiting_only)]
+        args.append(reason)
+        return CancelOutcome(self._cancel(keys=scripts.LAYOUT, args=args))
 
     def reopen(self, job_id: str) -> tuple[bool, str]:
         """Put a failed or cancelled job back to queued. Returns (reopened, new run or the blocking state)."""
-        ok, value = self._reopen(args=[keys.PREFIX, job_id, iso_from_ms(now_ms())])
+        ok, value = self._reopen(keys=scripts.LAYOUT, args=[job_id, iso_from_ms(now_ms())])
         return bool(ok), str(value)
 
     def discard(self, job_id: str) -> bool:
         """Remove a record that never started; used when its message could not be published."""
-        return bool(self._discard(args=[keys.PREFIX, job_id]))
+        return bool(self._discard(keys=scripts.LAYOUT, args=[job_id]))
 
     def discard_many(self, job_ids: Sequence[str]) -> int:
         """discard() for each, in one round trip; returns how many were removed."""
         pipe = self.client.pipeline(transaction=False)
         for job_id in job_ids:
-            self._discard(args=[keys.PREFIX, job_id], client=pipe)
+            self._discard(keys=scripts.LAYOUT, args=[job_id], client=pipe)
         return sum(bool(removed) for removed in pipe.execute())
 
     def prune(self, actor: str) -> int:
-        return int(self._prune(args=[keys.PREFIX, actor, now_ms(), *self.retention.args()]))
+        return int(self._prune(keys=scripts.LAYOUT, args=[actor, now_ms(), *self.retention.args()]))
 
     def claim_idempotency_key(self, key: str, job_id: str, payload: Any, *, pending_s: int) -> IdempotencyClaim:
         """First caller wins, its claim pending (for `pending_s` at most) until confirm_idempotency_key()."""
@@ -496,11 +537,11 @@ class JobStore:
 
     def requeue_lost(self, job_id: str, seen_updated_at: str) -> bool:
         """Active -> queued for a job no live worker holds (see service/store/lua/requeue_lost.lua)."""
-        args = [keys.PREFIX, job_id, keys.lease(job_id), seen_updated_at, iso_from_ms(now_ms())]
-        return bool(self._requeue_lost(args=args))
+        args = [job_id, seen_updated_at, iso_from_ms(now_ms())]
+        return bool(self._requeue_lost(keys=scripts.LAYOUT, args=args))
 
     def index_keys(self) -> Iterator[str]:
-        for pattern in (f"{keys.PREFIX}index*", f"{keys.PREFIX}finished:*"):
+        for pattern in keys.INDEX_PATTERNS:
             for key in self.client.scan_iter(match=pattern, count=500, _type="zset"):
                 yield str(key)
 
@@ -512,6 +553,6 @@ class JobStore:
             cursor, members = self.client.zscan(index_key, cursor, count=batch)
             if members:
                 ids = [str(member) for member, _ in members]
-                removed += int(self._sweep_index(args=[keys.PREFIX, index_key, *ids]))
+                removed += int(self._sweep_index(keys=[*scripts.LAYOUT, index_key], args=ids))
             if cursor == 0:
                 return removed

@@ -1,125 +1,138 @@
-"""Every Redis key the service writes, in one place."""
+"""Every Redis key the service writes, in one place: the Python code and the Lua scripts take their names from here.
+
+A family of keys is a template whose `%s` holes take the parts that tell its keys apart (a job id, an actor, a
+state): Python fills it with `%`, Lua with string.format, so one spelling serves both. The job-store scripts
+(lua/*.lua) get the families they write as KEYS (LUA_KEYS), the way Dramatiq's own Redis broker passes its namespace,
+and build each key from them. They cannot be handed the keys themselves: which keys a transition touches depends on
+what the script reads first (the job's actor and current state pick its index sets), and one call carries a batch
+of up to 64 jobs; naming each key up front would take a read before every write and some ten KEYS a job.
+
+Key names never change without a migration: records written by an earlier version must still be read.
+Redis Cluster would want every key a script touches in one slot: that is one hash tag in PREFIX (`{jobs}:`), which
+the families passed as KEYS would then carry too.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 PREFIX = "jobs:"
 
 
-def job(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
+@dataclass(frozen=True)
+class Key:
+    """A family of keys: `template` with a `%s` hole for each part, in the order the call takes them."""
+
+    template: str
+
+    def __call__(self, *parts: str | int) -> str:
+        return self.template % parts
+
+    @property
+    def prefix(self) -> str:
+        """What every key of the family starts with (a SCAN pattern's head); for a family whose one hole ends it, Lua
+        builds a key as the prefix and the part, cheaper than string.format on every transition."""
+        return self.template.partition("%s")[0]
 
 
-def history(job_id: str) -> str:
-    return f"{PREFIX}history:{job_id}"
+#: A job's record (a hash), its state history (a list) and the last lines its own code logged (a list of JSON
+#: lines); all three are deleted together by the retention prune (lua/common.lua).
+job = Key(f"{PREFIX}job:%s")
+history = Key(f"{PREFIX}history:%s")
+job_logs = Key(f"{PREFIX}logs:%s")
+#: Kept alive by the worker running the job; gone means no live worker holds it. Holds "<holder>/<fencing token>".
+lease = Key(f"{PREFIX}lease:%s")
 
-
-def index(actor: str | None = None, state: str | None = None) -> str:
-    """Sorted set of job ids by creation time, optionally narrowed to an actor and/or a state."""
-    key = f"{PREFIX}index"
-    if actor:
-        key += f":actor:{actor}"
-    if state:
-        key += f":state:{state}"
-    return key
-
-
-def job_logs(job_id: str) -> str:
-    """The last lines a job's own code logged (a list of JSON lines); deleted with the record (common.lua)."""
-    return f"{PREFIX}logs:{job_id}"
-
-
-def idempotency(key: str) -> str:
-    return f"{PREFIX}idem:{key}"
-
-
-def hook_id(webhook_id: str) -> str:
-    """The actor an inbound hook's webhook-id was first sent to."""
-    return f"{PREFIX}hook-id:{webhook_id}"
-
-
-def paused(queue: str) -> str:
-    return f"{PREFIX}paused:{queue}"
-
-
-def rate_window(name: str, window: int) -> str:
-    return f"{PREFIX}rate:{name}:{window}"
-
-
-def throughput(state: str, minute: int) -> str:
-    """Jobs that reached `state` (completed or failed) in one minute (minutes since the epoch); expires after ~2 h."""
-    return f"{PREFIX}throughput:{state}:{minute}"
-
-
-def worker(worker_id: str) -> str:
-    """One worker process's heartbeat; it expires when the process stops beating."""
-    return f"{PREFIX}worker:{worker_id}"
-
-
-def schedule(actor: str) -> str:
-    """Hash of a schedule's last tick, last run and skipped ticks."""
-    return f"{PREFIX}schedule:{actor}"
-
-
-def schedule_tick(actor: str, tick: str) -> str:
-    """Claimed by the first scheduler to send (or skip) this tick; holds the job id."""
-    return f"{PREFIX}schedule:{actor}:tick:{tick}"
-
-
-def schedule_unpublished() -> str:
-    """Sorted set of ticks claimed but not yet confirmed published, scored by claim time (Redis clock, ms)."""
-    return f"{PREFIX}schedule-unpublished"
-
-
-ACTORS = f"{PREFIX}actors"
-#: Sorted set of worker ids scored by when their heartbeat expires (ms); lets readers skip a SCAN.
-WORKERS = f"{PREFIX}workers"
-
-
-def once(kind: str, job_id: str) -> str:
-    """Marks a side effect (an email handed to SMTP) as done for a job, so a redelivery does not repeat it."""
-    return f"{PREFIX}once:{kind}:{job_id}"
-
-
-def lease(job_id: str) -> str:
-    """Kept alive by the worker running the job; gone means no live worker holds it."""
-    return f"{PREFIX}lease:{job_id}"
-
-
-def semaphore(name: str) -> str:
-    return f"{PREFIX}sem:{name}"
-
-
-def dead_requeue(queue: str) -> str:
-    """The progress of the latest "requeue all" of a queue's dead letters (a hash), and its holder's lock."""
-    return f"{PREFIX}dead-requeue:{queue}"
-
-
-def dead_sent(job_id: str) -> str:
-    """The run of a job whose copy a dead-letter requeue published (confirmed) before acknowledging its dead letter."""
-    return f"{PREFIX}dead-sent:{job_id}"
-
-
-def lock(name: str) -> str:
-    return f"{PREFIX}lock:{name}"
-
+#: Sorted sets of job ids by creation time: every job, and narrowed to an actor, a state or both (index()).
+INDEX = f"{PREFIX}index"
+index_by_actor = Key(f"{INDEX}:actor:%s")
+index_by_state = Key(f"{INDEX}:state:%s")
+index_by_actor_state = Key(f"{INDEX}:actor:%s:state:%s")
+#: Finished jobs of one state and actor by when they finished (ms): what retention prunes, oldest first.
+finished = Key(f"{PREFIX}finished:%s:%s")
+#: Jobs that reached a state (completed or failed) in one minute (minutes since the epoch); expires after ~2 h.
+throughput = Key(f"{PREFIX}throughput:%s:%s")
 
 #: The lifecycle-event stream, capped at EVENTS_STREAM_MAXLEN: one entry per state change, added by the Lua script
-#: that makes the change (common.lua builds the same name from the prefix).
+#: that makes the change; and the counter that numbers its events without gaps.
 EVENTS = f"{PREFIX}events"
-
-
-def events_export_group(exchange: str) -> str:
-    """The consumer group through which the RabbitMQ export reads the stream: one per exchange."""
-    return f"export:{exchange}"
-
-
-def events_export_lease(exchange: str) -> str:
-    """Held by the one export relay that may publish to `exchange` (a token; it expires unless renewed)."""
-    return f"{PREFIX}events:export:{exchange}:lease"
-
-
+EVENTS_SEQ = f"{EVENTS}:seq"
 #: Counters for /metrics, written by the Lua scripts: jobs created per "queue|actor", state entries per
 #: "queue|actor|state", attempt run times per "queue|actor|le" (plus "|sum" and "|count").
 METRICS_CREATED = f"{PREFIX}metrics:created"
 METRICS_ENTERED = f"{PREFIX}metrics:entered"
 METRICS_RUNS = f"{PREFIX}metrics:runs"
+#: Every actor that ever had a job (a set): what retention walks.
+ACTORS = f"{PREFIX}actors"
+
+#: What every job-store script receives as KEYS, in this order, under these Lua names (service/store/scripts.py
+#: declares them above the script): the keys it writes, and the families it builds keys of, as a prefix where the one
+#: part ends the key. A script's own keys, if any, follow.
+LUA_KEYS: dict[str, str] = {
+    "JOB": job.prefix,
+    "HISTORY": history.prefix,
+    "JOB_LOGS": job_logs.prefix,
+    "LEASE": lease.prefix,
+    "INDEX": INDEX,
+    "INDEX_BY_ACTOR": index_by_actor.prefix,
+    "INDEX_BY_STATE": index_by_state.prefix,
+    "INDEX_BY_ACTOR_STATE": index_by_actor_state.template,
+    "FINISHED": finished.template,
+    "THROUGHPUT": throughput.template,
+    "EVENTS": EVENTS,
+    "EVENTS_SEQ": EVENTS_SEQ,
+    "METRICS_CREATED": METRICS_CREATED,
+    "METRICS_ENTERED": METRICS_ENTERED,
+    "METRICS_RUNS": METRICS_RUNS,
+    "ACTORS": ACTORS,
+}
+
+
+def index(actor: str | None = None, state: str | None = None) -> str:
+    """The index of every job, or of an actor's and/or a state's (the same choice as idx() in lua/common.lua)."""
+    if actor and state:
+        return index_by_actor_state(actor, state)
+    if actor:
+        return index_by_actor(actor)
+    return index_by_state(state) if state else INDEX
+
+
+#: Every job's index and finished set, as SCAN patterns (what the index sweep walks).
+INDEX_PATTERNS = (f"{INDEX}*", f"{finished.prefix}*")
+
+#: The claim of an Idempotency-Key (JSON: the job, its payload's fingerprint, pending or not).
+idempotency = Key(f"{PREFIX}idem:%s")
+#: The actor an inbound hook's webhook-id was first sent to.
+hook_id = Key(f"{PREFIX}hook-id:%s")
+#: A queue's pause flag.
+paused = Key(f"{PREFIX}paused:%s")
+#: A rate limit's count in one window: name, window number.
+rate_window = Key(f"{PREFIX}rate:%s:%s")
+#: A concurrency limit's slots (a sorted set of holders scored by when their slot lapses).
+semaphore = Key(f"{PREFIX}sem:%s")
+#: A lock held by one process at a time (a token; it lapses unless renewed): see service/store/locks.py.
+lock = Key(f"{PREFIX}lock:%s")
+#: Marks a side effect (an email handed to SMTP) as done for a job, so a redelivery does not repeat it: kind, job id.
+once = Key(f"{PREFIX}once:%s:%s")
+
+#: One worker process's heartbeat; it expires when the process stops beating.
+worker = Key(f"{PREFIX}worker:%s")
+#: Sorted set of worker ids scored by when their heartbeat expires (ms); lets readers skip a SCAN.
+WORKERS = f"{PREFIX}workers"
+
+#: Hash of a schedule's last tick, last run and skipped ticks.
+schedule = Key(f"{PREFIX}schedule:%s")
+#: Claimed by the first scheduler to send (or skip) a tick of a schedule (actor, tick); holds the job id.
+schedule_tick = Key(f"{PREFIX}schedule:%s:tick:%s")
+#: Sorted set of ticks claimed but not yet confirmed published, scored by claim time (Redis clock, ms).
+SCHEDULE_UNPUBLISHED = f"{PREFIX}schedule-unpublished"
+
+#: The progress of the latest "requeue all" of a queue's dead letters (a hash).
+dead_requeue = Key(f"{PREFIX}dead-requeue:%s")
+#: The run of a job whose copy a dead-letter requeue published (confirmed) before acknowledging its dead letter.
+dead_sent = Key(f"{PREFIX}dead-sent:%s")
+
+#: Held by the one export relay that may publish to an exchange (a token; it expires unless renewed).
+events_export_lease = Key(f"{EVENTS}:export:%s:lease")
+#: The consumer group (not a key) through which the RabbitMQ export of an exchange reads the stream.
+events_export_group = Key("export:%s")

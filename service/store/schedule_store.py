@@ -6,15 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 
 import redis
 
-from service.store import keys
-
-
-def _script(name: str) -> str:
-    return (resources.files("service.store") / "lua" / f"{name}.lua").read_text()
+from service.store import keys, scripts
 
 
 def _iso(instant: datetime) -> str:
@@ -71,15 +66,15 @@ class ScheduleStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._record = client.register_script(_script("schedule_record"))
-        self._claim = client.register_script(_script("schedule_claim"))
-        self._adopt = client.register_script(_script("schedule_adopt"))
+        self._record = client.register_script(scripts.text("schedule_record"))
+        self._claim = client.register_script(scripts.text("schedule_claim"))
+        self._adopt = client.register_script(scripts.text("schedule_adopt"))
 
     def claim(self, actor: str, tick: str, owner: str, ttl_s: int, publishing: UnpublishedTick | None = None) -> bool:
         """First caller wins (SET NX): only the winner may send, or skip, this tick. A tick claimed for `publishing`
         stays noted as unpublished until record_run() says it was published."""
         note = publishing.note if publishing else ""
-        tick_keys = [keys.schedule_tick(actor, tick), keys.schedule_unpublished()]
+        tick_keys = [keys.schedule_tick(actor, tick), keys.SCHEDULE_UNPUBLISHED]
         return bool(self._claim(keys=tick_keys, args=[owner, ttl_s, note]))
 
     def claimed_by(self, actor: str, tick: str) -> str | None:
@@ -88,24 +83,24 @@ class ScheduleStore:
 
     def unpublished(self) -> list[UnpublishedTick]:
         """Every tick claimed and not yet confirmed published, oldest claim first."""
-        notes: list[str] = self.client.zrange(keys.schedule_unpublished(), 0, -1)  # type: ignore[assignment]
+        notes: list[str] = self.client.zrange(keys.SCHEDULE_UNPUBLISHED, 0, -1)  # type: ignore[assignment]
         return [UnpublishedTick.from_note(note) for note in notes]
 
     def adopt_unpublished(self, older_than_ms: int, limit: int = 100) -> list[UnpublishedTick]:
         """Ticks claimed longer ago than `older_than_ms` and still unpublished; each goes to one caller at a time."""
-        notes = self._adopt(keys=[keys.schedule_unpublished()], args=[older_than_ms, limit])
+        notes = self._adopt(keys=[keys.SCHEDULE_UNPUBLISHED], args=[older_than_ms, limit])
         return [UnpublishedTick.from_note(str(note)) for note in notes]
 
     def record_run(self, actor: str, tick: datetime, job_id: str, published: UnpublishedTick | None = None) -> None:
         """The tick's message is confirmed published: the schedule's last run, and the tick no longer unpublished."""
         args: list[str | int] = ["run", _ms(tick), _iso(tick), job_id, published.note if published else ""]
-        self._record(keys=[keys.schedule(actor), keys.schedule_unpublished()], args=args)
+        self._record(keys=[keys.schedule(actor), keys.SCHEDULE_UNPUBLISHED], args=args)
 
     def record_skipped(
         self, actor: str, newest: datetime, count: int, unpublished: UnpublishedTick | None = None
     ) -> None:
         args: list[str | int] = ["skipped", _ms(newest), _iso(newest), count, unpublished.note if unpublished else ""]
-        self._record(keys=[keys.schedule(actor), keys.schedule_unpublished()], args=args)
+        self._record(keys=[keys.schedule(actor), keys.SCHEDULE_UNPUBLISHED], args=args)
 
     def state(self, actor: str) -> ScheduleState:
         fields: dict[str, str] = self.client.hgetall(keys.schedule(actor))  # type: ignore[assignment]

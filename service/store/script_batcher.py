@@ -3,8 +3,9 @@
 A worker process runs JOB_CONCURRENCY jobs at once, and each writes two transitions. Sent one by one, each pays a
 whole redis-py round trip and a whole script start, which cost more than the transition itself. Here the first
 caller to arrive while none is in flight sends its own call at once (no added wait when idle); callers that arrive
-meanwhile queue up, and the next of them sends the whole queue as one script call. The script takes its arguments
-as a list of same-width groups and returns a same-width group of results for each, in order.
+meanwhile queue up, and the next of them sends the whole queue as one script call. The script takes the same KEYS
+every call, and its arguments as a list of same-width groups; it returns a same-width group of results for each, in
+order.
 
 Each caller still gets only its own result, or the exception of the round trip its call went out in; the script
 runs each group exactly as if it had been called alone.
@@ -66,6 +67,7 @@ class ScriptBatcher:
         client: redis.Redis,
         script: Script,
         *,
+        keys: Sequence[str],
         head: Args,
         result_width: int,
         max_batch: int = 64,
@@ -74,7 +76,9 @@ class ScriptBatcher:
     ) -> None:
         self.pool = client.connection_pool
         self.script = script
-        self.head = list(head)  #: the arguments every call shares, sent once before the groups
+        #: what every call sends after the script's sha: the number of keys, the keys, and the arguments every call
+        #: shares (once, before the groups)
+        self.head: list[Any] = [len(keys), *keys, *head]
         self.result_width = result_width
         self.max_batch = max_batch
         if wait_replicas and wait_timeout_ms <= 0:
@@ -154,7 +158,7 @@ class ScriptBatcher:
                 self.pool.release(connection)
 
     def _command(self, args: list[Any]) -> list[Any]:
-        self._connection.send_command("EVALSHA", self.script.sha, 0, *args)
+        self._connection.send_command("EVALSHA", self.script.sha, *args)
         result: list[Any] = self._connection.read_response()
         return result
 

@@ -101,7 +101,8 @@ JobLogsDep = Annotated[JobLogs, Depends(provide_job_logs)]
 
 @lru_cache(maxsize=1)
 def get_queue_control() -> QueueControl:
-    return QueueControl(get_jobs(), PauseFlags(redis_client), DeadLetters(broker))
+    jobs = get_jobs()
+    return QueueControl(jobs, PauseFlags(redis_client), DeadLetters(jobs.link))
 
 
 async def provide_queue_control() -> QueueControl:

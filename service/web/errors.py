@@ -14,18 +14,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.ops.errors import MEANINGS, Meaning, meaning_of, worded
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
-from service.ops.jobs import (
-    BatchInvalid,
-    Conflict,
-    EnqueueInProgress,
-    IdempotencyMismatch,
-    JobNotFound,
-    Unavailable,
-    UnknownActor,
-    UnknownQueue,
-)
-from service.ops.unavailable import store_failure
+from service.ops.jobs import BatchInvalid, EnqueueInProgress, IdempotencyMismatch, JobNotFound, UnknownActor
+from service.ops.queues import UnknownQueue
+from service.ops.unavailable import Unavailable, store_failure
 
 
 def json_safe(value: Any) -> Any:
@@ -57,8 +50,46 @@ def field_errors(error: ValidationError, *prefix: str | int) -> list[dict[str, A
 UNPARSABLE_BODY = "There was an error parsing the body"
 
 
-def try_again(detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+#: The HTTP status of each meaning of a service-layer error (service/ops/errors.py).
+STATUS = {
+    Meaning.UNKNOWN: 404,
+    Meaning.NOT_FOUND: 404,
+    Meaning.REFUSED: 409,
+    Meaning.INVALID: 422,
+    Meaning.TRY_AGAIN: 503,
+}
+
+
+#: The answer's `detail` for the service-layer errors a sentence describes.
+DETAIL = {
+    UnknownActor: "Unknown actor: {0}",
+    UnknownQueue: "Unknown queue: {0}",
+    HooksNotAccepted: "Actor {0} does not take hooks",
+    JobNotFound: "Job not found",
+    HookIdReused: "This webhook-id was already sent to another actor",  # not which: that is not the caller's business
+    EnqueueInProgress: "a request with this Idempotency-Key is still being enqueued; try again shortly",
+}
+
+
+def detail_of(error: Exception) -> Any:
+    """The answer's `detail` for a service-layer error: a sentence, or FastAPI's list of field errors."""
+    if isinstance(error, Unavailable):
+        return f"{error.summary}; try again shortly"
+    if isinstance(error, ValidationError):
+        # Raised by the actor's payload model: the fields are inside the request body.
+        return field_errors(error, "body")
+    if isinstance(error, BatchInvalid):
+        return [item for index, invalid in error.items for item in field_errors(invalid, "body", index)]
+    if isinstance(error, IdempotencyMismatch):
+        return [
+            {
+                "loc": ["header", "Idempotency-Key"],
+                "msg": "this key was used before with a different payload",
+                "type": "idempotency_mismatch",
+                "input": error.args[0] if error.args else None,
+            }
+        ]
+    return worded(error, DETAIL) or str(error)  # Conflict says what the job's state does not allow
 
 
 def install(app: FastAPI) -> None:
@@ -76,34 +107,14 @@ def install(app: FastAPI) -> None:
         # FastAPI's own answer, but one that can always be written.
         return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
-    @app.exception_handler(UnknownActor)
-    async def unknown_actor(request: Request, error: UnknownActor) -> JSONResponse:
-        return JSONResponse({"detail": f"Unknown actor: {error.args[0]}"}, status_code=404)
+    async def service_error(request: Request, error: Exception) -> Response:
+        meaning = meaning_of(error)
+        assert meaning is not None, error  # registered for the table's errors only
+        headers = {"Retry-After": "5"} if meaning is Meaning.TRY_AGAIN else None
+        return JSONResponse({"detail": detail_of(error)}, status_code=STATUS[meaning], headers=headers)
 
-    @app.exception_handler(HooksNotAccepted)
-    async def hooks_not_accepted(request: Request, error: HooksNotAccepted) -> JSONResponse:
-        return JSONResponse({"detail": f"Actor {error.args[0]} does not take hooks"}, status_code=404)
-
-    @app.exception_handler(HookIdReused)
-    async def hook_id_reused(request: Request, error: HookIdReused) -> JSONResponse:
-        # Which actor it went to is not the caller's business: the id alone is refused.
-        return JSONResponse({"detail": "This webhook-id was already sent to another actor"}, status_code=409)
-
-    @app.exception_handler(JobNotFound)
-    async def job_not_found(request: Request, error: JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": "Job not found"}, status_code=404)
-
-    @app.exception_handler(UnknownQueue)
-    async def unknown_queue(request: Request, error: UnknownQueue) -> JSONResponse:
-        return JSONResponse({"detail": f"Unknown queue: {error.args[0]}"}, status_code=404)
-
-    @app.exception_handler(Conflict)
-    async def conflict(request: Request, error: Conflict) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
-
-    @app.exception_handler(Unavailable)
-    async def unavailable(request: Request, error: Unavailable) -> JSONResponse:
-        return try_again(f"{error.summary}; try again shortly")
+    for kind in MEANINGS:
+        app.add_exception_handler(kind, service_error)
 
     @app.exception_handler(redis.RedisError)
     async def store_error(request: Request, error: redis.RedisError) -> Response:
@@ -111,28 +122,4 @@ def install(app: FastAPI) -> None:
         found = store_failure(error)
         if found is None:
             raise error  # not about Redis's state: a bug, and Starlette's 500
-        return await unavailable(request, found)
-
-    @app.exception_handler(EnqueueInProgress)
-    async def in_progress(request: Request, error: EnqueueInProgress) -> JSONResponse:
-        return try_again("a request with this Idempotency-Key is still being enqueued; try again shortly")
-
-    @app.exception_handler(ValidationError)
-    async def invalid_payload(request: Request, error: ValidationError) -> JSONResponse:
-        # Raised by the actor's payload model: the fields are inside the request body.
-        return JSONResponse({"detail": field_errors(error, "body")}, status_code=422)
-
-    @app.exception_handler(BatchInvalid)
-    async def invalid_batch(request: Request, error: BatchInvalid) -> JSONResponse:
-        detail = [item for index, invalid in error.items for item in field_errors(invalid, "body", index)]
-        return JSONResponse({"detail": detail}, status_code=422)
-
-    @app.exception_handler(IdempotencyMismatch)
-    async def idempotency_mismatch(request: Request, error: IdempotencyMismatch) -> JSONResponse:
-        detail = {
-            "loc": ["header", "Idempotency-Key"],
-            "msg": "this key was used before with a different payload",
-            "type": "idempotency_mismatch",
-            "input": error.args[0] if error.args else None,
-        }
-        return JSONResponse({"detail": [detail]}, status_code=422)
+        return await service_error(request, found)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_snake
 
 from service.domain.records import JobRecord
 from service.domain.states import JobState
+
+
+class ServiceView(BaseModel):
+    """A response read from a service-layer object with `model_validate(obj)`: each camelCase field from the
+    snake_case attribute of the same name (`jobId` from `job_id`), nested views too. Built by name as well."""
+
+    model_config = ConfigDict(
+        from_attributes=True, alias_generator=AliasGenerator(validation_alias=to_snake), validate_by_name=True
+    )
 
 
 class Accepted(BaseModel):
@@ -37,7 +47,7 @@ class ChangeAccepted(BaseModel):
     status: str = Field(description="cancelled, cancelling (an active job was asked to stop), or queued (retried)")
 
 
-class QueueFigures(BaseModel):
+class QueueFigures(ServiceView):
     name: str
     waiting: int = Field(description="Ready in RabbitMQ (messages a worker has prefetched are not counted)")
     active: int = Field(description="Running now (job store)")
@@ -48,7 +58,7 @@ class QueueFigures(BaseModel):
     dead: int = Field(description="In the dead-letter queue `<name>.XQ`")
 
 
-class Purged(BaseModel):
+class Purged(ServiceView):
     queue: str
     messages: int = Field(description="Messages removed from the queue and its delay queue")
     cancelled: int = Field(description="Waiting jobs marked cancelled")
@@ -91,3 +101,12 @@ TOO_LARGE: dict[int | str, dict[str, Any]] = {
 
 def not_found(what: str) -> dict[int | str, dict[str, Any]]:
     return {404: {"model": ErrorDetail, "description": what}}
+
+
+def refused(why: str) -> dict[int | str, dict[str, Any]]:
+    return {409: {"model": ErrorDetail, "description": why}}
+
+
+def about_one(what: str) -> dict[int | str, dict[str, Any]]:
+    """The rows of a route about one named thing (a job, a queue): 404 naming `what`, 422, 503."""
+    return {**not_found(what), **INVALID, **UNAVAILABLE}

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from service import logs
+from service.background import BackgroundLoop
 from service.domain.context import current_job
 from service.store.log_store import JobLogStore
 
@@ -67,8 +68,7 @@ class JobLogCapture(logging.Handler):
         self._pending: dict[str, Pending] = {}
         self._mutex = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._writer: threading.Thread | None = None
+        self._writer = BackgroundLoop("job-logs", self._write_forever, wake=self._wake)
         self._warned = False
 
     # -- on the job's thread ---------------------------------------------------------------------------------
@@ -115,19 +115,14 @@ class JobLogCapture(logging.Handler):
     # -- the writer thread -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._stop.clear()
-        self._writer = threading.Thread(target=self._write_forever, name="job-logs", daemon=True)
         self._writer.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Write what is waiting, then stop the writer."""
-        self._stop.set()
-        self._wake.set()
-        if self._writer is not None:
-            self._writer.join(timeout_s)
+        self._writer.stop(timeout_s)
 
     def _write_forever(self) -> None:
-        while not self._stop.is_set():
+        while not self._writer.stopping.is_set():
             self._wake.wait(self.flush_s)
             self._wake.clear()
             self._flush_safely()

@@ -25,6 +25,7 @@ import redis
 
 from service.domain.cron import ZonedCron
 from service.ops import event_export
+from service.rabbit.link import shared_link
 from service.settings import get_settings
 from service.store.redis_config import warn_if_unsafe
 from service.worker import schedules
@@ -195,7 +196,7 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
         export = event_export.export_from_settings(
             get_settings().events_exchange,
             schedules.bound_store().client,
-            dramatiq.get_broker().parameters,  # type: ignore[attr-defined]  # a RabbitmqBroker's
+            shared_link(dramatiq.get_broker()),
         )
         try:
             self._loop()

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from service.domain.errors import InvalidPayload
 from service.domain.states import BROKER_PRIORITY, Priority
 from service.settings import get_settings
+from service.store.record_fields import to_json
 from service.worker import schedules
-from service.worker.middleware.status import to_json
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 

@@ -10,8 +10,9 @@ import pytest
 from actors.cleanup import cleanup_jobs
 from service.domain.clock import now_ms
 from service.domain.states import JobState
+from service.kits import maintenance
 from service.ops.jobs import Jobs
-from service.store import keys, maintenance
+from service.store import keys, locks
 from tests.actors.conftest import QUEUES, PrivateLane
 from tests.support import test_actors
 from tests.support.seed import seed
@@ -102,7 +103,7 @@ def test_a_second_cleanup_while_one_runs_does_nothing_and_says_so(
     jobs: Jobs, lane: PrivateLane, cleanup_worker: WorkerProcess
 ) -> None:
     seed(jobs.store, "alpha", created=now_ms() - 2 * DAY_MS, state="completed")
-    with maintenance.exclusive(jobs.store.client, "cleanup", 30_000) as held:
+    with locks.exclusive(jobs.store.client, "cleanup", 30_000) as held:
         assert held
         record = jobs.wait(lane.send(cleanup_jobs), timeout_s=20)
         assert record.state is JobState.COMPLETED

@@ -10,9 +10,8 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from service.kits.mail import MailSettings
-from service.kits.reports import ReportSettings
 from service.kits.webhooks import WebhookSettings
-from service.settings import Settings, exit_on_invalid
+from service.settings import ReportSettings, Settings, exit_on_invalid
 from tests.support.workers import ROOT
 
 

@@ -16,9 +16,11 @@ from fastapi.testclient import TestClient
 
 from actors.reports import _EMAIL_IDS, generate_report
 from service.domain.clock import iso_from_ms
+from service.domain.reports import BadReportName, report_path
 from service.domain.states import JobState
 from service.kits import reports
 from service.ops.jobs import Jobs
+from service.settings import ReportSettings, forget_settings
 from service.web import app
 from service.worker.schedules import schedule_of
 from tests.actors.conftest import PrivateLane
@@ -81,8 +83,8 @@ def test_the_report_can_be_json(jobs: Jobs, seeded: tuple[int, int], tmp_path: P
 
 @pytest.mark.parametrize("name", ["../secret.csv", "a/b.csv", ".hidden", "..", "x\\y.csv", "/etc/passwd", ""])
 def test_a_report_name_with_a_path_in_it_is_refused(name: str, tmp_path: Path) -> None:
-    with pytest.raises(reports.BadReportName):
-        reports.report_path(tmp_path, name)
+    with pytest.raises(BadReportName):
+        report_path(tmp_path, name)
 
 
 # -- through a worker and the API -------------------------------------------------------------------------------
@@ -97,10 +99,10 @@ def report_worker(lane: PrivateLane, job_env: dict[str, str]) -> Iterator[Worker
 @pytest.fixture
 def api(reports_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("REPORTS_DIR", str(reports_dir))
-    reports.get_report_settings.cache_clear()
+    forget_settings(ReportSettings)
     with TestClient(app) as client:
         yield client
-    reports.get_report_settings.cache_clear()
+    forget_settings(ReportSettings)
 
 
 def test_a_report_job_writes_its_file_reports_progress_and_emails_it_through_a_pipeline(

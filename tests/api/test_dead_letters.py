@@ -11,7 +11,7 @@ import pytest
 from dramatiq.common import xq_name
 from fastapi.testclient import TestClient
 
-from service.bootstrap import redis_client, settings
+from service.bootstrap import redis_client, settings, store
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.store import keys
@@ -75,6 +75,26 @@ def test_requeue_of_chosen_jobs_sends_just_those_back_and_names_ids_it_did_not_f
     assert jobs.get(ids[1]).state is JobState.QUEUED
     assert [letter.job_id for letter in read_queue(held)] == [ids[1]]
     assert dead_ids(held) == [ids[0], ids[2]]  # the others stay, in their order
+
+
+def test_a_dead_letter_without_a_record_is_published_again_as_it_was_and_recorded_queued(
+    client: TestClient, jobs: Jobs, held: str
+) -> None:
+    [job_id] = bury("held", [{"key": "unrecorded"}], recorded=False)
+    assert store.get(job_id) is None  # another service's job, or a pruned one: the store does not know it
+    response = client.post(f"/queues/{held}/dead/requeue", json={"jobIds": [job_id]})
+    assert response.status_code == 202, response.text
+    assert (response.json()["requeued"], response.json()["missing"]) == (1, [])
+    [letter] = read_queue(held)
+    assert letter.message is not None
+    assert (letter.message.message_id, letter.message.actor_name, letter.message.kwargs) == (
+        job_id,
+        "held",
+        {"key": "unrecorded"},
+    )
+    assert not {"retries", "last_error"} & letter.message.options.keys()  # the dead attempt's are left behind
+    assert jobs.get(job_id).state is JobState.QUEUED  # recorded once published, as a plain send is
+    assert dead_ids(held) == []
 
 
 def test_requeue_of_all_answers_at_once_and_its_progress_is_readable_until_done(

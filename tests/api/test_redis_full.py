@@ -13,16 +13,19 @@ from fastapi.testclient import TestClient
 
 from service.bootstrap import broker
 from service.domain.states import JobState
+from service.ops.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
 from service.ops.jobs import Jobs
 from service.ops.queues import QueueControl
+from service.ops.unavailable import Reason, Unavailable
 from service.rabbit.dead_letters import DeadLetters
 from service.store import keys
 from service.store.connection import connect_redis
+from service.store.hook_ids import HookIds
 from service.store.job_store import JobStore
 from service.store.pauses import PauseFlags
+from service.store.record_fields import record_fields
 from service.web import app
 from service.web.deps import provide_jobs, provide_queue_control
-from service.worker.middleware.status import record_fields
 from tests.support import api_actors
 from tests.support.api_actors import QUEUE
 from tests.support.own_redis import OwnRedis
@@ -63,7 +66,7 @@ def client_on_full(full_redis: FullRedis, empty_held_queue: str) -> Iterator[Tes
 def serve(redis_server: FullRedis) -> Iterator[TestClient]:
     """The API with its job store, pause flags and queue control on this Redis."""
     jobs = Jobs(broker, redis_server.store)
-    control = QueueControl(jobs, PauseFlags(redis_server.store.client), DeadLetters(broker))
+    control = QueueControl(jobs, PauseFlags(redis_server.store.client), DeadLetters(jobs.link))
     app.dependency_overrides[provide_jobs] = lambda: jobs
     app.dependency_overrides[provide_queue_control] = lambda: control
     try:
@@ -168,3 +171,12 @@ def test_with_redis_read_only_every_route_that_writes_is_503_naming_redis(
     assert held_messages() == 0
     assert client_on_replica.get(f"/jobs/{replica.queued_id}").json()["state"] == "queued"
     assert client_on_replica.get(f"/jobs/{replica.failed_id}").json()["state"] == "failed"
+
+
+def test_with_redis_read_only_an_inbound_hook_is_refused_saying_why(replica: FullRedis) -> None:
+    # Before: the claim of the hook's webhook-id made every Redis error "redis unreachable".
+    hooks = InboundHooks(Jobs(broker, replica.store), HookIds(replica.store.client, HOOK_ID_TTL_S))
+    with pytest.raises(Unavailable) as refused:
+        hooks.enqueue("add", "msg_read_only", {"a": 1, "b": 2})
+    assert refused.value.reason is Reason.READ_ONLY
+    assert replica.store.client.get(keys.hook_id("msg_read_only")) is None

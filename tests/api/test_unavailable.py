@@ -13,13 +13,16 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from service.bootstrap import broker, store
+from service.ops.dead_jobs import DeadJobs
 from service.ops.jobs import Jobs
+from service.rabbit.dead_letters import DeadLetters
 from service.rabbit.link import RabbitLink
 from service.store import keys
 from service.store.connection import connect_redis
 from service.store.job_store import JobStore
 from service.web import app
 from service.web.deps import provide_jobs
+from service.web.routes.dead import provide_dead_jobs
 from tests.support.api_actors import QUEUE
 from tests.support.api_server import free_port
 
@@ -103,6 +106,34 @@ def test_with_rabbitmq_away_batch_purge_and_queues_are_503_within_5_seconds(
         assert response.status_code == 503, (path, response.text)
         assert took < 5, path
     assert store.count() == 0
+
+
+@pytest.fixture
+def dead_letters_away(broker_away: TestClient) -> Iterator[TestClient]:
+    """The dead-letter routes, their RabbitMQ calls going where broker_away's do."""
+    jobs = app.dependency_overrides[provide_jobs]()
+    app.dependency_overrides[provide_dead_jobs] = lambda: DeadJobs(jobs, DeadLetters(jobs.link), store.client)
+    try:
+        yield broker_away
+    finally:
+        app.dependency_overrides.pop(provide_dead_jobs, None)
+
+
+def test_with_rabbitmq_away_dead_letter_routes_are_503_within_5_seconds(
+    dead_letters_away: TestClient, empty_held_queue: str
+) -> None:
+    requests: list[tuple[str, str, object]] = [
+        ("GET", f"/queues/{QUEUE}/dead", None),
+        ("POST", f"/queues/{QUEUE}/dead/requeue", {"jobIds": ["some-id"]}),
+        ("POST", f"/queues/{QUEUE}/dead/requeue", None),
+        ("POST", f"/queues/{QUEUE}/dead/delete", {"jobIds": ["some-id"]}),
+        ("POST", f"/queues/{QUEUE}/dead/delete", None),
+    ]
+    for (_, path, body), (response, took) in zip(requests, timed_in_parallel(dead_letters_away, requests), strict=True):
+        assert response.status_code == 503, (path, body, response.text)
+        assert response.json() == {"detail": "rabbitmq unreachable; try again shortly"}
+        assert took < 5, (path, body)
+    assert store.client.get(keys.lock(f"dead-requeue:{QUEUE}")) is None  # no "requeue all" was left claimed
 
 
 def test_with_redis_away_every_route_is_503_within_5_seconds_and_nothing_is_published(

@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Settings, logging and tracing: read by every layer, and they import only each other and the domain.
-FOUNDATION = {"settings", "logs", "tracing", "tracing_file"}
+#: Settings, logging, tracing and background loops: read by every layer, and they import only each other and the domain.
+FOUNDATION = {"settings", "logs", "tracing", "tracing_file", "background"}
 
 #: What each layer may import of `service` besides itself. `bootstrap` is the composition root: it builds the broker,
 #: the store and the service objects once, so the faces and the jobs receive them from it.
@@ -71,26 +71,19 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
 
 #: Upward imports left from the flat layout, each to be removed by moving the code to its layer. Shrinks to empty.
 NOT_YET_MOVED = {
-    "actors/cleanup.py:8 (jobs) imports service.store (store)",
-    "actors/email.py:21 (jobs) imports service.store.once (store)",
-    "service/cli/errors.py:24 (cli) imports service.worker.typed_actor (worker)",
+    "service/cli/errors.py:16 (cli) imports service.worker.typed_actor (worker)",
     "service/cli/main.py:53 (cli) imports service.actors (entry)",
     "service/cli/main.py:55 (cli) imports service.rabbit.dead_letters (rabbit)",
     "service/cli/main.py:56 (cli) imports service.store.pauses (store)",
     "service/cli/main.py:413 (cli) imports service.actors (entry)",
-    "service/kits/mail.py:18 (kits) imports service.worker.middleware.rate_limit (worker)",
-    "service/kits/webhooks.py:21 (kits) imports service.worker.middleware.rate_limit (worker)",
-    "service/ops/jobs.py:39 (ops) imports service.worker.middleware.status (worker)",
     "service/ops/jobs.py:40 (ops) imports service.worker.typed_actor (worker)",
     "service/ops/schedules.py:13 (ops) imports service.worker (worker)",
-    "service/rabbit/publisher.py:13 (rabbit) imports service.worker.middleware.status (worker)",
     "service/web/__init__.py:9 (web) imports service.store.redis_config (store)",
     "service/web/dashboard/chart.py:8 (web) imports service.store.job_store (store)",
     "service/web/deps.py:15 (web) imports actors (jobs)",
     "service/web/deps.py:25 (web) imports service.rabbit.dead_letters (rabbit)",
     "service/web/deps.py:26 (web) imports service.store.hook_ids (store)",
     "service/web/deps.py:27 (web) imports service.store.pauses (store)",
-    "service/web/routes/reports.py:8 (web) imports service.kits (kits)",
 }
 
 SOURCES = sorted([*ROOT.joinpath("service").rglob("*.py"), *ROOT.joinpath("actors").rglob("*.py")])

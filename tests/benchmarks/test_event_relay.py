@@ -19,9 +19,10 @@ from typing import Any
 
 import pika
 
-from service.bootstrap import redis_client, store
+from service.bootstrap import broker, redis_client, store
 from service.domain.states import JobState
 from service.ops.event_export import EventExport, declare_exchange
+from service.rabbit.link import shared_link
 from service.store import keys
 
 JOBS = int(os.environ.get("BENCH_EVENT_JOBS", "5000"))
@@ -102,7 +103,7 @@ def test_the_event_path_into_the_stream_through_a_group_and_out_to_rabbitmq() ->
     counter = Counter(exchange)
     taker = threading.Thread(target=counter.take, args=(6 * JOBS, 180))
     taker.start()
-    export = EventExport(redis_client, pika.URLParameters(os.environ["RABBITMQ_URL"]), exchange)
+    export = EventExport(redis_client, shared_link(broker), exchange)
     started = time.perf_counter()
     export.start()
     try:

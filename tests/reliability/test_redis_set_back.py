@@ -26,10 +26,10 @@ import pytest
 import redis
 
 from service.domain.states import JobState
+from service.kits.maintenance import requeue_lost
 from service.store import keys
 from service.store.connection import primary_through_sentinels
 from service.store.job_store import HeldLease, JobStore, Transition
-from service.store.maintenance import requeue_lost
 from service.store.script_batcher import NotReplicated
 from tests.support.own_redis import OwnRedis
 from tests.support.own_servers import spare_port, started

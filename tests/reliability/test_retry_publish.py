@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from service.bootstrap import broker, redis_client
+from service.bootstrap import redis_client
 from service.domain.states import JobState
 from service.ops.jobs import Jobs, Unavailable
 from service.ops.queues import QueueControl
@@ -54,7 +54,7 @@ def test_a_retry_that_cannot_be_published_leaves_the_original_unacknowledged_and
 
 def test_a_dead_letter_leaves_its_queue_only_once_its_copy_is_published(jobs: Jobs) -> None:
     run = uuid.uuid4().hex[:8]
-    dead_letters = DeadLetters(broker)
+    dead_letters = DeadLetters(jobs.link)
     with WorkerProcess(threads=1, queues=[QUEUE], modules=["tests.support.fencing_actors"], env=worker_env()):
         message = fenced_work.send_with_options(kwargs={"run": run, "ms": 0, "fail_first": True}, max_retries=0)
         assert jobs.wait(message.message_id, timeout_s=20).state is JobState.FAILED

@@ -12,7 +12,7 @@ from service.bootstrap import broker
 from service.domain.states import JobState
 from service.store.connection import connect_redis
 from service.store.job_store import JobStore
-from service.worker.middleware.status import record_fields
+from service.store.record_fields import record_fields
 from tests.support.cli import run_jobs
 from tests.support.own_redis import OwnRedis
 

@@ -18,12 +18,14 @@ from typing import Any
 
 import pika
 import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from service.bootstrap import broker, redis_client, store
 from service.domain.states import JobState
 from service.ops.event_export import CONSUMER, EventExport, declare_exchange
 from service.ops.event_log import EventLog
 from service.ops.jobs import Jobs
+from service.rabbit.link import RabbitLink, shared_link
 from service.store import keys
 from service.store.job_store import JobStore
 from tests.reliability.harness import through
@@ -41,6 +43,11 @@ def wait_until(done: Callable[[], Any], timeout_s: float = 20, what: str = "") -
         assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
         time.sleep(0.05)
     return result
+
+
+def link_to(url: str) -> RabbitLink:
+    """A link of its own to the RabbitMQ at `url` (a fault proxy's), as the scheduler's export has one."""
+    return RabbitLink(RabbitmqBroker(url=url, middleware=[]))
 
 
 class Bound:
@@ -233,7 +240,7 @@ def test_the_export_publishes_every_event_in_order_across_a_connection_drop_and_
             run_job_through_the_store(f"before-{i:03d}", store)
         with FaultProxy(5672, name="rabbit") as rabbit:
             url = through(os.environ["RABBITMQ_URL"], rabbit, connection_attempts="1", retry_delay="0")
-            first = EventExport(redis_client, pika.URLParameters(url), exchange, batch=50, lease_ms=2000)
+            first = EventExport(redis_client, link_to(url), exchange, batch=50, lease_ms=2000)
             first.start()
             wait_until(lambda: len(bound.first_seen()) >= 60, what="the first events exported")
             assert rabbit.cut() >= 1  # the relay's connection drops mid-stream
@@ -241,16 +248,14 @@ def test_the_export_publishes_every_event_in_order_across_a_connection_drop_and_
                 run_job_through_the_store(f"during-{i:03d}", store)
             wait_until(lambda: len(bound.first_seen()) >= 450, what="the export to recover")
             # The relay dies between reading a batch and publishing it: that batch stays pending in its group.
-            first._stop.set()
-            assert first._thread is not None
-            first._thread.join(10)
+            assert first.loop.stop(10)  # not first.stop(): that would give the lease up
             first.close()
         for i in range(100):
             run_job_through_the_store(f"after-{i:03d}", store)
         stranded = redis_client.xreadgroup(first.group, CONSUMER, {keys.EVENTS: ">"}, count=40)[0][1]
         assert len(stranded) == 40
         # Another relay (a new token: the dead one's lease must lapse first) takes over and publishes it first.
-        second = EventExport(redis_client, pika.URLParameters(os.environ["RABBITMQ_URL"]), exchange, lease_ms=2000)
+        second = EventExport(redis_client, shared_link(broker), exchange, lease_ms=2000)
         second.start()
         try:
             everything = [str(entry_id) for entry_id, _ in redis_client.xrange(keys.EVENTS)]

@@ -13,8 +13,9 @@ from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.store import keys
 from service.store.job_store import HeldLease, JobStore
+from service.store.record_fields import PARENT_ATTEMPT
 from service.worker.middleware.in_hand import JobsInHand
-from service.worker.middleware.lease import PARENT_ATTEMPT, JobLease
+from service.worker.middleware.lease import JobLease
 from tests.support.own_redis import OwnRedis
 
 CREATE = {"jobId": "L1", "actor": "add", "queue": "test", "data": "{}", "createdMs": 1, "createdAt": "x"}
@@ -30,7 +31,7 @@ def test_starting_a_job_takes_its_lease_and_finishing_gives_it_back(jobs: Jobs) 
 def test_a_second_delivery_of_an_attempt_under_a_live_lease_is_told_it_runs_elsewhere(jobs: Jobs) -> None:
     jobs.store.transition("L1", JobState.ACTIVE, create=CREATE, lease=("host:1", 5000))
     again = jobs.store.transition("L1", JobState.ACTIVE, lease=("host:2", 5000))
-    assert not again.applied and again.state == "running"
+    assert again.running and again.state == "active"
     assert 0 < again.lease_left_ms <= 5000
     assert jobs.store.get("L1").attempts == 1  # type: ignore[union-attr]
 

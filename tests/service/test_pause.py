@@ -20,7 +20,7 @@ from tests.support.workers import WorkerProcess
 
 @pytest.fixture
 def control(jobs: Jobs) -> Iterator[QueueControl]:
-    control = QueueControl(jobs, PauseFlags(redis_client), DeadLetters(broker))
+    control = QueueControl(jobs, PauseFlags(redis_client), DeadLetters(jobs.link))
     yield control
     for queue in ("ops", "ops-other"):
         control.resume(queue)

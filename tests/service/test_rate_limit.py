@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from service.domain.rates import parse_rate
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
-from service.worker.middleware.rate_limit import parse_rate
 from tests.support import test_actors
 from tests.support.workers import WorkerProcess
 

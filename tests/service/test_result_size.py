@@ -8,7 +8,7 @@ from service.domain.errors import ResultTooLarge
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.store import keys
-from service.worker.middleware.status import to_json
+from service.store.record_fields import to_json
 from tests.support import result_actors  # noqa: F401  (the test process enqueues its job)
 from tests.support.workers import WorkerProcess
 

@@ -273,7 +273,7 @@ def test_a_tick_published_again_from_its_note_is_the_same_job_and_runs_once(
     note = UnpublishedTick(
         EVERY_MINUTE.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC", int(tick.timestamp() * 1000), message.message_id
     )
-    redis_client.zadd(keys.schedule_unpublished(), {note.note: 0})  # noted as if its publish was never confirmed
+    redis_client.zadd(keys.SCHEDULE_UNPUBLISHED, {note.note: 0})  # noted as if its publish was never confirmed
 
     [adopted] = schedule_store.adopt_unpublished(int(schedules.UNPUBLISHED_AFTER_S * 1000))
     assert adopted == note

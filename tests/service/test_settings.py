@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 
 import pytest
+from pydantic_settings import BaseSettings
 
-from service.settings import Settings
+from service import logs
+from service.kits.mail import MailSettings
+from service.kits.webhooks import WebhookSettings
+from service.settings import Settings, load_settings
+from service.web.routes.hooks import HookSettings
 
 CONTRACT_VARIABLES = {
     "RABBITMQ_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "JOB_CONCURRENCY",
@@ -64,3 +71,25 @@ def test_a_malformed_variable_stops_the_worker_with_one_line_naming_it(name: str
     assert len(lines) == 1, done.stderr
     assert complaint in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "variable"),
+    [
+        (Settings, "API_TOKEN"),
+        (MailSettings, "SMTP_PASSWORD"),
+        (WebhookSettings, "WEBHOOK_SIGNING_SECRET"),
+        (HookSettings, "HOOKS_SIGNING_SECRET"),
+    ],
+)
+def test_a_settings_class_is_loaded_once_and_its_secrets_are_redacted_from_then_on(
+    kind: type[BaseSettings], variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()  # a valid value for every one of them
+    monkeypatch.setenv(variable, secret)
+    assert logs.redact(f"said {secret}") == f"said {secret}"  # nothing registered it yet
+    # A subclass of its own: loaded for the first time here, while the process keeps the class it loaded at start.
+    fresh = type(f"Fresh{kind.__name__}", (kind,), {})
+    loaded = load_settings(fresh)
+    assert load_settings(fresh) is loaded
+    assert logs.redact(f"said {secret}") == "said ***"

@@ -18,22 +18,31 @@ from dramatiq.errors import DecodeError
 from service.bootstrap import broker, store
 from service.domain.clock import iso_from_ms, now_ms
 from service.domain.states import JobState
-from service.rabbit.dead_letters import DeadLetter, DeadLetters
+from service.rabbit.dead_letters import DeadLetter
 
 
 @contextlib.contextmanager
-def _confirmed_channel() -> Iterator[Any]:
+def _channel() -> Iterator[Any]:
+    """A connection of the test's own: what it leaves unacknowledged goes back, in place, when it closes."""
     connection = pika.BlockingConnection(broker.parameters)
     try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        yield channel
+        yield connection.channel()
     finally:
         connection.close()
 
 
-def bury(actor_name: str, payloads: list[dict[str, Any]], *, reason: str = "PermanentError: broken") -> list[str]:
-    """One failed job per payload, its message dead in the actor's dead-letter queue, oldest first. Returns ids."""
+@contextlib.contextmanager
+def _confirmed_channel() -> Iterator[Any]:
+    with _channel() as channel:
+        channel.confirm_delivery()
+        yield channel
+
+
+def bury(
+    actor_name: str, payloads: list[dict[str, Any]], *, reason: str = "PermanentError: broken", recorded: bool = True
+) -> list[str]:
+    """One failed job per payload, its message dead in the actor's dead-letter queue, oldest first. Returns ids.
+    `recorded=False`: the store has no record of them (another service's jobs, or pruned ones)."""
     actor = broker.get_actor(actor_name)
     queue = actor.queue_name
     broker.declare_queue(queue, ensure=True)
@@ -51,9 +60,10 @@ def bury(actor_name: str, payloads: list[dict[str, Any]], *, reason: str = "Perm
                 "createdMs": created,
                 "createdAt": iso_from_ms(created),
             }
-            store.transition(job_id, JobState.QUEUED, create=create)
-            store.transition(job_id, JobState.ACTIVE)
-            store.transition(job_id, JobState.FAILED, fields={"failedReason": reason})
+            if recorded:
+                store.transition(job_id, JobState.QUEUED, create=create)
+                store.transition(job_id, JobState.ACTIVE)
+                store.transition(job_id, JobState.FAILED, fields={"failedReason": reason})
             message: dramatiq.Message[Any] = dramatiq.Message(
                 queue_name=queue,
                 actor_name=actor_name,
@@ -81,9 +91,8 @@ def bury_raw(queue: str, body: bytes) -> None:
 
 def read_queue(name: str) -> list[DeadLetter]:
     """Every message ready in a queue (any queue, not only a dead-letter one), oldest first, left in place."""
-    reader = DeadLetters(broker)
     letters: list[DeadLetter] = []
-    with reader._channel() as channel:
+    with _channel() as channel:
         while True:
             method, _, body = channel.basic_get(name, auto_ack=False)
             if method is None:
@@ -108,7 +117,7 @@ def empty(queue: str) -> None:
 def keep_only(name: str, job_ids: set[str]) -> int:
     """Remove every message of a queue except those of these jobs; returns how many were removed."""
     removed = 0
-    with DeadLetters(broker)._channel() as channel:
+    with _channel() as channel:
         while True:
             method, _, body = channel.basic_get(name, auto_ack=False)
             if method is None:

@@ -67,6 +67,11 @@ class OwnRabbit(OwnServer):
                 os.chown(path, account.pw_uid, account.pw_gid)
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def add_config(self, lines: str) -> None:
+        """More settings for the node's config file (read at its next boot)."""
+        with (self.folder / "rabbitmq.conf").open("a") as config:
+            config.write(lines)
+
     @property
     def url(self) -> str:
         return self.url_at(HOST)

@@ -1,12 +1,14 @@
 """A 3-node RabbitMQ cluster of the test's own, for quorum queues and a node killed under them.
 
 Each node is an `OwnRabbit` (own name, AMQP and distribution ports, config file and folders, next to the shared node
-on 127.0.0.1:5672): they boot side by side, then the second and third join the first. Nodes of a killed test run are
-removed as `OwnRabbit` removes them. Give `also_listen` (a `NetnsHosts.address`) for processes in network namespaces.
+on 127.0.0.1:5672): they boot side by side and cluster as they boot (peer discovery from the config file); one that
+booted alone anyway is joined by hand. Nodes of a killed test run are removed as `OwnRabbit` removes them. Give
+`also_listen` (a `NetnsHosts.address`) for processes in network namespaces.
 
-Measured on the 2-core machine: `start()` takes 24-40 s (the boots side by side 14-25 s, each join about 10 s, most of
-it rabbitmqctl's own start), a quorum queue has a new leader within 1-3 s of its leader's SIGKILL, and a killed node
-is back in the cluster 6-17 s after `restart()`; the three nodes hold about 160 MB each.
+Measured on the 2-core machine with other test suites running (load 9-18): `start()` takes 25-42 s, where booting
+and then joining by hand (stop_app, join_cluster, start_app: three rabbitmqctl VMs a node) took 35-73 s. A quorum
+queue has a new leader 1-3 s after its leader's SIGKILL; a killed node is back in the cluster 6-18 s after
+`restart()`; each node holds about 160 MB.
 """
 
 from __future__ import annotations
@@ -39,20 +41,26 @@ class RabbitCluster(OwnServer):
         return [node.url_at(address) for node in self.nodes]
 
     def start(self, timeout: float = 180.0) -> Self:
-        """Boot every node at once, join the others to the first; return when all of them run as one cluster."""
+        """Boot every node at once, each told the others' names (classic-config peer discovery): under its lock the
+        first boots alone and the others join it as they boot. Returns when all of them run as one cluster."""
         began = time.monotonic()
         deadline = began + timeout
+        discovery = "cluster_formation.peer_discovery_backend = classic_config\n" + "".join(
+            f"cluster_formation.classic_config.nodes.{i} = {node.name}\n" for i, node in enumerate(self.nodes, 1)
+        )
         try:
             for node in self.nodes:
+                node.add_config(discovery)
                 node.launch()
             for node in self.nodes:
                 node.wait_until_it_answers(max(deadline - time.monotonic(), 1.0))
             first = self.nodes[0]
-            # One at a time: two nodes joining the same node at once may both fail to lock its schema.
+            members = set(json.loads(first.ctl("cluster_status", "--formatter", "json"))["running_nodes"])
             for node in self.nodes[1:]:
-                node.ctl("stop_app")
-                node.ctl("join_cluster", first.name)
-                node.ctl("start_app")
+                if node.name not in members:
+                    # Discovery found no peer in time and it booted alone: join it by hand.
+                    for command in (["stop_app"], ["reset"], ["join_cluster", first.name], ["start_app"]):
+                        node.ctl(*command)
             self.wait_until_all_run(max(deadline - time.monotonic(), 1.0))
         except (CommandFailed, AssertionError) as error:
             raise ServerDidNotStart(f"the cluster did not form: {error}") from error

@@ -1,15 +1,18 @@
--- Shared by every job-store script: key names and retention pruning.
-local prefix = ARGV[1]
+-- Shared by every job-store script: key building and retention pruning.
+-- The key layout comes from service/store/keys.py as KEYS, declared above this file under the names of
+-- keys.LUA_KEYS (JOB, INDEX, EVENTS, ...; service/store/scripts.py): no key name is spelled here.
 local RANK = {queued = 0, delayed = 0, active = 1, completed = 2, failed = 2, cancelled = 2}
 
-local function job_key(jid) return prefix .. 'job:' .. jid end
-local function history_key(jid) return prefix .. 'history:' .. jid end
-local function finished_key(st, actor) return prefix .. 'finished:' .. st .. ':' .. actor end
+local function job_key(jid) return JOB .. jid end
+local function history_key(jid) return HISTORY .. jid end
+local function lease_key(jid) return LEASE .. jid end
+local function finished_key(st, actor) return string.format(FINISHED, st, actor) end
+-- The same choice as keys.index().
 local function idx(actor, st)
-  local k = prefix .. 'index'
-  if actor then k = k .. ':actor:' .. actor end
-  if st then k = k .. ':state:' .. st end
-  return k
+  if actor and st then return string.format(INDEX_BY_ACTOR_STATE, actor, st) end
+  if actor then return INDEX_BY_ACTOR .. actor end
+  if st then return INDEX_BY_STATE .. st end
+  return INDEX
 end
 
 local function unindex(jid, actor, st)
@@ -47,7 +50,7 @@ local function prune(actor, st, now_ms, max_age_s, max_count)
   if #doomed == 0 then return 0 end
   local gone = {}
   for _, jid in ipairs(doomed) do
-    gone[#gone + 1], gone[#gone + 2], gone[#gone + 3] = job_key(jid), history_key(jid), prefix .. 'logs:' .. jid
+    gone[#gone + 1], gone[#gone + 2], gone[#gone + 3] = job_key(jid), history_key(jid), JOB_LOGS .. jid
   end
   redis.call('DEL', unpack(gone))
   for _, key in ipairs({idx(nil, nil), idx(actor, nil), idx(nil, st), idx(actor, st), fin}) do
@@ -129,20 +132,20 @@ local function new_tally()
     -- numbers the events with no gaps, so a group's lag can be counted after the cap has trimmed the stream (Redis
     -- then often answers nil: service/ops/event_log.py) and a reader can tell how many it missed.
     if #t.events > 0 then
-      local seq = redis.call('INCRBY', prefix .. 'events:seq', #t.events) - #t.events
+      local seq = redis.call('INCRBY', EVENTS_SEQ, #t.events) - #t.events
       for i, event in ipairs(t.events) do
         event[#event + 1], event[#event + 2] = 'seq', seq + i
-        redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(event))
+        redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(event))
       end
     end
-    hincr_all(prefix .. 'metrics:entered', t.entered)
-    hincr_all(prefix .. 'metrics:created', t.created)
-    hincr_all(prefix .. 'metrics:runs', t.runs)
-    for field, seconds in pairs(t.run_sums) do redis.call('HINCRBYFLOAT', prefix .. 'metrics:runs', field, seconds) end
+    hincr_all(METRICS_ENTERED, t.entered)
+    hincr_all(METRICS_CREATED, t.created)
+    hincr_all(METRICS_RUNS, t.runs)
+    for field, seconds in pairs(t.run_sums) do redis.call('HINCRBYFLOAT', METRICS_RUNS, field, seconds) end
     for key, n in pairs(t.throughput) do
       if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, 7200) end  -- set once, as the minute starts
     end
-    for actor in pairs(t.actors) do redis.call('SADD', prefix .. 'actors', actor) end
+    for actor in pairs(t.actors) do redis.call('SADD', ACTORS, actor) end
   end
 
   return t

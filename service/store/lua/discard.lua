@@ -1,6 +1,6 @@
 -- Removes the record of a job whose message never reached the broker, so nothing is half-written.
--- ARGV: prefix, id
-local jid = ARGV[2]
+-- ARGV: id
+local jid = ARGV[1]
 local cur = redis.call('HMGET', job_key(jid), 'state', 'actor', 'attempts')
 if not cur[1] or tonumber(cur[3]) > 0 or RANK[cur[1]] ~= 0 then return 0 end
 redis.call('DEL', job_key(jid), history_key(jid))

@@ -1,6 +1,6 @@
 -- Puts a failed or cancelled job back to queued under a new run, keeping its history.
--- ARGV: prefix, id, now_iso
-local jid, now_iso = ARGV[2], ARGV[3]
+-- ARGV: id, now_iso
+local jid, now_iso = ARGV[1], ARGV[2]
 local key = job_key(jid)
 local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'queue')
 local st, actor = cur[1], cur[2]

@@ -2,22 +2,24 @@
 -- One call carries a batch of transitions (service/store/script_batcher.py gathers them from many threads), taken in
 -- order, each exactly as if it were alone. The bookkeeping every change also feeds (events stream, metrics,
 -- throughput, retention) is summed over the batch and written once at the end: that is where a batch saves.
--- ARGV: prefix, retention (4 numbers), then per transition TRANSITION_WIDTH values:
+-- ARGV: retention (4 numbers), then per transition TRANSITION_WIDTH values:
 --       id, state, run, retries, now_ms, now_iso, set_json, create_json, lease holder, lease ms ('' and 0: none),
 --       token ('' for none)
 -- The fencing token of an attempt is the record's `attempts` after its "active": every start, takeovers included,
 -- gets a new one, and the lease's value carries it ("<holder>/<token>", see renew_leases.lua). A write given a token
--- is refused with state "fenced" when the record's token is a later one, so an attempt that was taken over can never
--- record its outcome; an earlier one means the record was set back by a failover, and the write is taken. For
--- "active" the token is that of the attempt that published the message (a retry): a retry published by an attempt
--- that had been taken over never starts.
--- Returns, per transition, {applied, state after, n, token}: for "active", n is how often this same attempt had
--- started before (its worker died mid-run), so a job that kills its worker every time can be stopped; for "running"
--- (this attempt is already running under a live lease: a redelivery after a broker blip), n is the ms left on that
--- lease. token is the record's fencing token afterwards.
+-- is refused (fenced) when the record's token is a later one, so an attempt that was taken over can never record
+-- its outcome; an earlier one means the record was set back by a failover, and the write is taken. For "active" the
+-- token is that of the attempt that published the message (a retry): a retry published by an attempt that had been
+-- taken over never starts.
+-- Returns, per transition, {outcome, state after, n, token}. outcome is one of TransitionOutcome's values
+-- (service/store/job_store.py): applied; behind (the job is already as far along); missing (no record, the state is
+-- false); running (this attempt already runs under a live lease: a redelivery after a broker blip); fenced. For an
+-- applied "active", n is how often this same attempt had started before (its worker died mid-run), so a job that
+-- kills its worker every time can be stopped; for running, n is the ms left on that lease. token is the record's
+-- fencing token afterwards.
 local TRANSITION_WIDTH = 11
-local keep_completed_s, keep_completed_n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local keep_failed_s, keep_failed_n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local keep_completed_s, keep_completed_n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local keep_failed_s, keep_failed_n = tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local later = new_tally()
 local to_prune = {}  -- "<state>|<actor>" -> {actor, state}, pruned once after the whole batch
@@ -25,7 +27,7 @@ local last_ms = 0
 
 local function transition(jid, state, run, retries, now_ms, now_iso, set, create, holder, lease_ms, token)
   local key = job_key(jid)
-  local lease_key = prefix .. 'lease:' .. jid
+  local lease = lease_key(jid)
   local cur = redis.call('HMGET', key, 'state', 'run', 'retries', 'actor', 'createdMs', 'queue', 'startedMs',
     'startedAttempt', 'attempts', 'restarts', 'surrendered')
   local actor, score, cur_state, queue
@@ -33,7 +35,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
   local attempts, restarts_before = tonumber(cur[9] or '0'), tonumber(cur[10] or '0')
   local set_back = false  -- the record lost this attempt's "active" in a failover: its lease may be held still
   if not cur[1] then
-    if create == '' then return {0, 'missing', 0, 0} end
+    if create == '' then return {'missing', false, 0, 0} end
     local fields = cjson.decode(create)
     actor, queue = fields['actor'], fields['queue']
     score = tonumber(fields['createdMs'])
@@ -48,15 +50,15 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     redis.call('ZADD', idx(actor, nil), score, jid)
   else
     cur_state, actor, score, queue = cur[1], cur[4], tonumber(cur[5]), cur[6]
-    if RANK[cur_state] == 2 then return {0, cur_state, 0, attempts} end
+    if RANK[cur_state] == 2 then return {'behind', cur_state, 0, attempts} end
     local cur_run, cur_retries = tonumber(cur[2]), tonumber(cur[3])
-    if run < cur_run then return {0, cur_state, 0, attempts} end
+    if run < cur_run then return {'behind', cur_state, 0, attempts} end
     if run == cur_run then
-      if retries < cur_retries then return {0, cur_state, 0, attempts} end
-      if retries == cur_retries and RANK[state] < RANK[cur_state] then return {0, cur_state, 0, attempts} end
+      if retries < cur_retries then return {'behind', cur_state, 0, attempts} end
+      if retries == cur_retries and RANK[state] < RANK[cur_state] then return {'behind', cur_state, 0, attempts} end
       if retries == cur_retries and state == 'active' and cur_state == 'active' and holder ~= '' then
-        local left = redis.call('PTTL', lease_key)
-        if left > 0 then return {0, 'running', left, attempts} end
+        local left = redis.call('PTTL', lease)
+        if left > 0 then return {'running', cur_state, left, attempts} end
       end
     end
     if token ~= nil then
@@ -66,9 +68,9 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
         attempts, set_back = token, true
         updates['attempts'] = token
       elseif state ~= 'active' then
-        if token < attempts then return {0, 'fenced', 0, attempts} end
+        if token < attempts then return {'fenced', cur_state, 0, attempts} end
       elseif run == cur_run and retries > cur_retries and token < attempts then
-        return {0, 'fenced', 0, attempts}
+        return {'fenced', cur_state, 0, attempts}
       end
     end
     redis.call('ZREM', idx(nil, cur_state), jid)
@@ -108,9 +110,9 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
       updates['startedAttempt'], updates['restarts'] = attempt_key, 0
     end
     -- Taken in the same step as "active", so two deliveries of one attempt can never both start it.
-    if holder ~= '' then redis.call('SET', lease_key, holder .. '/' .. attempts, 'PX', lease_ms) end
+    if holder ~= '' then redis.call('SET', lease, holder .. '/' .. attempts, 'PX', lease_ms) end
   elseif cur_state == 'active' or set_back then
-    redis.call('DEL', lease_key)
+    redis.call('DEL', lease)
     if cur[7] and cur_state == 'active' then
       later.observe_run(actor, queue, math.max(0, now_ms - tonumber(cur[7])) / 1000)
     end
@@ -122,7 +124,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     if set['failedReason'] then entry['error'] = set['failedReason'] end
     if state ~= 'cancelled' then
       -- Per-minute throughput for the dashboard; kept ~2 h so the last hour is always complete.
-      later.count(later.throughput, prefix .. 'throughput:' .. state .. ':' .. math.floor(now_ms / 60000), 1)
+      later.count(later.throughput, string.format(THROUGHPUT, state, math.floor(now_ms / 60000)), 1)
     end
     to_prune[state .. '|' .. actor] = {actor, state}
     last_ms = math.max(last_ms, now_ms)
@@ -133,11 +135,11 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     later.change(jid, actor, queue, state, now_iso, {run = run, retry = retries, attempt = entry['attempt'],
       error = entry['error']})
   end
-  return {1, state, restarts, attempts}
+  return {'applied', state, restarts, attempts}
 end
 
 local results = {}
-for i = 6, #ARGV, TRANSITION_WIDTH do
+for i = 5, #ARGV, TRANSITION_WIDTH do
   local one = transition(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
     ARGV[i + 5], cjson.decode(ARGV[i + 6]), ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]), tonumber(ARGV[i + 10]))
   results[#results + 1] = one[1]

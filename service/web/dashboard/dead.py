@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from service.ops.jobs import UnknownQueue
-from service.settings import get_settings
 from service.web.dashboard.pages import render
 from service.web.routes.dead import MAX_OFFSET, DeadJobsDep
 
@@ -20,12 +19,11 @@ PAGE_SIZE = 25
 
 @router.get("/dashboard/queues/{name}/dead")
 def dead_letters_page(
-    request: Request,
     name: str,
     dead: DeadJobsDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
-    context = {"request": request, "section": "overview", "token_required": bool(get_settings().api_token)}
+    context = {"section": "overview"}
     try:
         page = dead.page(name, offset, PAGE_SIZE)
     except UnknownQueue:

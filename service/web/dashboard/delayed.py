@@ -6,12 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from service.domain.clock import now_ms
 from service.ops.delayed import Handled, UnknownQueue
-from service.settings import get_settings
 from service.web.dashboard.pages import render
 from service.web.deps import Authorized
 from service.web.routes.delayed import DelayedDep
@@ -22,14 +21,8 @@ PAGE_SIZE = 100
 
 
 @router.get("/dashboard/queues/{name}/delayed")
-def delayed_page(
-    request: Request, name: str, delayed: DelayedDep, offset: Annotated[int, Query(ge=0, le=100_000)] = 0
-) -> Response:
-    context: dict[str, Any] = {
-        "request": request,
-        "section": "overview",
-        "token_required": bool(get_settings().api_token),
-    }
+def delayed_page(name: str, delayed: DelayedDep, offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> Response:
+    context: dict[str, Any] = {"section": "overview"}
     try:
         page = delayed.list(name, limit=PAGE_SIZE, offset=offset)
     except UnknownQueue:

@@ -1,4 +1,5 @@
-"""Rendering: the Jinja environment (autoescaped), its filters, and the headers every dashboard page carries."""
+"""Rendering: the Jinja environment (autoescaped), its filters, and what every dashboard page carries: the headers,
+and whether actions need the API token (base.html asks for it then)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
+
+from service.settings import get_settings
 
 HERE = Path(__file__).parent
 
@@ -49,5 +52,6 @@ environment.filters["short_time"] = short_time
 
 
 def render(template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    html = environment.get_template(template).render(context)
+    """`context` names the page's `section` (the navigation link shown as current) besides its own values."""
+    html = environment.get_template(template).render({"token_required": bool(get_settings().api_token), **context})
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.domain.states import FINAL_STATES, RETRYABLE_STATES, JobState
 from service.ops.jobs import JobNotFound
-from service.settings import get_settings
 from service.web.dashboard import actions, attempts, busy, dead, delayed
 from service.web.dashboard.chart import throughput_chart
 from service.web.dashboard.pages import HERE, render
@@ -33,16 +32,12 @@ PAGE_SIZE = 25
 CURSOR = re.compile(CURSOR_PATTERN)
 
 
-def common(request: Request, section: str) -> dict[str, Any]:
-    return {"request": request, "section": section, "token_required": bool(get_settings().api_token)}
-
-
 @router.get("/")
-def overview(request: Request, jobs: JobsDep, activity: ActivityDep, events: EventLogDep) -> Response:
+def overview(jobs: JobsDep, activity: ActivityDep, events: EventLogDep) -> Response:
     return render(
         "overview.html",
         {
-            **common(request, "overview"),
+            "section": "overview",
             "queues": jobs.queues(),
             "chart": throughput_chart(activity.throughput(60)),
             "workers": activity.workers(),
@@ -58,7 +53,6 @@ def dashboard_root() -> Response:
 
 @router.get("/dashboard/jobs")
 def job_list(
-    request: Request,
     jobs: JobsDep,
     state: Annotated[str, Query()] = "",
     actor: Annotated[str, Query()] = "",
@@ -66,7 +60,7 @@ def job_list(
     q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     context: dict[str, Any] = {
-        **common(request, "jobs"),
+        "section": "jobs",
         "actors": jobs.actor_names(),
         "states": [s.value for s in JobState],
         "state": state,
@@ -98,17 +92,17 @@ def job_list(
 
 
 @router.get("/dashboard/jobs/{job_id}")
-def job_page(request: Request, job_id: str, jobs: JobsDep, job_logs: JobLogsDep) -> Response:
+def job_page(job_id: str, jobs: JobsDep, job_logs: JobLogsDep) -> Response:
     try:
         record = jobs.get(job_id)
         logs = job_logs.page(job_id).lines
     except JobNotFound:
-        return render("missing.html", {**common(request, "jobs"), "job_id": job_id}, status_code=404)
+        return render("missing.html", {"section": "jobs", "job_id": job_id}, status_code=404)
     tried = attempts.attempts(record.history)
     return render(
         "job.html",
         {
-            **common(request, "jobs"),
+            "section": "jobs",
             "job": record,
             "final": record.state in FINAL_STATES,
             "retryable": record.state in RETRYABLE_STATES,
@@ -120,11 +114,11 @@ def job_page(request: Request, job_id: str, jobs: JobsDep, job_logs: JobLogsDep)
 
 
 @router.get("/dashboard/schedules")
-def schedules_page(request: Request, jobs: JobsDep, schedules: SchedulesDep) -> Response:
+def schedules_page(jobs: JobsDep, schedules: SchedulesDep) -> Response:
     views = schedules.list()
     last_states: dict[str, str] = {}
     for view in views:
         if view.state.last_job_id:
             with contextlib.suppress(JobNotFound):  # removed by retention: the page says so
                 last_states[view.actor] = jobs.get(view.state.last_job_id).state.value
-    return render("schedules.html", {**common(request, "schedules"), "schedules": views, "last_states": last_states})
+    return render("schedules.html", {"section": "schedules", "schedules": views, "last_states": last_states})

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from service.domain.states import JobState
-from service.ops.dead_jobs import DeadJob, DeadJobs, RequeueProgress, RequeueState
+from service.ops.dead_jobs import DeadJobs, RequeueState
 from service.web import models
-from service.web.deps import Authorized, get_queue_control
+from service.web.changing import changing
+from service.web.deps import get_queue_control
 from service.web.routes.queues import QUEUE_CHANGE_ERRORS, QueueName
 
 router = APIRouter(prefix="/queues", tags=["dead letters"])
@@ -28,7 +29,7 @@ async def provide_dead_jobs() -> DeadJobs:
 DeadJobsDep = Annotated[DeadJobs, Depends(provide_dead_jobs)]
 
 
-class DeadMessage(BaseModel):
+class DeadMessage(models.ServiceView):
     jobId: str = Field(description="The Dramatiq message id, which is the job id")
     actor: str
     reason: str = Field(description="The record's failedReason, else the message's last error")
@@ -36,19 +37,8 @@ class DeadMessage(BaseModel):
     state: JobState | None = Field(description="The job's state in the store now; null when it has no record")
     preview: str = Field(description="The payload on one line: redacted, secret-named fields masked, capped")
 
-    @classmethod
-    def of(cls, dead: DeadJob) -> DeadMessage:
-        return cls(
-            jobId=dead.job_id,
-            actor=dead.actor,
-            reason=dead.reason,
-            deadAt=dead.dead_at,
-            state=dead.state,
-            preview=dead.preview,
-        )
 
-
-class RequeueFigures(BaseModel):
+class RequeueFigures(models.ServiceView):
     """The latest "requeue all" of a queue's dead letters, written to Redis as it goes."""
 
     state: RequeueState
@@ -59,19 +49,6 @@ class RequeueFigures(BaseModel):
     startedAt: str
     updatedAt: str
     error: str | None = None
-
-    @classmethod
-    def of(cls, progress: RequeueProgress) -> RequeueFigures:
-        return cls(
-            state=progress.state,
-            total=progress.total,
-            requeued=progress.requeued,
-            stale=progress.stale,
-            kept=progress.kept,
-            startedAt=progress.started_at,
-            updatedAt=progress.updated_at,
-            error=progress.error,
-        )
 
 
 class DeadPage(BaseModel):
@@ -111,7 +88,7 @@ class DeadDeleted(BaseModel):
 @router.get(
     "/{name}/dead",
     response_model=DeadPage,
-    responses={**models.not_found("Unknown queue"), **models.INVALID, **models.UNAVAILABLE},
+    responses=models.about_one("Unknown queue"),
     summary="A page of the queue's dead letters, oldest first; they stay in the dead-letter queue",
 )
 def dead_page(
@@ -127,8 +104,8 @@ def dead_page(
         count=page.total,
         offset=offset,
         next=page.next,
-        messages=[DeadMessage.of(item) for item in page.items],
-        requeue=RequeueFigures.of(progress) if progress else None,
+        messages=[DeadMessage.model_validate(item) for item in page.items],
+        requeue=RequeueFigures.model_validate(progress) if progress else None,
     )
 
 
@@ -142,19 +119,15 @@ def requeue_progress(name: QueueName, dead: DeadJobsDep) -> RequeueFigures:
     progress = dead.progress(name)
     if progress is None:
         raise HTTPException(404, "No requeue of this queue's dead letters in the last day")
-    return RequeueFigures.of(progress)
+    return RequeueFigures.model_validate(progress)
 
 
-@router.post(
+@changing(
+    router.post,
     "/{name}/dead/requeue",
-    status_code=202,
-    response_model=DeadRequeued,
-    responses={
-        **QUEUE_CHANGE_ERRORS,
-        409: {"model": models.ErrorDetail, "description": "A requeue of all is running already"},
-    },
-    dependencies=[Authorized],
-    summary="Send dead letters (these jobs', or all) back for another try; all goes on in the background",
+    DeadRequeued,
+    {**QUEUE_CHANGE_ERRORS, **models.refused("A requeue of all is running already")},
+    "Send dead letters (these jobs', or all) back for another try; all goes on in the background",
 )
 def requeue_dead(
     name: QueueName, dead: DeadJobsDep, selection: Annotated[DeadSelection | None, Body()] = None
@@ -167,7 +140,7 @@ def requeue_dead(
             stale=progress.stale,
             kept=progress.kept,
             missing=[],
-            requeue=RequeueFigures.of(progress),
+            requeue=RequeueFigures.model_validate(progress),
         )
     outcome = dead.requeue(name, selection.jobIds)
     return DeadRequeued(
@@ -180,13 +153,12 @@ def requeue_dead(
     )
 
 
-@router.post(
+@changing(
+    router.post,
     "/{name}/dead/delete",
-    status_code=202,
-    response_model=DeadDeleted,
-    responses=QUEUE_CHANGE_ERRORS,
-    dependencies=[Authorized],
-    summary="Remove dead letters for good (these jobs', or all); their records stay failed",
+    DeadDeleted,
+    QUEUE_CHANGE_ERRORS,
+    "Remove dead letters for good (these jobs', or all); their records stay failed",
 )
 def delete_dead(
     name: QueueName, dead: DeadJobsDep, selection: Annotated[DeadSelection | None, Body()] = None

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
-from service.ops.delayed import DelayedJob, DelayedJobs, Handled
+from service.ops.delayed import DelayedJobs
 from service.web import models
-from service.web.deps import Authorized, get_jobs
+from service.web.changing import changing
+from service.web.deps import get_jobs
 from service.web.routes.queues import QUEUE_CHANGE_ERRORS, QueueName
 
 router = APIRouter(prefix="/queues", tags=["queues"])
@@ -31,31 +32,18 @@ async def provide_delayed() -> DelayedJobs:
 DelayedDep = Annotated[DelayedJobs, Depends(provide_delayed)]
 
 
-class DelayedJobView(BaseModel):
+class DelayedJobView(models.ServiceView):
     jobId: str
     actor: str
     dueAt: str | None = Field(description="When it is due (ISO 8601 UTC); null for a job delayed by an older version")
     createdAt: str
     run: int = Field(description="0, then +1 each time the job was retried by hand")
-    retry: int = Field(description="Which retry waits; 0 for a delay asked for at enqueue")
+    retry: int = Field(validation_alias="retries", description="Which retry waits; 0 for a delay asked for at enqueue")
     attempts: int = Field(description="Attempts started so far")
     lastError: str | None = Field(description="Why the last attempt failed, for a retry")
 
-    @classmethod
-    def of(cls, job: DelayedJob) -> DelayedJobView:
-        return cls(
-            jobId=job.job_id,
-            actor=job.actor,
-            dueAt=job.due_at,
-            createdAt=job.created_at,
-            run=job.run,
-            retry=job.retries,
-            attempts=job.attempts,
-            lastError=job.last_error,
-        )
 
-
-class DelayedList(BaseModel):
+class DelayedList(models.ServiceView):
     """Soonest due first. Nothing is taken out of RabbitMQ to read it: the list comes from the job store."""
 
     queue: str
@@ -69,15 +57,11 @@ class Selection(BaseModel):
     )
 
 
-class DelayedHandled(BaseModel):
+class DelayedHandled(models.ServiceView):
     queue: str
     count: int = Field(description="Jobs published to run now (confirmed by RabbitMQ), or cancelled")
     skipped: int = Field(description="Not (or no longer) delayed in this queue; for run now also those whose payload "
                          "was over MAX_PAYLOAD_BYTES (they run when due)")  # fmt: skip
-
-    @classmethod
-    def of(cls, handled: Handled) -> DelayedHandled:
-        return cls(queue=handled.queue, count=handled.count, skipped=handled.skipped)
 
 
 OptionalSelection = Annotated[Selection | None, Body(description='`{"jobIds": [...]}`, or nothing for all')]
@@ -86,7 +70,7 @@ OptionalSelection = Annotated[Selection | None, Body(description='`{"jobIds": [.
 @router.get(
     "/{name}/delayed",
     response_model=DelayedList,
-    responses={**models.not_found("Unknown queue"), **models.INVALID, **models.UNAVAILABLE},
+    responses=models.about_one("Unknown queue"),
     summary="A queue's delayed jobs (delays and retries waiting for their time), soonest due first",
 )
 def list_delayed(
@@ -95,29 +79,26 @@ def list_delayed(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> DelayedList:
-    page = delayed.list(name, limit=limit, offset=offset)
-    return DelayedList(queue=page.queue, total=page.total, jobs=[DelayedJobView.of(job) for job in page.jobs])
+    return DelayedList.model_validate(delayed.list(name, limit=limit, offset=offset))
 
 
-@router.post(
+@changing(
+    router.post,
     "/{name}/delayed/run-now",
-    status_code=202,
-    response_model=DelayedHandled,
-    responses=QUEUE_CHANGE_ERRORS,
-    dependencies=[Authorized],
-    summary="Run delayed jobs now (all, or `jobIds`); each runs once, its delayed copy is skipped when due",
+    DelayedHandled,
+    QUEUE_CHANGE_ERRORS,
+    "Run delayed jobs now (all, or `jobIds`); each runs once, its delayed copy is skipped when due",
 )
 def run_delayed_now(name: QueueName, delayed: DelayedDep, selection: OptionalSelection = None) -> DelayedHandled:
-    return DelayedHandled.of(delayed.run_now(name, selection.jobIds if selection else None))
+    return DelayedHandled.model_validate(delayed.run_now(name, selection.jobIds if selection else None))
 
 
-@router.post(
+@changing(
+    router.post,
     "/{name}/delayed/cancel",
-    status_code=202,
-    response_model=DelayedHandled,
-    responses=QUEUE_CHANGE_ERRORS,
-    dependencies=[Authorized],
-    summary="Cancel delayed jobs (all, or `jobIds`): they never run",
+    DelayedHandled,
+    QUEUE_CHANGE_ERRORS,
+    "Cancel delayed jobs (all, or `jobIds`): they never run",
 )
 def cancel_delayed(name: QueueName, delayed: DelayedDep, selection: OptionalSelection = None) -> DelayedHandled:
-    return DelayedHandled.of(delayed.cancel(name, selection.jobIds if selection else None))
+    return DelayedHandled.model_validate(delayed.cancel(name, selection.jobIds if selection else None))

@@ -11,7 +11,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,7 +25,7 @@ from service.domain.states import FINAL_STATES
 from service.ops.event_log import Event
 from service.ops.jobs import JobNotFound, Jobs, Unavailable
 from service.ops.unavailable import store_call
-from service.settings import exit_on_invalid
+from service.settings import load_settings
 from service.web.deps import EventFeedDep, JobsDep
 
 router = APIRouter(tags=["jobs"])
@@ -46,11 +45,6 @@ class EventSettings(BaseSettings):
     max_streams: int = Field(100, ge=1, le=10_000)
     #: A stream ends after this long; browsers reconnect by themselves, so a forgotten tab costs nothing forever.
     max_seconds: float = Field(600, gt=0, le=86_400)
-
-
-@lru_cache(maxsize=1)
-def event_settings() -> EventSettings:
-    return exit_on_invalid(EventSettings)
 
 
 class StreamCount:
@@ -178,7 +172,7 @@ async def job_events(
 )
 async def events(jobId: str, jobs: JobsDep, feed: EventFeedDep) -> Response:
     record = await run_in_threadpool(jobs.get, jobId)  # JobNotFound -> 404 before any stream is opened
-    limits = event_settings()
+    limits = load_settings(EventSettings)
     if streams.open >= limits.max_streams:
         return JSONResponse(
             {"detail": f"too many open event streams (limit {limits.max_streams}); try again shortly"},

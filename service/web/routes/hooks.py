@@ -7,12 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service import logs
-from service.settings import exit_on_invalid
+from service.settings import SigningSecret, load_settings
 from service.web import models
 from service.web.deps import InboundHooksDep
 from service.web.routes.jobs import IDEMPOTENCY_KEY_MAX
@@ -26,21 +24,10 @@ class HookSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
-    hooks_signing_secret: str = ""
-
-    @field_validator("hooks_signing_secret")
-    @classmethod
-    def _check(cls, value: str) -> str:
-        if value:
-            try:
-                Webhook(value)
-            except Exception:
-                raise ValueError("must be whsec_ followed by base64, as Standard Webhooks senders issue it") from None
-        return value
+    hooks_signing_secret: SigningSecret = ""
 
 
-hook_settings = exit_on_invalid(HookSettings)
-logs.register_secret(hook_settings.hooks_signing_secret)
+hook_settings = load_settings(HookSettings)
 
 UNSIGNED: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorDetail, "description": "Missing or bad signature, or a timestamp over 5 minutes off"}
@@ -73,7 +60,7 @@ BODY = {
     responses={
         **UNSIGNED,
         **models.not_found("Unknown actor, or one whose @job does not say hooks=True"),
-        409: {"model": models.ErrorDetail, "description": "This webhook-id was already sent to another actor"},
+        **models.refused("This webhook-id was already sent to another actor"),
         **models.INVALID,
         **models.TOO_LARGE,
         503: {"model": models.ErrorDetail, "description": "RabbitMQ or Redis unreachable, or hooks not configured"},

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from service.domain.states import JobState
 from service.web import models
 from service.web.deps import JobLogsDep
+from service.web.routes.jobs import JobId
 
 router = APIRouter(tags=["jobs"])
 
@@ -34,11 +35,11 @@ class JobLogsOut(BaseModel):
 @router.get(
     "/jobs/{jobId}/logs",
     response_model=JobLogsOut,
-    responses={**models.not_found("Job not found"), **models.INVALID, **models.UNAVAILABLE},
+    responses=models.about_one("Job not found"),
     summary="A job's own log lines, oldest first",
 )
 def job_logs(
-    job_id: Annotated[str, Path(alias="jobId", max_length=200)],
+    job_id: JobId,
     logs: JobLogsDep,
     after: Annotated[
         str | None, Query(max_length=100, description="Only the lines after the line with this id")

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from service.domain.records import JobRecord
 from service.domain.states import JobState, Priority
 from service.web import models
-from service.web.deps import Authorized, JobsDep
+from service.web.changing import changing
+from service.web.deps import JobsDep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -22,17 +23,12 @@ MAX_DELAY_MS = 86_400_000
 CURSOR_PATTERN = r"^[0-9]{1,15}:[A-Za-z0-9_.-]{1,100}$"
 
 ActorName = Annotated[str, Path(description="The actor's name, e.g. `ping`", max_length=200)]
-JobId = Annotated[str, Path(description="The job id returned by POST /jobs/{actor}", max_length=200)]
+JobId = Annotated[str, Path(alias="jobId", description="The job id returned by POST /jobs/{actor}", max_length=200)]
 PriorityQuery = Annotated[
     Priority | None, Query(description="`high` jobs are taken before waiting `low` ones; default: the actor's")
 ]
-ENQUEUE_ERRORS = {
-    **models.not_found("Unknown actor"),
-    **models.INVALID,
-    **models.TOO_LARGE,
-    **models.UNAUTHORIZED,
-    **models.UNAVAILABLE,
-}
+#: The error rows of the routes that enqueue (401 besides).
+ENQUEUE_ERRORS = {**models.about_one("Unknown actor"), **models.TOO_LARGE}
 
 
 def json_response(body: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -43,16 +39,12 @@ def json_response(body: BaseModel, status_code: int = 200, headers: dict[str, st
     )
 
 
-@router.post(
+@changing(
+    router.post,
     "/{actor}",
-    status_code=202,
-    response_model=models.Accepted,
-    responses={
-        **ENQUEUE_ERRORS,
-        202: {"headers": {"Location": {"description": "/jobs/{jobId}", "schema": {"type": "string"}}}},
-    },
-    dependencies=[Authorized],
-    summary="Enqueue a job",
+    models.Accepted,
+    {**ENQUEUE_ERRORS, 202: {"headers": {"Location": {"description": "/jobs/{jobId}", "schema": {"type": "string"}}}}},
+    "Enqueue a job",
 )
 async def enqueue(
     actor: ActorName,
@@ -81,13 +73,8 @@ async def enqueue(
     return json_response(accepted, 202, headers={"Location": f"/jobs/{outcome.job_id}"})
 
 
-@router.post(
-    "/{actor}/batch",
-    status_code=202,
-    response_model=models.BatchAccepted,
-    responses=ENQUEUE_ERRORS,
-    dependencies=[Authorized],
-    summary="Enqueue many jobs of one actor: all or none",
+@changing(
+    router.post, "/{actor}/batch", models.BatchAccepted, ENQUEUE_ERRORS, "Enqueue many jobs of one actor: all or none"
 )
 async def enqueue_batch(
     actor: ActorName,
@@ -122,49 +109,33 @@ def list_jobs(
 @router.get(
     "/{jobId}",
     response_model=JobRecord,
-    responses={**models.not_found("Job not found"), **models.INVALID, **models.UNAVAILABLE},
+    responses=models.about_one("Job not found"),
     summary="One job's record",
 )
-async def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep) -> Response:
+async def get_job(job_id: JobId, jobs: JobsDep) -> Response:
     # Polled by clients waiting for a job: answered like the enqueue routes, one light hop and one serialisation.
     return json_response(await jobs.get_async(job_id))
 
 
-@router.delete(
+@changing(
+    router.delete,
     "/{jobId}",
-    status_code=202,
-    response_model=models.ChangeAccepted,
-    responses={
-        **models.not_found("Job not found"),
-        409: {"model": models.ErrorDetail, "description": "The job has already finished"},
-        **models.INVALID,
-        **models.UNAUTHORIZED,
-        **models.UNAVAILABLE,
-    },
-    dependencies=[Authorized],
-    summary="Cancel a job: a waiting one never runs, an active one is asked to stop",
+    models.ChangeAccepted,
+    {**models.about_one("Job not found"), **models.refused("The job has already finished")},
+    "Cancel a job: a waiting one never runs, an active one is asked to stop",
 )
-def cancel_job(job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep) -> models.ChangeAccepted:
+def cancel_job(job_id: JobId, jobs: JobsDep) -> models.ChangeAccepted:
     return models.ChangeAccepted(jobId=job_id, status=jobs.cancel(job_id))
 
 
-@router.post(
+@changing(
+    router.post,
     "/{jobId}/retry",
-    status_code=202,
-    response_model=models.ChangeAccepted,
-    responses={
-        **models.not_found("Job not found"),
-        409: {"model": models.ErrorDetail, "description": "The job is neither failed nor cancelled"},
-        **models.INVALID,
-        **models.UNAUTHORIZED,
-        **models.UNAVAILABLE,
-    },
-    dependencies=[Authorized],
-    summary="Run a failed or cancelled job again, under the same id, keeping its history",
+    models.ChangeAccepted,
+    {**models.about_one("Job not found"), **models.refused("The job is neither failed nor cancelled")},
+    "Run a failed or cancelled job again, under the same id, keeping its history",
 )
-def retry_job(
-    job_id: Annotated[str, Path(alias="jobId", max_length=200)], jobs: JobsDep, response: Response
-) -> models.ChangeAccepted:
+def retry_job(job_id: JobId, jobs: JobsDep, response: Response) -> models.ChangeAccepted:
     jobs.retry(job_id)
     response.headers["Location"] = f"/jobs/{job_id}"
     # The state it was put in; a worker may already have taken it by the time this answer is read.

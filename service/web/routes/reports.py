@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
-from service.kits import reports
+from service.domain.reports import BadReportName
+from service.ops.reports import ReportNotFound, find_report
+from service.settings import ReportSettings, load_settings
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -21,12 +23,10 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 )
 def download_report(name: str) -> FileResponse:
     # `:path` lets "a/b" and "../x" reach this check and get a clear 400, instead of a bare routing 404.
-    settings = reports.get_report_settings()
     try:
-        path = reports.find_report(settings.reports_dir, name)
-    except reports.BadReportName as error:
+        report = find_report(load_settings(ReportSettings).reports_dir, name)
+    except BadReportName as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
-    except reports.ReportNotFound:
+    except ReportNotFound:
         raise HTTPException(status_code=404, detail="Report not found") from None
-    media_type = reports.MEDIA_TYPES.get(path.suffix, "application/octet-stream")
-    return FileResponse(path, media_type=media_type, filename=path.name)
+    return FileResponse(report.path, media_type=report.media_type, filename=report.path.name)

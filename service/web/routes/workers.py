@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from service.ops.activity import RunningJob, WorkerBeat
 from service.web import models
 from service.web.deps import ActivityDep
 
 router = APIRouter(tags=["workers"])
 
 
-class RunningJobOut(BaseModel):
+class RunningJobOut(models.ServiceView):
     jobId: str
     actor: str
     queue: str
@@ -22,21 +21,8 @@ class RunningJobOut(BaseModel):
     progress: int = Field(description="0-100, as the job last reported it")
     progressMessage: str | None
 
-    @classmethod
-    def of(cls, job: RunningJob) -> RunningJobOut:
-        return cls(
-            jobId=job.job_id,
-            actor=job.actor,
-            queue=job.queue,
-            thread=job.thread,
-            startedAt=job.started_at,
-            elapsedMs=job.elapsed_ms,
-            progress=job.progress,
-            progressMessage=job.progress_message,
-        )
 
-
-class WorkerOut(BaseModel):
+class WorkerOut(models.ServiceView):
     """A `dramatiq` worker process: it beats every few seconds, and at once when a job starts or ends."""
 
     id: str = Field(description="host:pid")
@@ -49,20 +35,6 @@ class WorkerOut(BaseModel):
     beatAt: str = Field(description="Its last heartbeat")
     running: list[RunningJobOut] = Field(description="What each busy thread runs, by thread number")
 
-    @classmethod
-    def of(cls, worker: WorkerBeat) -> WorkerOut:
-        return cls(
-            id=worker.id,
-            host=worker.host,
-            pid=worker.pid,
-            threads=worker.threads,
-            busy=worker.busy,
-            queues=worker.queues,
-            startedAt=worker.started_at,
-            beatAt=worker.beat_at,
-            running=[RunningJobOut.of(job) for job in worker.running],
-        )
-
 
 @router.get(
     "/workers",
@@ -71,4 +43,4 @@ class WorkerOut(BaseModel):
     summary="Every worker process alive, with what each thread runs now",
 )
 def list_workers(activity: ActivityDep) -> list[WorkerOut]:
-    return [WorkerOut.of(worker) for worker in activity.workers()]
+    return [WorkerOut.model_validate(worker) for worker in activity.workers()]

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 from typing import Any
 
 import dramatiq
@@ -14,7 +13,9 @@ import redis
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 
+from service.background import BackgroundLoop
 from service.domain.clock import iso_from_ms, now_iso
+from service.domain.context import this_process
 from service.store.job_store import JobStore
 from service.worker.middleware.in_hand import JobsInHand
 
@@ -40,13 +41,14 @@ class Heartbeat(Middleware):
         self.ttl_s = ttl_s
         #: A job starting or ending beats at once (for the busy view), but no more often than this.
         self.min_gap_s = min_gap_s
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = threading.Event()
+        self.worker_id = this_process()
+        #: A job starting or ending wakes it (`changed`), and so does a stop.
+        self._beats = BackgroundLoop("heartbeat", self._beat_forever, wake=in_hand.changed)
         self._info: dict[str, Any] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         # Forked worker processes share the parent's pid at construction time; take the real one now.
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = this_process()
         queues = worker.consumer_whitelist or broker.get_declared_queues()
         self._info = {
             "id": self.worker_id,
@@ -56,12 +58,10 @@ class Heartbeat(Middleware):
             "queues": sorted({q_name(q) for q in queues}),
             "startedAt": now_iso(),
         }
-        self._stop.clear()
-        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
+        self._beats.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self._stop.set()
-        self.in_hand.changed.set()
+        self._beats.stop()
         with contextlib.suppress(redis.RedisError):  # if not removed now, the key expires on its own
             self.store.forget_worker(self.worker_id)
 
@@ -82,13 +82,13 @@ class Heartbeat(Middleware):
         self.store.beat(self.worker_id, info, self.ttl_s)
 
     def _beat_forever(self) -> None:
-        changed = self.in_hand.changed
-        while not self._stop.is_set():
+        changed, stopping = self.in_hand.changed, self._beats.stopping
+        while not stopping.is_set():
             changed.clear()
             try:
                 self.beat()
             except redis.RedisError:
                 logger.warning("heartbeat not written: job store unreachable")
-            if self._stop.wait(self.min_gap_s):
+            if stopping.wait(self.min_gap_s):
                 return
             changed.wait(max(self.interval_s - self.min_gap_s, 0))

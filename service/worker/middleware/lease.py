@@ -4,7 +4,7 @@ Costs nothing per job: "active" takes the lease and returns the attempt's token 
 extends the leases of every job in hand in one script call every third of `lease_ms`, each only while Redis still
 holds this attempt's token (renew_leases.lua). So a job running for longer than a third of `lease_ms` always has a
 lease while its worker lives, and cleanup only considers `active` jobs that have not changed for a whole `lease_ms`
-(service/store/maintenance.py).
+(service/kits/maintenance.py).
 
 Fencing: a worker interrupts a job (LeaseLost) when renewal reports its lease lost (another attempt took the job
 over), and also when it could not renew for most of `lease_ms` (Redis away): by its own clock, a margin before the
@@ -18,8 +18,6 @@ outcome is never recorded (service/worker/middleware/status.py).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -29,14 +27,13 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
+from service.domain.context import this_process
 from service.domain.errors import AttemptAbandoned, LeaseLost
 from service.store.job_store import HeldLease, JobStore
+from service.store.record_fields import PARENT_ATTEMPT
 from service.worker.middleware.in_hand import JobsInHand
 
 logger = logging.getLogger(__name__)
-
-#: Message option: the fencing token of the attempt that published this message (a retry), checked by its "active".
-PARENT_ATTEMPT = "parent_attempt"
 
 
 @dataclass
@@ -60,14 +57,14 @@ class JobLease(Middleware):
         #: A job whose lease was not extended for this long is interrupted: a sixth of the lease before it can
         #: lapse in Redis (renewal runs every third, so two renewals in a row failed).
         self.fence_after_s = lease_ms * 5 / 6 / 1000
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = this_process()
         self._kept: dict[str, Held] = {}  # job id -> lease kept for an outcome not recorded yet (hook_failures.py)
         self._given_back: list[HeldLease] = []  # leases of interrupted attempts, given back at the next renewal
         self._lock = threading.Lock()  # for the two above, which change only on rare paths
         self._stop = threading.Event()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"  # the forked process's own pid
+        self.holder = this_process()  # the forked process's own pid
         self._stop.clear()
         threading.Thread(target=self._renew_forever, name="job-leases", daemon=True).start()
         threading.Thread(target=self._fence_forever, name="job-fences", daemon=True).start()

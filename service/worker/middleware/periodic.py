@@ -17,7 +17,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from service.domain.clock import now_ms
 from service.domain.states import JobState
 from service.store.job_store import JobStore
-from service.worker.middleware.status import record_fields, retries_of, run_of
+from service.store.record_fields import record_fields, retries_of, run_of
 
 logger = logging.getLogger("service.schedules")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,12 +12,10 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware, SkipMessage
 
+from service.domain.rates import parse_rate
 from service.store import keys
 
 logger = logging.getLogger(__name__)
-
-_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
 
 # Increments the counter of the current window and says whether the caller is still within the limit.
 _TAKE = """
@@ -26,15 +23,6 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n <= tonumber(ARGV[1]) and 1 or 0
 """
-
-
-def parse_rate(spec: str) -> tuple[int, int]:
-    """ "100/s" -> (100, 1000 ms); "5/10s" -> (5, 10000 ms)."""
-    match = _SPEC.match(spec.lower())
-    if not match or match.group(3) not in _PERIODS or int(match.group(1)) < 1:
-        raise ValueError(f"rate limit {spec!r} must look like 100/s, 30/m or 5/10s")
-    count, multiple, unit = match.groups()
-    return int(count), int(multiple or 1) * _PERIODS[unit] * 1000
 
 
 class RateLimit(Middleware):

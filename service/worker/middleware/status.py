@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -15,24 +12,23 @@ from typing import Any, TypeVar
 import dramatiq
 import redis
 from dramatiq.common import q_name
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import SkipMessage
 
 from service import tracing
 from service.domain import envelope
-from service.domain.clock import iso_from_ms
-from service.domain.context import JobContext, current_job
-from service.domain.errors import JobCancelled, LeaseLost, ResultTooLarge
-from service.domain.states import BROKER_PRIORITY, FINAL_STATES, JobState
+from service.domain.context import JobContext, current_job, this_process
+from service.domain.errors import JobCancelled, LeaseLost
+from service.domain.states import FINAL_STATES, JobState
+from service.rabbit.publisher import EnqueueRecorder
 from service.store.job_store import JobStore, Transition
+from service.store.record_fields import PARENT_ATTEMPT, delayed_fields, record_fields, retries_of, run_of, to_json
 from service.worker.middleware.in_hand import JobsInHand
-from service.worker.middleware.lease import PARENT_ATTEMPT, JobLease
+from service.worker.middleware.lease import JobLease
 from service.worker.middleware.retries import describe, stored_traceback
 from service.worker.progress import flush_progress
 
 logger = logging.getLogger("service.jobs")
 T = TypeVar("T")
-
-_PRIORITY_NAMES = {number: name.value for name, number in BROKER_PRIORITY.items()}
 
 #: Set on every message this service's senders publish: their record is written as they publish. A message without
 #: it (another service's plain Dramatiq client) has no record yet, so its first write carries the whole record at
@@ -40,66 +36,7 @@ _PRIORITY_NAMES = {number: name.value for name, number in BROKER_PRIORITY.items(
 RECORDED = "recorded"
 
 
-def run_of(message: Any) -> int:
-    """Which run of the job this message is: 0 at first, +1 each time it is retried by hand."""
-    return int(message.options.get("job_run", 0))
-
-
-def retries_of(message: Any) -> int:
-    return int(message.options.get("retries", 0))
-
-
-def record_fields(message: Any, max_payload_bytes: int) -> dict[str, Any]:
-    """What a new record holds, taken from the message alone (so a foreign sender's job can be recorded too)."""
-    created = envelope.created_ms(message)
-    fields: dict[str, Any] = {
-        "jobId": message.message_id,
-        "actor": message.actor_name,
-        "queue": q_name(message.queue_name),
-        "data": envelope.recordable_json(message, max_payload_bytes),
-        "priority": _PRIORITY_NAMES.get(message.options.get("broker_priority", 5), "normal"),
-        "createdMs": created,
-        "createdAt": iso_from_ms(created),
-    }
-    if message.options.get("idempotency_key"):
-        fields["idempotencyKey"] = message.options["idempotency_key"]
-    trace_id = tracing.trace_id_of(message.options)
-    if trace_id:
-        fields["traceId"] = trace_id
-    return fields
-
-
-#: Options a "run now" copy must not take from the delayed message: the delay itself, what the record already keeps
-#: (run, retry, last error, traceback) and the publishing attempt's fencing token (service/ops/delayed.py).
-_NOT_COPIED = frozenset({"eta", "job_run", "retries", "last_error", "traceback", PARENT_ATTEMPT})
-
-
-def delayed_fields(message: Any, max_bytes: int) -> dict[str, Any]:
-    """What a delayed job's record keeps besides its state: when it is due (`dueAt`), and the message's other options
-    (`delayedOptions`: a pipeline's next step, a per-message time limit, ...): "run now" publishes a faithful copy.
-    Options over `max_bytes` (MAX_PAYLOAD_BYTES) are not kept ("" says so): such a job runs only when due."""
-    options = json.dumps({k: v for k, v in message.options.items() if k not in _NOT_COPIED}, default=str)
-    fields: dict[str, Any] = {"delayedOptions": options if len(options) <= max_bytes else ""}
-    eta = message.options.get("eta")
-    if isinstance(eta, int) and not isinstance(eta, bool):
-        fields["dueAt"] = iso_from_ms(eta)
-    return fields
-
-
-def to_json(value: Any, max_bytes: int | None = None) -> str:
-    """A result as the record stores it. Over `max_bytes` (MAX_RESULT_BYTES) it raises ResultTooLarge: the job
-    itself checks (service.worker.typed_actor), so the result fails the job like any error and is never stored."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    text = json.dumps(value, default=str)
-    if max_bytes is not None and len(text) * 4 > max_bytes:  # a character is at most 4 bytes: most texts stop here
-        size = len(text.encode())
-        if size > max_bytes:
-            raise ResultTooLarge(f"result is {size} bytes, over MAX_RESULT_BYTES={max_bytes}")
-    return text
-
-
-class StatusMiddleware(Middleware):
+class StatusMiddleware(EnqueueRecorder):
     """Writes each transition; skips messages whose job is already final (redelivered or cancelled)."""
 
     def __init__(
@@ -125,7 +62,7 @@ class StatusMiddleware(Middleware):
         self.max_restarts = max_restarts
         #: "active" takes the job's lease (renewed by service/worker/middleware/lease.py), in the same step.
         self.lease_ms = lease_ms
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = this_process()
         self.outage_grace_s = outage_grace_s
         self.cancel_poll_s = cancel_poll_s
         self._watcher: threading.Thread | None = None
@@ -160,7 +97,7 @@ class StatusMiddleware(Middleware):
     # -- worker side -----------------------------------------------------------------------------------------
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"  # the forked process's own pid
+        self.holder = this_process()  # the forked process's own pid
         self._watcher = threading.Thread(target=self._watch_cancellations, name="cancel-watcher", daemon=True)
         self._watcher.start()
         self._stopping.clear()
@@ -177,12 +114,12 @@ class StatusMiddleware(Middleware):
         trace_id = tracing.current_trace_id()  # the attempt's span (service/worker/middleware/tracing.py), when tracing
         fields = {"traceId": trace_id} if trace_id else {}
         outcome = self._patiently(lambda: self._transition(message, JobState.ACTIVE, fields, lease=lease, token=parent))
-        if outcome.state == "running":
+        if outcome.running:
             self._defer(broker, message, outcome.lease_left_ms + 1000)
         if not outcome.applied:
             # Final already (a redelivery after completion, or cancelled), or a stale copy of an earlier attempt.
-            logger.info("skipping %s: job is %s", message.message_id, outcome.state)
-            raise SkipMessage(f"job is {outcome.state}")
+            logger.info("skipping %s: job is %s", message.message_id, outcome.why_not)
+            raise SkipMessage(f"job is {outcome.why_not}")
         if self.leases is not None:
             self.leases.hold(message.message_id, outcome.token, outcome.asked_at)
         if outcome.restarts > self.max_restarts:
@@ -257,7 +194,7 @@ class StatusMiddleware(Middleware):
         if state is JobState.ACTIVE and not message.options.get(RECORDED):
             return write(create=record_fields(message, self.max_payload_bytes))
         outcome = write()
-        if outcome.state == "missing":  # recorded by its sender, but pruned or lost since: written whole again
+        if outcome.missing:  # recorded by its sender, but pruned or lost since: written whole again
             outcome = write(create=record_fields(message, self.max_payload_bytes))
         return outcome
 
@@ -273,7 +210,7 @@ class StatusMiddleware(Middleware):
                            message.message_id, state.value, token, outcome.token)  # fmt: skip
             return
         if not outcome.applied and outcome.state not in FINAL_STATES:
-            logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.state)
+            logger.error("could not record %s as %s: it is %s", message.message_id, state, outcome.why_not)
 
     def _patiently(self, write: Callable[[], T]) -> T:
         """Retry a store write through a Redis outage: the job waits rather than being lost or misrecorded.

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis
-
 from service.domain.clock import now_ms
-from service.store import keys
 from service.store.job_store import JobStore
+from service.store.locks import exclusive
 
 logger = logging.getLogger(__name__)
 
-#: Gives the lock back only if it is still ours (it may have lapsed and been taken by another run).
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 #: prune() removes at most 200 jobs per state and call; this bounds one cleanup's work per actor.
 MAX_PRUNE_CALLS = 500
 
@@ -40,18 +30,6 @@ class Cleanup:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@contextmanager
-def exclusive(client: redis.Redis, name: str, ttl_ms: int) -> Iterator[bool]:
-    """A Redis lock: yields True for the one holder, False for anyone else meanwhile. It lapses after ttl_ms."""
-    key, token = keys.lock(name), uuid.uuid4().hex
-    held = bool(client.set(key, token, nx=True, px=ttl_ms))
-    try:
-        yield held
-    finally:
-        if held:
-            client.eval(_UNLOCK, 1, key, token)
 
 
 def _age_ms(iso: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from service.store import keys
+from service.store import keys, locks
 
 _SENDING = "sending"
 
@@ -54,6 +54,4 @@ class Once:
 
     def release(self, job_id: str) -> None:
         """The side effect did not happen (the server refused it): a later run may try again."""
-        key = keys.once(self.kind, job_id)
-        if self.client.get(key) == _SENDING:
-            self.client.delete(key)
+        locks.release(self.client, keys.once(self.kind, job_id), _SENDING)
