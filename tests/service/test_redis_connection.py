@@ -14,10 +14,11 @@ import pytest
 import redis
 from pydantic import ValidationError
 from redis.client import Pipeline
+from redis.connection import SSLConnection
 
 from service.domain.states import JobState
 from service.settings import Settings
-from service.store.connection import connect_redis, sentinel_address
+from service.store.connection import connect_redis, primary_through_sentinels, sentinel_address
 from service.store.job_store import JobStore
 from service.store.script_batcher import NotReplicated
 from tests.support.own_redis import OwnRedis
@@ -60,6 +61,17 @@ def test_sentinels_are_read_as_a_list_of_addresses_with_the_name_of_their_primar
     assert [sentinel_address(a) for a in settings.redis_sentinels] == [
         ("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381)
     ]  # fmt: skip
+
+
+def test_through_sentinel_the_password_database_and_tls_of_redis_url_still_apply() -> None:
+    # Nothing connects until a command is sent: the pool's options are what every connection to the primary gets.
+    client = primary_through_sentinels(["127.0.0.1:1"], "jobs", "redis://user:s3cret@ignored:6379/4")
+    options = client.connection_pool.connection_kwargs
+    assert (options["username"], options["password"], options["db"]) == ("user", "s3cret", 4)
+    assert options["socket_timeout"] == 5 and options["decode_responses"] is True
+    assert type(client.connection_pool).__name__ == "SentinelConnectionPool"
+    secure = primary_through_sentinels(["127.0.0.1:1"], "jobs", "rediss://:s3cret@ignored:6380/0")
+    assert issubclass(secure.connection_pool.connection_class, SSLConnection)
 
 
 def test_sentinels_without_the_primarys_name_stop_the_process_with_a_line_naming_it() -> None:
