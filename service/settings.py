@@ -46,6 +46,14 @@ def _check_delays(value: list[int]) -> list[int]:
     return value
 
 
+def _check_sentinels(value: list[str]) -> list[str]:
+    for address in value:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} is not host:port; list the Sentinels as host:26379,host2:26379")
+    return value
+
+
 def _check_signing_secret(value: str) -> str:
     if value:
         from standardwebhooks import Webhook  # only where a secret is set: the CLI and most processes have none
@@ -70,6 +78,16 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535)
     redis_password: str = ""
     redis_db: int = Field(0, ge=0)
+    #: Redis through Sentinel (service/store/connection.py): the Sentinels as host:port,... and the primary's name
+    #: they know it by. REDIS_URL (or the four above) then gives only the password, the database and TLS.
+    redis_sentinels: Annotated[list[str], NoDecode, AfterValidator(_check_sentinels)] = []
+    redis_sentinel_master: str = ""
+    #: A job's message is acknowledged only once this many replicas have its final outcome (Redis WAIT, at most
+    #: REDIS_WAIT_TIMEOUT_MS a try; short, the outcome is written again as through an outage and the message waits).
+    #: Unset: 1 with REDIS_SENTINELS, else 0 (off). See the README's "Redis with Sentinel".
+    redis_wait_replicas: int | None = Field(None, ge=0, le=100)
+    #: At most 4 s: under the client's 5 s socket timeout (service/store/connection.py).
+    redis_wait_timeout_ms: int = Field(500, ge=1, le=4000)
 
     job_concurrency: int = Field(5, ge=1, le=1000)
     job_max_retries: int = Field(3, ge=0, le=1000)
@@ -138,12 +156,19 @@ class Settings(BaseSettings):
             return self.otel_traces_exporter
         return "otlp" if self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint else None
 
+    @property
+    def redis_replicas_to_wait(self) -> int:
+        """REDIS_WAIT_REPLICAS, or when unset 1 through Sentinel (a primary with replicas) and 0 otherwise."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
+
     @field_validator("job_retry_delays_ms", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
         return _parse_delays(value)
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _split_allowed_hosts(cls, value: object) -> object:
         return _split_hosts(value)
@@ -196,6 +221,12 @@ class Settings(BaseSettings):
         if not self.redis_url:
             auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
             self.redis_url = f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return self
+
+    @model_validator(mode="after")
+    def _check_sentinel_master(self) -> Settings:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER must name the primary that REDIS_SENTINELS monitor")
         return self
 
     @model_validator(mode="after")

@@ -141,3 +141,20 @@ def test_the_image_runs_as_a_user_that_is_not_root() -> None:
     assert any("useradd" in line and f"--uid {last}" in line for line in lines), "the USER is never created"
     # No RUN after it: nothing in the build undoes it, or needed root it no longer has.
     assert lines.index(f"USER {users[-1]}") > max(i for i, line in enumerate(lines) if line.startswith("RUN "))
+
+
+def test_the_ha_profile_has_a_redis_primary_two_replicas_of_it_and_three_sentinels_watching_it() -> None:
+    services = compose()["services"]
+    servers = {name: svc for name, svc in services.items() if name.startswith("redis-ha-")}
+    sentinels = {name: svc for name, svc in services.items() if name.startswith("sentinel-")}
+    assert len(servers) == 3 and len(sentinels) == 3
+    assert all(svc["profiles"] == ["ha"] and not svc.get("ports") for svc in [*servers.values(), *sentinels.values()])
+    replica_of = {name: environment_of(name, CREDENTIALS)["REPLICA_OF"] for name in servers}
+    assert replica_of == {"redis-ha-1": "", "redis-ha-2": "redis-ha-1", "redis-ha-3": "redis-ha-1"}
+    for name, svc in servers.items():
+        assert environment_of(name, CREDENTIALS)["REDISCLI_AUTH"] == "redis0pw1"
+        assert {"--requirepass", "--masterauth", "--min-replicas-to-write"} <= set(svc["command"][-1].split()), name
+    for name, svc in sentinels.items():
+        script = svc["command"][-1]
+        assert "sentinel monitor jobs redis-ha-1 6379 2" in script and "auth-pass jobs $$REDIS_PASSWORD" in script
+        assert environment_of(name, CREDENTIALS)["REDIS_PASSWORD"] == "redis0pw1"

@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 from service.domain.clock import iso_from_ms, now_ms
 from service.domain.figures import MinuteCount
-from service.domain.states import JobState
+from service.domain.states import FINAL_STATES, JobState
 from service.settings import Settings
 from service.store import keys, scripts
 from service.store.script_batcher import ScriptBatcher
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: EVENTS_STREAM_MAXLEN's default, read from the settings rather than typed again.
 DEFAULT_EVENTS_MAXLEN: int = Settings.model_fields["events_stream_maxlen"].default
+#: REDIS_WAIT_TIMEOUT_MS's default, likewise.
+DEFAULT_REPLICA_WAIT_MS: int = Settings.model_fields["redis_wait_timeout_ms"].default
 
 
 #: transition.lua returns this many values per transition: outcome, state after, a number, the fencing token.
@@ -172,7 +174,13 @@ class JobStore:
     """All reads and writes of job records. Transitions run as Lua scripts, so each is atomic."""
 
     def __init__(
-        self, client: redis.Redis, retention: Retention | None = None, *, events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+        self,
+        client: redis.Redis,
+        retention: Retention | None = None,
+        *,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        replicas_to_wait: int = 0,
+        replica_wait_ms: int = DEFAULT_REPLICA_WAIT_MS,
     ) -> None:
         self.client = client
         self.retention = retention or Retention()
@@ -181,12 +189,16 @@ class JobStore:
         self._transition = self._script("transition")
         #: transition.lua's arguments before the groups: the retention
         self._transition_head: list[str | int] = [*self.retention.args()]
+        #: A final state is written before its job's message is acknowledged: with `replicas_to_wait`
+        #: (REDIS_WAIT_REPLICAS), only once that many replicas have it, so a failover cannot take it back.
         self._transitions = ScriptBatcher(
             client,
             self._transition,
             keys=scripts.LAYOUT,
             head=self._transition_head,
             result_width=TRANSITION_RESULT_WIDTH,
+            wait_replicas=replicas_to_wait,
+            wait_timeout_ms=replica_wait_ms,
         )
         self._progress = self._script("progress")
         self._cancel = self._script("cancel")
@@ -221,10 +233,12 @@ class JobStore:
         """Move a job to `state` unless it is already further along; `create` makes the record if it is absent.
 
         `token`: for a final state or a retry's "delayed", the fencing token of the attempt writing it; for "active",
-        that of the attempt that published the message. Refused ("fenced") when the record's token is another."""
+        that of the attempt that published the message. Refused ("fenced") when the record's token is a later one; an
+        earlier one means a failover set the record back, and the write is taken. A final state waits for
+        `replicas_to_wait` replicas (NotReplicated when too few took it in time)."""
         asked_at = time.monotonic()
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
-        said, state_after, number, current = self._transitions.call(args)
+        said, state_after, number, current = self._transitions.call(args, durable=state in FINAL_STATES)
         outcome, number, current = TransitionOutcome(said), int(number), int(current)
         after = None if state_after is None else JobState(state_after)
         if outcome is TransitionOutcome.RUNNING:
