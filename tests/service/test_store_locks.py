@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from service.store.once import Once
-
+from service.kits.once import Once
 from service.ops.jobs import Jobs
 from service.store import keys, locks
 
