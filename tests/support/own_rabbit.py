@@ -11,59 +11,53 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pika
 
-from tests.support.own_servers import HOST, ServerDidNotStart, log_tail, own_folder, remove_folder, spare_port
+from tests.support.own_servers import (
+    HOST,
+    ServerDidNotStart,
+    claim,
+    log_tail,
+    own_folder,
+    remove_abandoned,
+    remove_folder,
+    run_command,
+    spare_port,
+)
 
 #: The Debian package's script; the one on PATH (/usr/sbin) wraps it in `su`, which would lose the environment.
 PACKAGED = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 #: Run as root, the node runs as this user (as the packaged service does) and uses its Erlang cookie.
 SERVICE_USER = "rabbitmq"
-
-
-#: The folder of each node names the test process that owns it and the node's process group.
-OWNER_FILE = "owner"
-
-
-def remove_abandoned_nodes() -> None:
-    """Nodes of a test run that was killed (its finally never ran) would otherwise run and hold memory for ever."""
-    for folder in Path(tempfile.gettempdir()).glob("own-rabbit-*"):
-        try:
-            owner, group = (int(n) for n in (folder / OWNER_FILE).read_text().split())
-        except (OSError, ValueError):
-            continue
-        try:
-            os.kill(owner, 0)
-            continue  # its test is still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-        remove_folder(folder)
+#: The folders of the test's nodes start so; nodes of a killed test run are found by it.
+FOLDER_PREFIX = "own-rabbit-"
 
 
 class OwnRabbit:
-    """One node, booted by `start()`; `kill()` SIGKILLs its Erlang VM; `start()` again recovers its queues."""
+    """One node, booted by `start()`; `kill()` SIGKILLs its Erlang VM; `start()` again recovers its queues.
 
-    def __init__(self) -> None:
-        remove_abandoned_nodes()
+    `also_listen`: a second address (of this machine) the node takes AMQP connections on as well, with the same port.
+    """
+
+    def __init__(self, *, also_listen: str | None = None) -> None:
+        remove_abandoned(FOLDER_PREFIX)
         self.name = f"jobs-test-{uuid.uuid4().hex[:8]}@localhost"
         self.port = spare_port()
         self.dist_port = spare_port(avoid=(self.port,))
-        self.folder = own_folder("own-rabbit-")
+        self.folder = own_folder(FOLDER_PREFIX)
         for sub in ("mnesia", "log"):
             (self.folder / sub).mkdir()
         # No plugins (no management): the node boots in about 15 s instead of 25.
         (self.folder / "enabled_plugins").write_text("[].\n")
         # /etc/rabbitmq/rabbitmq.conf pins the listener to 5672, which would win over RABBITMQ_NODE_PORT.
-        (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = {HOST}:{self.port}\nloopback_users = none\n")
+        config = f"listeners.tcp.local = {HOST}:{self.port}\nloopback_users = none\n"
+        if also_listen is not None:
+            config += f"listeners.tcp.other = {also_listen}:{self.port}\n"
+        (self.folder / "rabbitmq.conf").write_text(config)
         self.user = SERVICE_USER if os.geteuid() == 0 else None
         if self.user is not None:
             account = pwd.getpwnam(self.user)
@@ -73,7 +67,11 @@ class OwnRabbit:
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@{HOST}:{self.port}/%2F"
+        return self.url_at(HOST)
+
+    def url_at(self, address: str) -> str:
+        """The node's AMQP URL on one of the addresses it listens on (127.0.0.1 or `also_listen`)."""
+        return f"amqp://guest:guest@{address}:{self.port}/%2F"
 
     @property
     def log(self) -> Path:
@@ -97,6 +95,12 @@ class OwnRabbit:
 
     def start(self, timeout: float = 120.0) -> OwnRabbit:
         """Boot (or boot again) and return once the node accepts an AMQP connection."""
+        self.launch()
+        self.wait_until_it_answers(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Boot (or boot again) without waiting: several nodes boot side by side."""
         assert not self.running(), "already running"
         binary = str(PACKAGED) if PACKAGED.exists() else shutil.which("rabbitmq-server")
         if binary is None:
@@ -112,7 +116,11 @@ class OwnRabbit:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so close() can end everything it started
             )
-        (self.folder / OWNER_FILE).write_text(f"{os.getpid()} {self.proc.pid}\n")
+        claim(self.folder, self.proc.pid)
+
+    def wait_until_it_answers(self, timeout: float = 120.0) -> None:
+        """Return once the node takes AMQP connections; fail with its logs if it exits or `timeout` passes."""
+        assert self.proc is not None, "not launched"
         deadline = time.monotonic() + timeout
         while not self.answers():
             if self.proc.poll() is not None:
@@ -121,7 +129,10 @@ class OwnRabbit:
                 self._kill_group()
                 raise ServerDidNotStart(f"node {self.name} not answering AMQP after {timeout} s:\n{self._tails()}")
             time.sleep(0.5)
-        return self
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """`rabbitmqctl -n <this node> ARGS`: its output, or CommandFailed with what it said."""
+        return run_command(["rabbitmqctl", "-n", self.name, *args], timeout=timeout)
 
     def answers(self) -> bool:
         """Whether the node accepts an AMQP connection right now (its port opens before it does)."""

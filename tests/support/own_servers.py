@@ -6,9 +6,13 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -20,6 +24,24 @@ PORT_RANGE = (20000, 32000)
 
 class ServerDidNotStart(RuntimeError):
     """The server could not be started (binary missing, port taken, boot too slow); the message says why."""
+
+
+class CommandFailed(RuntimeError):
+    """A command that sets a server or the network up (rabbitmqctl, ip) failed; the message has what it said."""
+
+
+def run_command(command: list[str], *, timeout: float = 60.0) -> str:
+    """Run `command` to its end within `timeout`; its standard output, or CommandFailed naming it and its errors."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise CommandFailed(f"`{' '.join(command)}` took more than {timeout} s") from error
+    except OSError as error:
+        raise CommandFailed(f"`{' '.join(command)}` could not run: {error}") from error
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip()
+        raise CommandFailed(f"`{' '.join(command)}` exited with {done.returncode}: {said}")
+    return done.stdout
 
 
 def spare_port(*, avoid: tuple[int, ...] = ()) -> int:
@@ -44,6 +66,41 @@ def own_folder(prefix: str) -> Path:
     return folder
 
 
+#: The folder of each server names the test process that owns it and the server's process group.
+OWNER_FILE = "owner"
+
+
+def claim(folder: Path, group: int) -> None:
+    """Mark the folder as this test process's, its servers in process group `group` (0: none)."""
+    (folder / OWNER_FILE).write_text(f"{os.getpid()} {group}\n")
+
+
+def abandoned(prefix: str) -> Iterator[tuple[Path, int]]:
+    """Folders (and process groups) of servers whose test process is gone: killed, its finally never ran."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            owner, group = (int(n) for n in (folder / OWNER_FILE).read_text().split())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+            continue  # its test is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        yield folder, group
+
+
+def remove_abandoned(prefix: str) -> None:
+    """Servers of a killed test run would otherwise run and hold memory and ports for ever."""
+    for folder, group in abandoned(prefix):
+        if group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        remove_folder(folder)
+
+
 def remove_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):
         shutil.rmtree(folder)
@@ -61,3 +118,28 @@ def fail_or_skip(error: Exception) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"own server did not start: {error}", pytrace=False)
     pytest.skip(f"own server did not start: {error}")
+
+
+class Startable(Protocol):
+    def start(self) -> object: ...
+
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+@contextlib.contextmanager
+def started(server: S) -> Iterator[S]:
+    """`server` started (on failure closed, then the test fails under CI or skips, with the reason), closed after."""
+    try:
+        server.start()
+    except BaseException as error:
+        server.close()
+        if isinstance(error, ServerDidNotStart):
+            fail_or_skip(error)
+        raise
+    try:
+        yield server
+    finally:
+        server.close()
