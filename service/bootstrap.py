@@ -11,6 +11,7 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, tracing
 from service.domain.states import MAX_BROKER_PRIORITY
+from service.rabbit.queue_types import QueueShape, QueueType
 from service.settings import Settings, get_settings
 from service.store.job_store import JobStore, Retention
 from service.store.log_store import JobLogStore
@@ -140,9 +141,8 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore) -> Ra
         Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    broker = GuardedRabbitmqBroker(
-        url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware
-    )
+    shape = QueueShape(QueueType(settings.rabbitmq_queue_type), MAX_BROKER_PRIORITY)
+    broker = GuardedRabbitmqBroker(url=url, confirm_delivery=True, shape=shape, middleware=middleware)
     # A hook that fails means "not run" before a job and "not acknowledged yet" after it
     # (service/worker/hook_failures.py).
     broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)

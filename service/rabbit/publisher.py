@@ -9,7 +9,7 @@ import dramatiq
 import pika
 from dramatiq.common import current_millis, dq_name
 
-from service.rabbit.link import RabbitLink
+from service.rabbit.link import RabbitLink, routing_key
 from service.worker.middleware.status import StatusMiddleware
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Publisher:
             # mandatory: an unroutable message (queue deleted meanwhile) raises instead of vanishing.
             link.channel("confirm").basic_publish(
                 exchange="",
-                routing_key=message.queue_name,
+                routing_key=routing_key(self.broker, message),
                 body=message.encode(),
                 properties=_properties(message),
                 mandatory=True,
@@ -56,7 +56,10 @@ class Publisher:
             for message in messages:
                 self.broker.emit_before("enqueue", message, None)
                 channel.basic_publish(
-                    exchange="", routing_key=message.queue_name, body=message.encode(), properties=_properties(message)
+                    exchange="",
+                    routing_key=routing_key(self.broker, message),
+                    body=message.encode(),
+                    properties=_properties(message),
                 )
             channel.tx_commit()
 
