@@ -1,13 +1,15 @@
 """A consumer of a queue's priority lanes (quorum queues have no priorities: service/rabbit/queue_types.py), so that
 high jobs overtake a backlog of normal ones, and normal ones a backlog of low ones.
 
-One channel, one consumer per lane, each with the worker's prefetch. Deliveries wait here until Dramatiq's consumer
-thread asks for the next message, which is the oldest of the highest lane that may go: a lane's message goes only
-while every higher lane has fewer than a prefetch in hand (delivered and not yet settled). A higher lane with a full
-prefetch in hand may have more waiting in RabbitMQ, which it sends as soon as one of them is settled; until then the
-lower lane's deliveries are held back, so the worker's threads take the higher lane's messages first, and only the
-few lower ones fetched before stay ahead of them (Dramatiq's work queue is first in, first out). That is the classic
-priority queue's behaviour too: RabbitMQ orders what it has not delivered yet.
+One channel, one consumer per lane, each with the worker's prefetch (Dramatiq's: twice the threads). Deliveries wait
+here until Dramatiq's consumer thread asks for the next message, which is the oldest of the highest lane that may go:
+a lane's message goes only while every higher lane has less than half a prefetch in hand (delivered, not yet
+settled). While RabbitMQ holds more of a higher lane, it refills that lane's prefetch as fast as the worker settles
+them, so its count in hand stays above half (the threads settle at most a thread's worth at once); it falls below
+only when the lane has run dry and the threads are about to have nothing of it to do. Until then the lower lanes'
+deliveries are held back, so the threads take the higher lane's messages first, and only the few lower ones handed
+out before stay ahead of them (Dramatiq's work queue is first in, first out). The classic priority queue does the
+same: RabbitMQ orders what it has not delivered yet.
 
 Acknowledgements are batched as BatchingConsumer does: delivery tags count up across the channel's consumers.
 """
@@ -48,7 +50,8 @@ class LaneConsumer(BatchingConsumer):
         self.known_tags: set[int] = set()
         self._start_batching()
         self.lanes = lanes
-        self.prefetch = prefetch
+        #: A lower lane's message goes while every higher lane has fewer than this many in hand.
+        self.free_below = max(1, prefetch // 2)
         self.timeout_s = timeout / 1000
         self._waiting: list[deque[tuple[Any, bytes]]] = [deque() for _ in lanes]  #: delivered, not handed out
         self._in_hand = [0] * len(lanes)  #: delivered and not settled, per lane
@@ -98,7 +101,7 @@ class LaneConsumer(BatchingConsumer):
 
     def _next_ready(self) -> tuple[Any, bytes] | None:
         for rank, waiting in enumerate(self._waiting):
-            if waiting and all(self._in_hand[higher] < self.prefetch for higher in range(rank)):
+            if waiting and all(self._in_hand[higher] < self.free_below for higher in range(rank)):
                 return waiting.popleft()
         return None
 

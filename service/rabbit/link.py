@@ -150,10 +150,9 @@ class ServiceBroker(RabbitmqBroker):
         return self.shape.work_arguments(queue_name)
 
     def _declare_queue(self, queue_name: str) -> Any:
-        answer = None
-        for lane in self.shape.lanes(queue_name):  # lanes highest first; the answer is the queue's own
-            declared = self._declare(lane, self.shape.work_arguments(queue_name))
-            answer = declared if lane == queue_name else answer
+        answer = self._declare(queue_name, self.shape.work_arguments(queue_name))
+        for lane in self.shape.work_queues(queue_name)[1:]:
+            self._declare(lane, self.shape.work_arguments(queue_name))
         return answer
 
     def _declare_dq_queue(self, queue_name: str) -> Any:

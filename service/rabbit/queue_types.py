@@ -8,8 +8,8 @@ quorum (for a cluster: each queue is replicated on every node and outlives the l
 3.x refuses `x-max-priority` on a quorum queue, so a queue's priorities are lanes, one quorum queue each: `<queue>.HQ`
 for high, `<queue>` itself for normal (and for a message that names no priority, as plain Dramatiq sends it) and
 `<queue>.LQ` for low. A worker consumes a queue's lanes on one channel and hands its threads a lower lane's message
-only while no higher lane has a full prefetch in hand, since RabbitMQ may then hold more of it
-(service/rabbit/lanes.py). The delay queue and the dead-letter queue are single quorum queues.
+only once the higher lanes run dry (service/rabbit/lanes.py). The delay queue and the dead-letter queue are single
+quorum queues.
 
 Quorum queues also count deliveries: a message delivered more than DELIVERY_LIMIT times without being settled (each
 worker that took it died, or gave it back) is dead-lettered into `<queue>.XQ`, where a failed job's message goes. It
@@ -109,7 +109,12 @@ class QueueShape:
         arguments: dict[str, Any] = {"x-message-ttl": DEAD_MESSAGE_TTL}
         return {"x-queue-type": QueueType.QUORUM.value, **arguments} if self.quorum else arguments
 
+    def work_queues(self, queue: str) -> list[str]:
+        """The queue, then its other lanes: declared in that order, so that a queue of the other type is found before
+        any lane is created next to it."""
+        return [queue, *(lane for lane in self.lanes(queue) if lane != queue)]
+
     def declarations(self, queue: str) -> list[tuple[str, dict[str, Any]]]:
-        """Every queue `queue` needs, with its arguments: lanes highest first, then the delay and dead-letter queues."""
-        work = [(lane, self.work_arguments(queue)) for lane in self.lanes(queue)]
+        """Every queue `queue` needs, with its arguments: its work queues, then the delay and dead-letter queues."""
+        work = [(name, self.work_arguments(queue)) for name in self.work_queues(queue)]
         return [*work, (dq_name(queue), self.delay_arguments(queue)), (xq_name(queue), self.dead_arguments())]
