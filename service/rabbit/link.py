@@ -99,9 +99,9 @@ class ServiceBroker(RabbitmqBroker):
     Dramatiq's consumer would retry that for ever without saying what is wrong."""
 
     def __init__(self, *, shape: QueueShape | None = None, **kwargs: Any) -> None:
-        self.shape = shape or QueueShape()
-        if self.shape.type is QueueType.CLASSIC:
-            kwargs.setdefault("max_priority", self.shape.max_priority)
+        # Without a shape: classic queues with the max_priority given, as Dramatiq's broker would declare them.
+        self.shape = shape or QueueShape(QueueType.CLASSIC, kwargs.get("max_priority"))
+        kwargs["max_priority"] = self.shape.max_priority if self.shape.type is QueueType.CLASSIC else None
         super().__init__(**kwargs)
 
     @property
