@@ -1,15 +1,14 @@
 """A consumer of a queue's priority lanes (quorum queues have no priorities: service/rabbit/queue_types.py), so that
 high jobs overtake a backlog of normal ones, and normal ones a backlog of low ones.
 
-One channel, one consumer per lane, each with the worker's prefetch (Dramatiq's: twice the threads). Deliveries wait
-here until Dramatiq's consumer thread asks for the next message, which is the oldest of the highest lane that may go:
-a lane's message goes only while every higher lane has less than half a prefetch in hand (delivered, not yet
-settled). While RabbitMQ holds more of a higher lane, it refills that lane's prefetch as fast as the worker settles
-them, so its count in hand stays above half (the threads settle at most a thread's worth at once); it falls below
-only when the lane has run dry and the threads are about to have nothing of it to do. Until then the lower lanes'
-deliveries are held back, so the threads take the higher lane's messages first, and only the few lower ones handed
-out before stay ahead of them (Dramatiq's work queue is first in, first out). The classic priority queue does the
-same: RabbitMQ orders what it has not delivered yet.
+One channel, one consumer per lane, each with the worker's prefetch. Deliveries wait here until Dramatiq's consumer
+thread asks for the next message, which is the oldest of the highest lane that may go. A lane's message goes only
+once no higher lane has had a full prefetch in hand (delivered, not yet settled) for REFILL_GRACE_S: while RabbitMQ
+holds more of a lane, it refills that lane's prefetch as the worker settles its messages (within a quorum commit, a
+few milliseconds), so a lane with a backlog is full, or was a moment ago; one that stays short of full has run dry.
+Until then the lower lanes' deliveries are held back, so the threads take the higher lane's messages first, and only
+the few lower ones handed out before stay ahead of them (Dramatiq's work queue is first in, first out). The classic
+priority queue does the same: RabbitMQ orders what it has not delivered yet.
 
 Acknowledgements are batched as BatchingConsumer does: delivery tags count up across the channel's consumers.
 """
@@ -17,6 +16,7 @@ Acknowledgements are batched as BatchingConsumer does: delivery tags count up ac
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from functools import partial
 from typing import Any
@@ -32,9 +32,12 @@ from service.rabbit.acks import BatchingConsumer
 
 logger = logging.getLogger(__name__)
 
-#: While deliveries are held back, the channel is read at least this often, so they go soon after a higher lane's
-#: settle frees them (a settle is a callback on the connection, which does not end the wait for a delivery).
+#: While deliveries are held back, the channel is read at least this often, so they go soon after a higher lane runs
+#: dry (a settle is a callback on the connection, which does not end the wait for a delivery).
 HELD_POLL_S = 0.05
+#: How long a lane must have stayed short of a full prefetch before a lower lane's message goes: longer than RabbitMQ
+#: takes to refill it after a settle (a quorum queue commits the settle on a majority of its nodes first).
+REFILL_GRACE_S = 0.25
 
 _CHANNEL_ERRORS = (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
 
@@ -50,12 +53,12 @@ class LaneConsumer(BatchingConsumer):
         self.known_tags: set[int] = set()
         self._start_batching()
         self.lanes = lanes
-        #: A lower lane's message goes while every higher lane has fewer than this many in hand.
-        self.free_below = max(1, prefetch // 2)
+        self.prefetch = prefetch
         self.timeout_s = timeout / 1000
         self._waiting: list[deque[tuple[Any, bytes]]] = [deque() for _ in lanes]  #: delivered, not handed out
         self._in_hand = [0] * len(lanes)  #: delivered and not settled, per lane
         self._lane_of: dict[int, int] = {}  #: delivery tag -> lane, until settled
+        self._full_until = [0.0] * len(lanes)  #: when each lane last stopped having a full prefetch in hand
         self._cancelled: str | None = None
         try:
             self.connection = pika.BlockingConnection(parameters=broker.parameters)
@@ -101,9 +104,15 @@ class LaneConsumer(BatchingConsumer):
 
     def _next_ready(self) -> tuple[Any, bytes] | None:
         for rank, waiting in enumerate(self._waiting):
-            if waiting and all(self._in_hand[higher] < self.free_below for higher in range(rank)):
+            if waiting and all(self._ran_dry(higher) for higher in range(rank)):
                 return waiting.popleft()
         return None
+
+    def _ran_dry(self, rank: int) -> bool:
+        """Whether RabbitMQ has, as far as this consumer can tell, no more of the lane to give."""
+        if self._in_hand[rank] >= self.prefetch:
+            return False
+        return time.monotonic() - self._full_until[rank] >= REFILL_GRACE_S
 
     # On the connection's thread (in process_data_events).
 
@@ -115,6 +124,8 @@ class LaneConsumer(BatchingConsumer):
     def _settle(self, tag: int) -> None:
         rank = self._lane_of.pop(tag, None)
         if rank is not None:
+            if self._in_hand[rank] >= self.prefetch:
+                self._full_until[rank] = time.monotonic()
             self._in_hand[rank] -= 1
         super()._settle(tag)
 
