@@ -2,13 +2,14 @@
 high jobs overtake a backlog of normal ones, and normal ones a backlog of low ones.
 
 One channel, one consumer per lane, each with the worker's prefetch. Deliveries wait here until Dramatiq's consumer
-thread asks for the next message, which is the oldest of the highest lane that may go. A lane's message goes only
-once no higher lane has had a full prefetch in hand (delivered, not yet settled) for REFILL_GRACE_S: while RabbitMQ
-holds more of a lane, it refills that lane's prefetch as the worker settles its messages (within a quorum commit, a
-few milliseconds), so a lane with a backlog is full, or was a moment ago; one that stays short of full has run dry.
-Until then the lower lanes' deliveries are held back, so the threads take the higher lane's messages first, and only
-the few lower ones handed out before stay ahead of them (Dramatiq's work queue is first in, first out). The classic
-priority queue does the same: RabbitMQ orders what it has not delivered yet.
+thread asks for the next message, which is the oldest of the highest lane that may go: a lane's message goes only
+while every higher lane has run dry. While RabbitMQ holds more of a lane, it refills that lane's prefetch as the worker
+settles its messages (once a quorum commit went through), so a lane with a backlog has a full prefetch in hand
+(delivered, not yet settled), or had one a moment ago; for a moment after that its own count in RabbitMQ decides, and
+a lane that has not been full for REFILL_GRACE_S is dry. Until then the lower lanes' deliveries are held back, so the
+threads take the higher lane's messages first, and only the few lower ones handed out before stay ahead of them
+(Dramatiq's work queue is first in, first out). The classic priority queue does the same: RabbitMQ orders what it
+has not delivered yet.
 
 Acknowledgements are batched as BatchingConsumer does: delivery tags count up across the channel's consumers.
 """
@@ -35,9 +36,9 @@ logger = logging.getLogger(__name__)
 #: While deliveries are held back, the channel is read at least this often, so they go soon after a higher lane runs
 #: dry (a settle is a callback on the connection, which does not end the wait for a delivery).
 HELD_POLL_S = 0.05
-#: How long a lane must have stayed short of a full prefetch before a lower lane's message goes: longer than RabbitMQ
-#: takes to refill it after a settle (a quorum queue commits the settle on a majority of its nodes first).
-REFILL_GRACE_S = 0.25
+#: A lane short of a full prefetch for this long is dry: far longer than RabbitMQ takes to refill it after a settle (a
+#: quorum queue commits the settle on a majority of its nodes first). Sooner, RabbitMQ is asked how many it holds.
+REFILL_GRACE_S = 1.0
 
 _CHANNEL_ERRORS = (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
 
@@ -59,6 +60,7 @@ class LaneConsumer(BatchingConsumer):
         self._in_hand = [0] * len(lanes)  #: delivered and not settled, per lane
         self._lane_of: dict[int, int] = {}  #: delivery tag -> lane, until settled
         self._full_until = [0.0] * len(lanes)  #: when each lane last stopped having a full prefetch in hand
+        self._ready: dict[int, tuple[float, int]] = {}  #: lane -> (when asked, messages RabbitMQ held ready then)
         self._cancelled: str | None = None
         try:
             self.connection = pika.BlockingConnection(parameters=broker.parameters)
@@ -109,10 +111,18 @@ class LaneConsumer(BatchingConsumer):
         return None
 
     def _ran_dry(self, rank: int) -> bool:
-        """Whether RabbitMQ has, as far as this consumer can tell, no more of the lane to give."""
+        """Whether RabbitMQ has no more of the lane to give."""
         if self._in_hand[rank] >= self.prefetch:
             return False
-        return time.monotonic() - self._full_until[rank] >= REFILL_GRACE_S
+        now = time.monotonic()
+        if now - self._full_until[rank] >= REFILL_GRACE_S:
+            return True
+        asked_at, ready = self._ready.get(rank, (0.0, 0))
+        if now - asked_at >= HELD_POLL_S:  # at most one question per poll, however often the thread asks
+            declared = self.channel.queue_declare(self.lanes[rank], passive=True)
+            ready = int(declared.method.message_count)
+            self._ready[rank] = (now, ready)
+        return ready == 0
 
     # On the connection's thread (in process_data_events).
 

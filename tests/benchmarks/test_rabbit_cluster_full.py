@@ -43,12 +43,12 @@ def test_thousands_of_jobs_survive_the_sigkill_of_the_node_leading_the_queues(cl
             outcome = kill_the_leader_under_load(
                 cluster,
                 vhost,
-                ms=50,
+                ms=100,
                 api_per_second=100,
                 sender_pause_s=0.01,
                 threads=4,
-                before_kill_done=1000,
-                after_kill_s=20,
+                before_kill_done=1500,
+                after_kill_s=60,
                 long_every=200,
                 at_kill=lambda: ticks_at_kill.append(ready(on_doomed[0], TICK_QUEUE)),
             )

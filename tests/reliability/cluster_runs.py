@@ -281,46 +281,49 @@ def kill_the_leader_under_load(
     leaders = {name: cluster.leader_of(name, vhost).name for name in queue_names(QUEUE)}
     assert set(leaders.values()) == {doomed.name}, f"the queues are not all led by {doomed.name}: {leaders}"
 
-    workers = [quorum_worker(on_doomed, threads=threads), quorum_worker(elsewhere, threads=threads)]
-    api = ApiSender(quorum_jobs(on_doomed), run, ms=ms, per_second=api_per_second, long_every=long_every)
-    sender: SenderProcess | None = None
-    try:
-        api.start()
-        sender = SenderProcess(run, on_doomed, ms=ms, pause_s=sender_pause_s)
-        backlog = wait_for(
-            lambda: done_count(run) >= before_kill_done and ready(elsewhere[0], QUEUE) >= 20, timeout=90, poll=0.2
-        )
-        assert backlog is not None, f"no backlog of running and queued jobs: {done_count(run)} done"
-        queued_at_kill = ready(elsewhere[0], QUEUE)
-        at_kill()
-        killed_at = time.time()
-        cluster.kill(doomed)
-        new_leader = cluster.wait_for_new_leader(QUEUE, instead_of=doomed, vhost=vhost, timeout=60)
-        elected_s = time.time() - killed_at
-        first_worker = workers[0].child_pids()[0]
+    with contextlib.ExitStack() as stack:
+        workers = []
+        for urls in (on_doomed, elsewhere):
+            workers.append(quorum_worker(urls, threads=threads))
+            stack.callback(workers[-1].stop, timeout=20)
+        api = ApiSender(quorum_jobs(on_doomed), run, ms=ms, per_second=api_per_second, long_every=long_every)
+        sender: SenderProcess | None = None
+        try:
+            api.start()
+            sender = SenderProcess(run, on_doomed, ms=ms, pause_s=sender_pause_s)
+            backlog = wait_for(
+                lambda: done_count(run) >= before_kill_done and ready(elsewhere[0], QUEUE) >= 20, timeout=90, poll=0.2
+            )
+            assert backlog is not None, f"no backlog of running and queued jobs: {done_count(run)} done"
+            queued_at_kill = ready(elsewhere[0], QUEUE)
+            at_kill()
+            killed_at = time.time()
+            cluster.kill(doomed)
+            new_leader = cluster.wait_for_new_leader(QUEUE, instead_of=doomed, vhost=vhost, timeout=60)
+            elected_s = time.time() - killed_at
+            first_worker = workers[0].child_pids()[0]
 
-        def first_worker_back() -> float | None:
-            """When the worker that was connected to the killed node started a job sent after the kill."""
-            assert sender is not None
-            late = set(api.sent.after(killed_at)) | set(sender.sent().after(killed_at))
-            times = [at for job_id, pid, at in starts(run) if pid == first_worker and job_id in late]
-            return min(times) - killed_at if times else None
+            def first_worker_back() -> float | None:
+                """When the worker that was connected to the killed node started a job sent after the kill."""
+                assert sender is not None
+                late = set(api.sent.after(killed_at)) | set(sender.sent().after(killed_at))
+                times = [at for job_id, pid, at in starts(run) if pid == first_worker and job_id in late]
+                return min(times) - killed_at if times else None
 
-        assert wait_for(lambda: first_worker_back() is not None, timeout=60, poll=0.2) is not None, (
-            "the worker connected to the killed node ran nothing sent after the kill:\n" + workers[0].output()[-3000:]
-        )
-        worker_back_s = first_worker_back()
-        time.sleep(max(0.0, after_kill_s - (time.time() - killed_at)))
-    finally:
-        api.stop()
-        if sender is not None:
-            sender.stop()
-    by_sender = sender.sent()
-    confirmed = {**api.sent.at, **by_sender.at}
-    states, drained_s = wait_until_final(api.jobs.store, list(confirmed), timeout=60 + len(confirmed) / 20)
-    logs = "\n".join(worker.output() for worker in workers)
-    for worker in workers:
-        worker.stop(timeout=20)
+            back = wait_for(lambda: first_worker_back() is not None, timeout=60, poll=0.2)
+            assert back is not None, (
+                "the worker on the killed node ran nothing sent after the kill:\n" + (workers[0].output()[-3000:])
+            )
+            worker_back_s = first_worker_back()
+            time.sleep(max(0.0, after_kill_s - (time.time() - killed_at)))
+        finally:
+            api.stop()
+            if sender is not None:
+                sender.stop()
+        by_sender = sender.sent()
+        confirmed = {**api.sent.at, **by_sender.at}
+        states, drained_s = wait_until_final(api.jobs.store, list(confirmed), timeout=60 + len(confirmed) / 20)
+        logs = "\n".join(worker.output() for worker in workers)
     executions = executions_of(run)
     counts = summarise(states)
     lost = [
