@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -18,7 +20,7 @@ import dramatiq.errors
 import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker
-from dramatiq.common import dq_name, xq_name
+from dramatiq.common import current_millis, dq_name, xq_name
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
@@ -27,6 +29,7 @@ from service.rabbit.lanes import LaneConsumer
 from service.rabbit.queue_types import QueueShape, QueueType
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 ChannelKind = Literal["confirm", "tx", "plain"]
 
 #: Errors after which this thread's connection is thrown away and the call tried once more on a fresh one.
@@ -53,6 +56,8 @@ _INEQUIVALENT = re.compile(
     r"inequivalent arg '(?P<arg>[^']+)'.*but current is (?:(?:the value )?'(?P<current>[^']*)'|(?P<none>none))"
 )
 PRECONDITION_FAILED = 406
+#: The first pause between two attempts at an enqueue, doubling: Dramatiq's 6 attempts then span about 3 s.
+ENQUEUE_BACKOFF_S = 0.1
 
 
 def explain_mismatch(queue: str, wanted: dict[str, Any], reply_text: str, vhost: str) -> str:
@@ -112,39 +117,45 @@ class ServiceBroker(RabbitmqBroker):
         self.declare_queue(queue_name, ensure=True)
         lanes = self.shape.lanes(queue_name)
         if len(lanes) == 1:
-            return self.consumer_class(self, queue_name, prefetch, timeout)
-        return LaneConsumer(self, queue_name, lanes, prefetch, timeout)
+            consumer: BatchingConsumer = self.consumer_class(self, queue_name, prefetch, timeout)
+        else:
+            consumer = LaneConsumer(self, queue_name, lanes, prefetch, timeout)
+        # Which node of RABBITMQ_URL it reached: after a node's loss, the line that says where the worker went.
+        params = getattr(getattr(consumer.connection, "_impl", None), "params", None)
+        node = f"{params.host}:{params.port}" if params is not None else "?"
+        logger.info("consuming %s through %s", queue_name, node)
+        return consumer
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
-        lane = self.shape.lane_for(message.queue_name, message.options.get("broker_priority"))
-        if delay is not None or lane == message.queue_name:
-            return super().enqueue(message, delay=delay)
-        return self._enqueue_to_lane(lane, message)
-
-    def _enqueue_to_lane(self, lane: str, message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
-        """Dramatiq's enqueue, with the lane as the routing key; the message still names its queue, where a worker
-        looks for its consumer."""
+        """Dramatiq's enqueue, to the lane of the message's priority (quorum queues), with a pause between attempts:
+        each attempt after a failure connects to the first node of RABBITMQ_URL that answers, and a quorum queue
+        electing a new leader after a node's loss (a second or two) refuses publishes meanwhile."""
+        canonical = message.queue_name
+        if delay is not None:
+            message = message.copy(queue_name=dq_name(canonical), options={"eta": current_millis() + delay})
+        routing_key = self.shape.lane_for(message.queue_name, message.options.get("broker_priority"))
         attempts = 0
         while True:
             try:
-                self.declare_queue(message.queue_name, ensure=True)
-                self.emit_before("enqueue", message, None)
+                self.declare_queue(canonical, ensure=True)
+                self.emit_before("enqueue", message, delay)
                 self.channel.basic_publish(
                     exchange="",
-                    routing_key=lane,
+                    routing_key=routing_key,
                     body=message.encode(),
                     properties=pika.BasicProperties(delivery_mode=2, priority=message.options.get("broker_priority")),
-                    mandatory=self.confirm_delivery,
+                    mandatory=self.confirm_delivery,  # an unroutable message raises (only with confirms)
                 )
-                self.emit_after("enqueue", message, None)
+                self.emit_after("enqueue", message, delay)
                 return message
             except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
-                del self.connection  # the next attempt opens a connection to the first node that answers
+                del self.connection
                 if isinstance(e, pika.exceptions.UnroutableError):
-                    self.queues_pending.add(message.queue_name)
+                    self.queues_pending.add(canonical)  # deleted meanwhile: declared again at the next attempt
                 attempts += 1
                 if attempts >= MAX_ENQUEUE_ATTEMPTS:
                     raise dramatiq.errors.ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+                time.sleep(ENQUEUE_BACKOFF_S * 2 ** (attempts - 1))
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return self.shape.work_arguments(queue_name)
