@@ -56,7 +56,7 @@ _INEQUIVALENT = re.compile(
     r"inequivalent arg '(?P<arg>[^']+)'.*but current is (?:(?:the value )?'(?P<current>[^']*)'|(?P<none>none))"
 )
 PRECONDITION_FAILED = 406
-#: The first pause between two attempts at an enqueue, doubling: Dramatiq's 6 attempts then span about 3 s.
+#: With quorum queues, the first pause between two attempts at an enqueue, doubling: 6 attempts span about 3 s.
 ENQUEUE_BACKOFF_S = 0.1
 
 
@@ -127,9 +127,9 @@ class ServiceBroker(RabbitmqBroker):
         return consumer
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
-        """Dramatiq's enqueue, to the lane of the message's priority (quorum queues), with a pause between attempts:
-        each attempt after a failure connects to the first node of RABBITMQ_URL that answers, and a quorum queue
-        electing a new leader after a node's loss (a second or two) refuses publishes meanwhile."""
+        """Dramatiq's enqueue (6 attempts, each after a failure on a new connection to the first node of RABBITMQ_URL
+        that answers), to the lane of the message's priority. With quorum queues the attempts pause in between: a
+        queue electing a new leader after a node's loss (a second or two) refuses publishes meanwhile."""
         canonical = message.queue_name
         if delay is not None:
             message = message.copy(queue_name=dq_name(canonical), options={"eta": current_millis() + delay})
@@ -155,7 +155,8 @@ class ServiceBroker(RabbitmqBroker):
                 attempts += 1
                 if attempts >= MAX_ENQUEUE_ATTEMPTS:
                     raise dramatiq.errors.ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
-                time.sleep(ENQUEUE_BACKOFF_S * 2 ** (attempts - 1))
+                if self.shape.quorum:
+                    time.sleep(ENQUEUE_BACKOFF_S * 2 ** (attempts - 1))
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return self.shape.work_arguments(queue_name)
