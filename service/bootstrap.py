@@ -17,6 +17,7 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, tracing
 from service.domain.states import MAX_BROKER_PRIORITY
+from service.rabbit.queue_types import QueueShape, QueueType
 from service.settings import Settings, get_settings
 from service.store.connection import redis_for
 from service.store.job_store import JobStore, Retention
@@ -141,9 +142,8 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         Results(backend=RedisBackend(client=redis_for(settings, decode_responses=False))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    broker = GuardedRabbitmqBroker(
-        url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware
-    )
+    shape = QueueShape(QueueType(settings.rabbitmq_queue_type), MAX_BROKER_PRIORITY)
+    broker = GuardedRabbitmqBroker(url=url, confirm_delivery=True, shape=shape, middleware=middleware)
     # A hook that fails means "not run" before a job and "not acknowledged yet" after it
     # (service/worker/hook_failures.py).
     broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, cast
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, EmailStr, Field, ValidationError, field_validator, model_validator
@@ -38,6 +38,39 @@ def _bracket_hosts(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("must name at least one host, such as localhost (or * for any, which turns the guard off)")
     return [(f"[{h}]" if ":" in h and not h.startswith("[") else h).lower() for h in value]
+
+
+#: What every RABBITMQ_URL entry must look like, said in each complaint about one.
+_AMQP_SHAPE = "must look like amqp://user:password@host:5672/vhost"
+
+
+def _amqp_nodes(value: str) -> list[str]:
+    """Each node's URL, from one URL, URLs separated by commas (or Dramatiq's semicolons), or one URL whose host part
+    lists the nodes (amqp://user:password@host1:5672,host2:5672/vhost). A comma in a password must be percent-encoded
+    (%2C), as URLs want anyway."""
+    entries = [entry.strip() for entry in re.split(r"[;,]", value) if entry.strip()]
+    if len(entries) <= 1 or all("://" in entry for entry in entries):
+        urls = entries or [value]
+    else:
+        parts = urlsplit(value.strip())
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        if "," not in hosts or any("://" in entry for entry in entries[1:]):
+            raise ValueError(f"{_AMQP_SHAPE}: give whole URLs separated by commas, or one URL listing its hosts")
+        urls = [
+            urlunsplit((parts.scheme, f"{userinfo}{at}{host.strip()}", parts.path, parts.query, parts.fragment))
+            for host in hosts.split(",")
+        ]
+    for number, url in enumerate(urls, 1):
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname or parts.path.startswith("//"):
+            if len(urls) == 1:
+                raise ValueError(_AMQP_SHAPE)
+            raise ValueError(f"{_AMQP_SHAPE}, one per node (node {number} of {len(urls)} is {logs.redact(url)!r})")
+    return urls
 
 
 def _check_delays(value: list[int]) -> list[int]:
@@ -72,7 +105,11 @@ SigningSecret = Annotated[str, AfterValidator(_check_signing_secret)]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
+    #: One node, or a cluster's nodes (see _amqp_nodes); held as Dramatiq reads a list: URLs joined by ";".
     rabbitmq_url: str = "amqp://guest:guest@localhost:5672/"
+    #: classic (one node; priorities through x-max-priority) or quorum (a cluster: replicated queues, priorities
+    #: through lanes): the type of every queue the service declares (service/rabbit/queue_types.py).
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
     redis_url: str = ""
     redis_host: str = "localhost"
     redis_port: int = Field(6379, ge=1, le=65535)
@@ -200,11 +237,12 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url")
     @classmethod
     def _check_amqp(cls, value: str) -> str:
-        for url in value.split(";"):
-            parts = urlsplit(url)
-            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-                raise ValueError("must look like amqp://user:password@host:5672/vhost")
-        return value
+        return ";".join(_amqp_nodes(value))
+
+    @field_validator("rabbitmq_queue_type", mode="before")
+    @classmethod
+    def _lower_queue_type(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod

@@ -256,11 +256,13 @@ def active_records(store: JobStore) -> int:
     return store.count(state=JobState.ACTIVE)
 
 
-def jobs_through(rabbit_url: str, redis_url: str) -> Jobs:
-    """A service layer of its own (as the API process has) whose connections run where the URLs point."""
+def jobs_through(rabbit_url: str, redis_url: str, **overrides: object) -> Jobs:
+    """A service layer of its own (as the API process has) whose connections run where the URLs point; `overrides`
+    replace other settings (a list of nodes is given as Dramatiq reads it, joined by ";")."""
     from service.settings import get_settings
 
-    return jobs_using(get_settings().model_copy(update={"rabbitmq_url": rabbit_url, "redis_url": redis_url}))
+    update = {"rabbitmq_url": rabbit_url, "redis_url": redis_url, **overrides}
+    return jobs_using(get_settings().model_copy(update=update))
 
 
 def jobs_using(settings: Settings) -> Jobs:
