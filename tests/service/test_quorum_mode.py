@@ -18,6 +18,7 @@ from tests.reliability.cluster_runs import quorum_jobs, quorum_worker, ready
 from tests.reliability.harness import wait_for
 from tests.support import isolation
 from tests.support.chaos_actors import QUEUE
+from tests.support.services import services_on
 
 
 @pytest.fixture
@@ -47,9 +48,10 @@ def test_queue_figures_and_purge_count_every_priority_lane(quorum_url: str) -> N
         tally(jobs, run, priority)
     lanes = [ready(quorum_url, lane) for lane in (QUEUE + HIGH_LANE, QUEUE, QUEUE + LOW_LANE)]
     assert lanes == [1, 2, 1]
-    [figures] = [f for f in jobs.queues() if f.name == QUEUE]
+    queues = services_on(jobs.broker, jobs.store).queues
+    [figures] = [f for f in queues.figures() if f.name == QUEUE]
     assert figures.waiting == 4
-    assert jobs.purge(QUEUE).messages == 4
+    assert queues.purge(QUEUE).messages == 4
     assert [ready(quorum_url, lane) for lane in (QUEUE + HIGH_LANE, QUEUE, QUEUE + LOW_LANE)] == [0, 0, 0]
 
 
