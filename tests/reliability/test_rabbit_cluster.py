@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from service.bootstrap import build_broker, redis_client, store
+from service.bootstrap import build_broker, pauses, redis_client, store
 from service.domain.states import JobState, Priority
 from service.ops.unavailable import Unavailable
 from service.rabbit.link import QueueMismatch
@@ -62,8 +62,8 @@ def test_a_queue_of_the_other_type_is_refused_with_a_line_naming_rabbitmq_queue_
 ) -> None:
     urls = node_urls(cluster, vhost)
     settings = get_settings().model_copy(update={"rabbitmq_url": ";".join(urls)})
-    classic = build_broker(settings, redis_client, store)
-    quorum = build_broker(settings.model_copy(update={"rabbitmq_queue_type": "quorum"}), redis_client, store)
+    classic = build_broker(settings, redis_client, store, pauses)
+    quorum = build_broker(settings.model_copy(update={"rabbitmq_queue_type": "quorum"}), redis_client, store, pauses)
     try:
         classic.declare_queue(QUEUE, ensure=True)
         quorum.declare_queue("reports", ensure=True)
