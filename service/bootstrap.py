@@ -17,13 +17,15 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from service import logs, tracing
 from service.domain.states import MAX_BROKER_PRIORITY
+from service.rabbit.queue_types import QueueShape, QueueType
 from service.settings import Settings, get_settings
+from service.store.connection import redis_for
 from service.store.job_store import JobStore, Retention
 from service.store.log_store import JobLogStore
 from service.store.pauses import PauseFlags
 from service.store.redis_config import warn_if_unsafe
 from service.store.schedule_store import ScheduleStore
-from service.worker import progress, schedules
+from service.worker import progress, ticks
 from service.worker.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.worker.job_log_capture import JobLogCapture
 from service.worker.metrics import WorkerMetrics
@@ -48,18 +50,6 @@ if TYPE_CHECKING:
     from service.ops.services import Services
 
 
-def connect_redis(url: str) -> redis.Redis:
-    # Short timeouts: an unreachable Redis must turn into a 503 or a retry within seconds, never a hang.
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=15,
-        retry_on_timeout=False,
-    )
-
-
 def build_store(settings: Settings, client: redis.Redis) -> JobStore:
     return JobStore(
         client,
@@ -70,6 +60,8 @@ def build_store(settings: Settings, client: redis.Redis) -> JobStore:
             failed_count=settings.job_retention_failed_count,
         ),
         events_maxlen=settings.events_stream_maxlen,
+        replicas_to_wait=settings.redis_replicas_to_wait,
+        replica_wait_ms=settings.redis_wait_timeout_ms,
     )
 
 
@@ -147,12 +139,11 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         Retries(max_retries=settings.job_max_retries, delays=settings.job_retry_delays_ms, leases=leases),
         Callbacks(),
         Pipelines(),
-        Results(backend=RedisBackend(client=redis.Redis.from_url(settings.redis_url))),  # type: ignore[no-untyped-call]
+        Results(backend=RedisBackend(client=redis_for(settings, decode_responses=False))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    broker = GuardedRabbitmqBroker(
-        url=url, confirm_delivery=True, max_priority=MAX_BROKER_PRIORITY, middleware=middleware
-    )
+    shape = QueueShape(QueueType(settings.rabbitmq_queue_type), MAX_BROKER_PRIORITY)
+    broker = GuardedRabbitmqBroker(url=url, confirm_delivery=True, shape=shape, middleware=middleware)
     # A hook that fails means "not run" before a job and "not acknowledged yet" after it
     # (service/worker/hook_failures.py).
     broker.hook_failures = HookFailures(parking, record_outcome=[status], leases=leases)
@@ -163,12 +154,12 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
 settings = get_settings()
 logs.configure(settings.log_level, settings.log_format)  # its secrets were registered when they were loaded
 tracing.configure(settings)  # nothing at all unless the OTEL_* variables ask for traces
-redis_client = connect_redis(settings.redis_url)
+redis_client = redis_for(settings)
 store = build_store(settings, redis_client)
 progress.bind_store(store)
 schedule_store = ScheduleStore(redis_client)
 log_store = build_log_store(settings, redis_client)
-schedules.bind_store(schedule_store)
+ticks.bind_store(schedule_store)
 pauses = PauseFlags(redis_client)  # the one set of pause flags: workers read them, the service layer sets them
 broker = build_broker(settings, redis_client, store, pauses)
 dramatiq.set_broker(broker)

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, cast
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, EmailStr, Field, ValidationError, field_validator, model_validator
@@ -40,9 +40,50 @@ def _bracket_hosts(value: list[str]) -> list[str]:
     return [(f"[{h}]" if ":" in h and not h.startswith("[") else h).lower() for h in value]
 
 
+#: What every RABBITMQ_URL entry must look like, said in each complaint about one.
+_AMQP_SHAPE = "must look like amqp://user:password@host:5672/vhost"
+
+
+def _amqp_nodes(value: str) -> list[str]:
+    """Each node's URL, from one URL, URLs separated by commas (or Dramatiq's semicolons), or one URL whose host part
+    lists the nodes (amqp://user:password@host1:5672,host2:5672/vhost). A comma in a password must be percent-encoded
+    (%2C), as URLs want anyway."""
+    entries = [entry.strip() for entry in re.split(r"[;,]", value) if entry.strip()]
+    if len(entries) <= 1 or all("://" in entry for entry in entries):
+        urls = entries or [value]
+    else:
+        parts = urlsplit(value.strip())
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        if "," not in hosts or any("://" in entry for entry in entries[1:]):
+            raise ValueError(f"{_AMQP_SHAPE}: give whole URLs separated by commas, or one URL listing its hosts")
+        urls = [
+            urlunsplit((parts.scheme, f"{userinfo}{at}{host.strip()}", parts.path, parts.query, parts.fragment))
+            for host in hosts.split(",")
+        ]
+    for number, url in enumerate(urls, 1):
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname or parts.path.startswith("//"):
+            if len(urls) == 1:
+                raise ValueError(_AMQP_SHAPE)
+            raise ValueError(f"{_AMQP_SHAPE}, one per node (node {number} of {len(urls)} is {logs.redact(url)!r})")
+    return urls
+
+
 def _check_delays(value: list[int]) -> list[int]:
     if not value or any(d < 0 for d in value):
         raise ValueError("must list at least one delay, none negative")
+    return value
+
+
+def _check_sentinels(value: list[str]) -> list[str]:
+    for address in value:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} is not host:port; list the Sentinels as host:26379,host2:26379")
     return value
 
 
@@ -64,12 +105,26 @@ SigningSecret = Annotated[str, AfterValidator(_check_signing_secret)]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
+    #: One node, or a cluster's nodes (see _amqp_nodes); held as Dramatiq reads a list: URLs joined by ";".
     rabbitmq_url: str = "amqp://guest:guest@localhost:5672/"
+    #: classic (one node; priorities through x-max-priority) or quorum (a cluster: replicated queues, priorities
+    #: through lanes): the type of every queue the service declares (service/rabbit/queue_types.py).
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
     redis_url: str = ""
     redis_host: str = "localhost"
     redis_port: int = Field(6379, ge=1, le=65535)
     redis_password: str = ""
     redis_db: int = Field(0, ge=0)
+    #: Redis through Sentinel (service/store/connection.py): the Sentinels as host:port,... and the primary's name
+    #: they know it by. REDIS_URL (or the four above) then gives only the password, the database and TLS.
+    redis_sentinels: Annotated[list[str], NoDecode, AfterValidator(_check_sentinels)] = []
+    redis_sentinel_master: str = ""
+    #: A job's message is acknowledged only once this many replicas have its final outcome (Redis WAIT, at most
+    #: REDIS_WAIT_TIMEOUT_MS a try; short, the outcome is written again as through an outage and the message waits).
+    #: Unset: 1 with REDIS_SENTINELS, else 0 (off). See the README's "Redis with Sentinel".
+    redis_wait_replicas: int | None = Field(None, ge=0, le=100)
+    #: At most 4 s: under the client's 5 s socket timeout (service/store/connection.py).
+    redis_wait_timeout_ms: int = Field(500, ge=1, le=4000)
 
     job_concurrency: int = Field(5, ge=1, le=1000)
     job_max_retries: int = Field(3, ge=0, le=1000)
@@ -114,7 +169,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    #: Cron (service/worker/schedules.py): how late a missed tick may still run, and the zone cron expressions are
+    #: Cron (service/worker/ticks.py): how late a missed tick may still run, and the zone cron expressions are
     #: read in.
     schedule_misfire_grace_s: int = Field(300, ge=0)
     schedule_timezone: str = "UTC"
@@ -138,12 +193,19 @@ class Settings(BaseSettings):
             return self.otel_traces_exporter
         return "otlp" if self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint else None
 
+    @property
+    def redis_replicas_to_wait(self) -> int:
+        """REDIS_WAIT_REPLICAS, or when unset 1 through Sentinel (a primary with replicas) and 0 otherwise."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
+
     @field_validator("job_retry_delays_ms", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
         return _parse_delays(value)
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _split_allowed_hosts(cls, value: object) -> object:
         return _split_hosts(value)
@@ -175,11 +237,12 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url")
     @classmethod
     def _check_amqp(cls, value: str) -> str:
-        for url in value.split(";"):
-            parts = urlsplit(url)
-            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-                raise ValueError("must look like amqp://user:password@host:5672/vhost")
-        return value
+        return ";".join(_amqp_nodes(value))
+
+    @field_validator("rabbitmq_queue_type", mode="before")
+    @classmethod
+    def _lower_queue_type(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod
@@ -196,6 +259,12 @@ class Settings(BaseSettings):
         if not self.redis_url:
             auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
             self.redis_url = f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return self
+
+    @model_validator(mode="after")
+    def _check_sentinel_master(self) -> Settings:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER must name the primary that REDIS_SENTINELS monitor")
         return self
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """A schedule as an actor declares it (`@job(..., periodic=...)`) and as its SCHEDULE_<ACTOR> variable leaves it.
 
-Plain values, kept in the actor's options: the scheduler (service/worker/schedules.py) sends their ticks, and the
+Plain values, kept in the actor's options: the scheduler (service/worker/ticks.py) sends their ticks, and the
 service layer lists them (service/ops/schedules.py).
 """
 

@@ -354,15 +354,16 @@ class Jobs:
         if record.state not in RETRYABLE_STATES:
             raise Conflict(f"job is {record.state}; only failed or cancelled jobs can be retried")
         actor = self.actor(record.actor)
-        reopened, value = self._store_call(lambda: self.store.reopen(job_id))
-        if not reopened:
-            raise Conflict(f"job is {value}; only failed or cancelled jobs can be retried")
+        reopened = self._store_call(lambda: self.store.reopen(job_id))
+        if reopened.run is None:
+            raise Conflict(f"job is {reopened.blocked_by}; only failed or cancelled jobs can be retried")
+        run = reopened.run
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=actor.queue_name,
             actor_name=actor.actor_name,
             args=(),
             kwargs=record.data,
-            options={"job_run": int(value), "broker_priority": BROKER_PRIORITY[Priority(record.priority)]},
+            options={"job_run": run, "broker_priority": BROKER_PRIORITY[Priority(record.priority)]},
             message_id=job_id,
         )
         try:
@@ -370,7 +371,7 @@ class Jobs:
         except BaseException:
             # Nothing was published: put the record back as it was rather than leave it queued forever.
             restore = {"failedReason": record.failedReason or ""}
-            self._quietly(lambda: self.store.transition(job_id, record.state, run=int(value), fields=restore))
+            self._quietly(lambda: self.store.transition(job_id, record.state, run=run, fields=restore))
             raise
         return self.get(job_id)
 

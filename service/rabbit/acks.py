@@ -41,6 +41,10 @@ def delivered_by(message: Any) -> BatchingConsumer | None:
 class BatchingConsumer(_RabbitmqConsumer):
     def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        self._start_batching()
+
+    def _start_batching(self) -> None:
+        """The batching state, empty (a subclass that opens its channel its own way calls this)."""
         self._lock = threading.Lock()
         self._acks: list[int] = []  #: tags to acknowledge, noted by worker threads
         self._nacks: list[int] = []  #: tags to reject (dead-letter), noted by any thread

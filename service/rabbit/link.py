@@ -6,25 +6,31 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import cache
 from typing import Any, Literal, TypeVar
 
+import dramatiq
 import dramatiq.errors
 import pika
 import pika.exceptions
-from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
-from dramatiq.common import dq_name, xq_name
+from dramatiq.brokers.rabbitmq import MAX_ENQUEUE_ATTEMPTS, RabbitmqBroker
+from dramatiq.common import current_millis, dq_name, xq_name
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from service.rabbit.acks import BatchingConsumer
+from service.rabbit.lanes import LaneConsumer
+from service.rabbit.queue_types import QueueShape, QueueType
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 ChannelKind = Literal["confirm", "tx", "plain"]
 
 #: Errors after which this thread's connection is thrown away and the call tried once more on a fresh one.
@@ -67,9 +73,9 @@ class QueueMismatch(dramatiq.errors.ConnectionError):  # type: ignore[misc]
 
 
 #: RabbitMQ's reply: "... inequivalent arg 'x-max-priority' for queue 'q' in vhost '/': received the value '10' of
-#: type 'signedint' but current is none" (or "but current is the value '5' of type ...").
+#: type 'signedint' but current is none" (or "but current is the value '5' of type ...", or "but current is '5'").
 _INEQUIVALENT = re.compile(
-    r"inequivalent arg '(?P<arg>[^']+)'.*but current is (?:the value '(?P<current>[^']*)'|(?P<none>none))"
+    r"inequivalent arg '(?P<arg>[^']+)'.*but current is (?:(?:the value )?'(?P<current>[^']*)'|(?P<none>none))"
 )
 PRECONDITION_FAILED = 406
 NOT_FOUND = 404
@@ -86,6 +92,10 @@ def if_missing(default: T, call: Callable[[], T]) -> T:
         return default
 
 
+#: With quorum queues, the first pause between two attempts at an enqueue, doubling: 6 attempts span about 3 s.
+ENQUEUE_BACKOFF_S = 0.1
+
+
 def explain_mismatch(queue: str, wanted: dict[str, Any], reply_text: str, vhost: str) -> str:
     """One line: the queue, the argument that differs, and what to do about it."""
     match = _INEQUIVALENT.search(reply_text)
@@ -93,39 +103,116 @@ def explain_mismatch(queue: str, wanted: dict[str, Any], reply_text: str, vhost:
         return f"queue {queue!r} exists with other arguments than this service declares ({reply_text})"
     arg = match["arg"]
     current = match["current"] if match["current"] is not None else "none"
+    in_vhost = f"-p {vhost} " if vhost != "/" else ""
+    delete = f"delete it once it holds nothing you need (rabbitmqctl delete_queue {in_vhost}{queue})"
+    existing = _existing_type(arg, current)
+    wanted_type = wanted.get("x-queue-type", QueueType.CLASSIC.value)
+    if existing is not None and existing != wanted_type:
+        return (
+            f"queue {queue!r} is a {existing} queue but RABBITMQ_QUEUE_TYPE={wanted_type} declares it as a "
+            f"{wanted_type} queue: set RABBITMQ_QUEUE_TYPE={existing} to use it as it is, or {delete} and the worker "
+            f"declares it again"
+        )
     want = {**wanted, "durable": True}.get(arg, "none")
     how = f"RabbitmqBroker(..., max_priority={want})" if arg == "x-max-priority" else "the same arguments"
-    in_vhost = f"-p {vhost} " if vhost != "/" else ""
     return (
         f"queue {queue!r} exists with {arg}={current} but this service declares it with {arg}={want}: "
-        f"declare it with {how}, or delete it once it holds nothing you need "
-        f"(rabbitmqctl delete_queue {in_vhost}{queue}) and the worker declares it again"
+        f"declare it with {how}, or {delete} and the worker declares it again"
     )
 
 
+def _existing_type(arg: str, current: str) -> str | None:
+    """The type of the queue that exists, when the differing argument tells (RabbitMQ names x-max-priority first when
+    a classic queue has it, x-queue-type otherwise)."""
+    if arg == "x-queue-type":
+        return QueueType.CLASSIC.value if current == "none" else current
+    if arg == "x-max-priority" and current != "none":
+        return QueueType.CLASSIC.value  # a quorum queue cannot have one
+    return None
+
+
 class ServiceBroker(RabbitmqBroker):
-    """Dramatiq's RabbitMQ broker, whose queue declarations name the fix when a queue exists with other arguments
-    (another client declared it first with other options): RabbitMQ only closes the channel with PRECONDITION_FAILED,
-    and Dramatiq's consumer would retry that for ever without saying what is wrong."""
+    """Dramatiq's RabbitMQ broker, with queues of the type RABBITMQ_QUEUE_TYPE names (service/rabbit/queue_types.py):
+    quorum queues get priority lanes, which its consumers read highest first and its enqueue publishes to.
+
+    Its queue declarations name the fix when a queue exists with other arguments (another client declared it first
+    with other options, or the queue type changed): RabbitMQ only closes the channel with PRECONDITION_FAILED, and
+    Dramatiq's consumer would retry that for ever without saying what is wrong."""
+
+    def __init__(self, *, shape: QueueShape | None = None, **kwargs: Any) -> None:
+        # Without a shape: classic queues with the max_priority given, as Dramatiq's broker would declare them.
+        self.shape = shape or QueueShape(QueueType.CLASSIC, kwargs.get("max_priority"))
+        kwargs["max_priority"] = self.shape.max_priority if self.shape.type is QueueType.CLASSIC else None
+        super().__init__(**kwargs)
 
     @property
     def consumer_class(self) -> type[BatchingConsumer]:
         return BatchingConsumer  # acknowledgements in batches (service/rabbit/acks.py)
 
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
+        self.declare_queue(queue_name, ensure=True)
+        lanes = self.shape.lanes(queue_name)
+        if len(lanes) == 1:
+            consumer: BatchingConsumer = self.consumer_class(self, queue_name, prefetch, timeout)
+        else:
+            consumer = LaneConsumer(self, queue_name, lanes, prefetch, timeout)
+        # Which node of RABBITMQ_URL it reached: after a node's loss, the line that says where the worker went.
+        params = getattr(getattr(consumer.connection, "_impl", None), "params", None)
+        node = f"{params.host}:{params.port}" if params is not None else "?"
+        logger.info("consuming %s through %s", queue_name, node)
+        return consumer
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        """Dramatiq's enqueue (6 attempts, each after a failure on a new connection to the first node of RABBITMQ_URL
+        that answers), to the lane of the message's priority. With quorum queues the attempts pause in between: a
+        queue electing a new leader after a node's loss (a second or two) refuses publishes meanwhile."""
+        canonical = message.queue_name
+        if delay is not None:
+            message = message.copy(queue_name=dq_name(canonical), options={"eta": current_millis() + delay})
+        routing_key = self.shape.lane_for(message.queue_name, message.options.get("broker_priority"))
+        attempts = 0
+        while True:
+            try:
+                self.declare_queue(canonical, ensure=True)
+                self.emit_before("enqueue", message, delay)
+                self.channel.basic_publish(
+                    exchange="",
+                    routing_key=routing_key,
+                    body=message.encode(),
+                    properties=pika.BasicProperties(delivery_mode=2, priority=message.options.get("broker_priority")),
+                    mandatory=self.confirm_delivery,  # an unroutable message raises (only with confirms)
+                )
+                self.emit_after("enqueue", message, delay)
+                return message
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+                del self.connection
+                if isinstance(e, pika.exceptions.UnroutableError):
+                    self.queues_pending.add(canonical)  # deleted meanwhile: declared again at the next attempt
+                attempts += 1
+                if attempts >= MAX_ENQUEUE_ATTEMPTS:
+                    raise dramatiq.errors.ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+                if self.shape.quorum:
+                    time.sleep(ENQUEUE_BACKOFF_S * 2 ** (attempts - 1))
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        return self.shape.work_arguments(queue_name)
+
     def _declare_queue(self, queue_name: str) -> Any:
-        wanted = self._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
-        declare = super()._declare_queue
-        return self._explained(queue_name, wanted, lambda: declare(queue_name))  # type: ignore[no-untyped-call]
+        answer = self._declare(queue_name, self.shape.work_arguments(queue_name))
+        for lane in self.shape.work_queues(queue_name)[1:]:
+            self._declare(lane, self.shape.work_arguments(queue_name))
+        return answer
 
     def _declare_dq_queue(self, queue_name: str) -> Any:
-        wanted = self._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
-        declare = super()._declare_dq_queue
-        return self._explained(dq_name(queue_name), wanted, lambda: declare(queue_name))  # type: ignore[no-untyped-call]
+        return self._declare(dq_name(queue_name), self.shape.delay_arguments(queue_name))
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
-        declare = super()._declare_xq_queue
-        dead: dict[str, Any] = {"x-message-ttl": DEAD_MESSAGE_TTL}
-        return self._explained(xq_name(queue_name), dead, lambda: declare(queue_name))  # type: ignore[no-untyped-call]
+        return self._declare(xq_name(queue_name), self.shape.dead_arguments())
+
+    def _declare(self, queue: str, arguments: dict[str, Any]) -> Any:
+        return self._explained(
+            queue, arguments, lambda: self.channel.queue_declare(queue=queue, durable=True, arguments=arguments)
+        )
 
     def _explained(self, queue: str, wanted: dict[str, Any], declare: Callable[[], T]) -> T:
         try:
@@ -212,16 +299,20 @@ class RabbitLink:
         return channel
 
     def ensure_queue(self, name: str) -> None:
-        """Declare the queue, its delay queue and its dead-letter queue exactly as Dramatiq does (RabbitMQ refuses a
-        declaration whose arguments differ), once per process."""
+        """Declare the queue, its lanes, delay queue and dead-letter queue exactly as the workers do (RabbitMQ refuses
+        a declaration whose arguments differ: QueueMismatch says which and what to do), once per process."""
         if name in self._ensured:
             return
         self.broker.declare_queue(name)  # lets Dramatiq's own bookkeeping know the queue; no I/O
-        channel = self.channel()
-        arguments: dict[str, Any] = self.broker._build_queue_arguments(name)  # type: ignore[no-untyped-call]
-        channel.queue_declare(queue=name, durable=True, arguments=arguments)
-        channel.queue_declare(queue=dq_name(name), durable=True, arguments=arguments)
-        channel.queue_declare(queue=xq_name(name), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL})
+        for queue, arguments in shape_of(self.broker).declarations(name):
+            try:
+                self.channel().queue_declare(queue=queue, durable=True, arguments=arguments)
+            except pika.exceptions.ChannelClosedByBroker as error:
+                if error.reply_code != PRECONDITION_FAILED:
+                    raise
+                self._local.__dict__.get("channels", {}).pop("plain", None)
+                vhost = self.parameters[0].virtual_host
+                raise QueueMismatch(explain_mismatch(queue, arguments, error.reply_text, vhost)) from None
         self._ensured.add(name)
 
     def message_count(self, name: str) -> int:
@@ -293,6 +384,23 @@ class LinkSession:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
             connection.close()
+
+
+def shape_of(broker: RabbitmqBroker) -> QueueShape:
+    """The queue shape of the service's broker; plain Dramatiq's classic queues for any other."""
+    if isinstance(broker, ServiceBroker):
+        return broker.shape
+    return QueueShape(QueueType.CLASSIC, broker.max_priority)
+
+
+def lanes_of(broker: RabbitmqBroker, queue: str) -> list[str]:
+    """The queues that hold `queue`'s waiting messages (its lanes, with quorum queues)."""
+    return shape_of(broker).lanes(queue)
+
+
+def routing_key(broker: RabbitmqBroker, message: dramatiq.Message[Any]) -> str:
+    """The queue a message is published to: its own, its delay queue, or the lane of its priority."""
+    return shape_of(broker).lane_for(message.queue_name, message.options.get("broker_priority"))
 
 
 def _as_list(parameters: Any) -> list[pika.ConnectionParameters]:

@@ -11,7 +11,7 @@ import pika
 from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.middleware import Middleware
 
-from service.rabbit.link import RabbitLink
+from service.rabbit.link import RabbitLink, routing_key
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Publisher:
             # mandatory: an unroutable message (queue deleted meanwhile) raises instead of vanishing.
             link.channel("confirm").basic_publish(
                 exchange="",
-                routing_key=message.queue_name,
+                routing_key=routing_key(self.broker, message),
                 body=message.encode(),
                 properties=_properties(message),
                 mandatory=True,
@@ -67,7 +67,10 @@ class Publisher:
             for message in messages:
                 self.broker.emit_before("enqueue", message, None)
                 channel.basic_publish(
-                    exchange="", routing_key=message.queue_name, body=message.encode(), properties=_properties(message)
+                    exchange="",
+                    routing_key=routing_key(self.broker, message),
+                    body=message.encode(),
+                    properties=_properties(message),
                 )
             channel.tx_commit()
 

@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 from service.domain.clock import iso_from_ms, now_ms
 from service.domain.figures import MinuteCount
-from service.domain.states import JobState
+from service.domain.states import FINAL_STATES, JobState
 from service.settings import Settings
 from service.store import keys, scripts
 from service.store.script_batcher import ScriptBatcher
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: EVENTS_STREAM_MAXLEN's default, read from the settings rather than typed again.
 DEFAULT_EVENTS_MAXLEN: int = Settings.model_fields["events_stream_maxlen"].default
+#: REDIS_WAIT_TIMEOUT_MS's default, likewise.
+DEFAULT_REPLICA_WAIT_MS: int = Settings.model_fields["redis_wait_timeout_ms"].default
 
 
 #: transition.lua returns this many values per transition: outcome, state after, a number, the fencing token.
@@ -40,6 +42,18 @@ FieldRows = list[dict[str, str | None]]
 def lease_value(holder: str, token: int) -> str:
     """What `jobs:lease:<id>` holds: who runs the job, and the fencing token of that attempt (transition.lua)."""
     return f"{holder}/{token}"
+
+
+@dataclass(frozen=True)
+class Reopened:
+    """What reopen.lua did: the job's new run when it was put back to queued, or why it was not."""
+
+    run: int | None  #: the new run number, when reopened
+    blocked_by: str | None = None  #: the state that kept it from reopening ("missing" when there is no record)
+
+    @property
+    def reopened(self) -> bool:
+        return self.run is not None
 
 
 @dataclass(frozen=True)
@@ -160,7 +174,13 @@ class JobStore:
     """All reads and writes of job records. Transitions run as Lua scripts, so each is atomic."""
 
     def __init__(
-        self, client: redis.Redis, retention: Retention | None = None, *, events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+        self,
+        client: redis.Redis,
+        retention: Retention | None = None,
+        *,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        replicas_to_wait: int = 0,
+        replica_wait_ms: int = DEFAULT_REPLICA_WAIT_MS,
     ) -> None:
         self.client = client
         self.retention = retention or Retention()
@@ -169,12 +189,16 @@ class JobStore:
         self._transition = self._script("transition")
         #: transition.lua's arguments before the groups: the retention
         self._transition_head: list[str | int] = [*self.retention.args()]
+        #: A final state is written before its job's message is acknowledged: with `replicas_to_wait`
+        #: (REDIS_WAIT_REPLICAS), only once that many replicas have it, so a failover cannot take it back.
         self._transitions = ScriptBatcher(
             client,
             self._transition,
             keys=scripts.LAYOUT,
             head=self._transition_head,
             result_width=TRANSITION_RESULT_WIDTH,
+            wait_replicas=replicas_to_wait,
+            wait_timeout_ms=replica_wait_ms,
         )
         self._progress = self._script("progress")
         self._cancel = self._script("cancel")
@@ -209,10 +233,12 @@ class JobStore:
         """Move a job to `state` unless it is already further along; `create` makes the record if it is absent.
 
         `token`: for a final state or a retry's "delayed", the fencing token of the attempt writing it; for "active",
-        that of the attempt that published the message. Refused ("fenced") when the record's token is another."""
+        that of the attempt that published the message. Refused ("fenced") when the record's token is a later one; an
+        earlier one means a failover set the record back, and the write is taken. A final state waits for
+        `replicas_to_wait` replicas (NotReplicated when too few took it in time)."""
         asked_at = time.monotonic()
         args = self._transition_args(job_id, state, run, retries, fields, create, at_ms, lease, token)
-        said, state_after, number, current = self._transitions.call(args)
+        said, state_after, number, current = self._transitions.call(args, durable=state in FINAL_STATES)
         outcome, number, current = TransitionOutcome(said), int(number), int(current)
         after = None if state_after is None else JobState(state_after)
         if outcome is TransitionOutcome.RUNNING:
@@ -285,10 +311,10 @@ class JobStore:
         args.append(reason)
         return CancelOutcome(self._cancel(keys=scripts.LAYOUT, args=args))
 
-    def reopen(self, job_id: str) -> tuple[bool, str]:
-        """Put a failed or cancelled job back to queued. Returns (reopened, new run or the blocking state)."""
+    def reopen(self, job_id: str) -> Reopened:
+        """Put a failed or cancelled job back to queued, as its next run."""
         ok, value = self._reopen(keys=scripts.LAYOUT, args=[job_id, iso_from_ms(now_ms())])
-        return bool(ok), str(value)
+        return Reopened(run=int(value)) if ok else Reopened(run=None, blocked_by=str(value))
 
     def discard(self, job_id: str) -> bool:
         """Remove a record that never started; used when its message could not be published."""

@@ -29,8 +29,8 @@ from service.ops import event_export
 from service.rabbit.link import shared_link
 from service.settings import get_settings
 from service.store.redis_config import warn_if_unsafe
-from service.worker import schedules
-from service.worker.schedules import TickOutcome
+from service.worker import ticks
+from service.worker.ticks import TickOutcome
 
 logger = logging.getLogger("service.schedules")
 
@@ -86,10 +86,10 @@ def _settle(actor: dramatiq.Actor[..., Any], tally: _Tally, now: datetime, grace
     assert tally.newest is not None
     schedule = schedule_of(actor)
     assert schedule is not None
-    store = schedules.bound_store()
+    store = ticks.bound_store()
     if (now - tally.newest).total_seconds() <= grace_s:
         # Sent like any tick: if another scheduler sends it too, one of the two wins.
-        sent = any(published for _, published in schedules.send_tick(actor, tally.newest))
+        sent = any(published for _, published in ticks.send_tick(actor, tally.newest))
         older = tally.count - tally.newest_ticks
         if sent and older and tally.previous is not None:
             store.record_skipped(actor.actor_name, tally.previous, older)
@@ -104,7 +104,7 @@ def catch_up(actors: list[dramatiq.Actor[..., Any]], now: datetime | None = None
     """Look at each schedule's last tick; run the newest missed one if it is recent enough, skip the rest."""
     now = (now or utc_now()).astimezone(UTC)
     grace_s = get_settings().schedule_misfire_grace_s
-    store = schedules.bound_store()
+    store = ticks.bound_store()
     outcome = []
     for actor in actors:
         schedule = schedule_of(actor)
@@ -133,10 +133,10 @@ def _claim_as_skipped(schedule: Schedule, newest: datetime) -> bool:
     # The same claim as a send: two schedulers starting together record the skip once, and never skip a tick
     # that a running scheduler has just sent.
     assert schedule.cron is not None
-    store = schedules.bound_store()
+    store = ticks.bound_store()
     walls = schedule.cron.ticks_at(newest)
-    ticks = [schedules.tick_label(schedule, w) for w in walls]
-    return all(store.claim(schedule.actor, tick, "skipped", schedules.claim_ttl_s()) for tick in ticks)
+    labels = [ticks.tick_label(schedule, w) for w in walls]
+    return all(store.claim(schedule.actor, tick, "skipped", ticks.claim_ttl_s()) for tick in labels)
 
 
 def warn_unknown_variables(actors: list[dramatiq.Actor[..., Any]]) -> None:
@@ -160,13 +160,13 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
 
     def __init__(self, actors: list[dramatiq.Actor[..., Any]]) -> None:
         super().__init__([a for a in actors if is_on(a)])
-        warn_if_unsafe(schedules.bound_store().client, "scheduler")
+        warn_if_unsafe(ticks.bound_store().client, "scheduler")
         scheduled = [a for a in dramatiq.get_broker().actors.values() if schedule_of(a)]
         warn_unknown_variables(scheduled)
         self.grace_s = get_settings().schedule_misfire_grace_s
         self.stopping = threading.Event()
         started = utc_now()
-        store = schedules.bound_store()
+        store = ticks.bound_store()
         self.never_ran = {a.actor_name for a in self.actors if store.state(a.actor_name).last_tick_ms is None}
         catch_up(self.actors, started)
         #: Up to when each schedule's ticks were handled. A schedule that ran before was caught up to now.
@@ -196,7 +196,7 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
         # schedulers (its lease lets one of them publish), rather than in every worker process.
         export = event_export.export_from_settings(
             get_settings().events_exchange,
-            schedules.bound_store().client,
+            ticks.bound_store().client,
             shared_link(dramatiq.get_broker()),
         )
         try:
@@ -247,7 +247,7 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
         tally = _missed_ticks(schedule.cron, after, now, now - self.grace)
         if tally.count > 1:
             # Late: another scheduler may have sent some of these meanwhile; count only what nobody handled.
-            last_ms = schedules.bound_store().state(actor.actor_name).last_tick_ms
+            last_ms = ticks.bound_store().state(actor.actor_name).last_tick_ms
             last = datetime.fromtimestamp(last_ms / 1000, tz=UTC) if last_ms is not None else after
             if last > after:
                 tally = _missed_ticks(schedule.cron, last, now, now - self.grace)
@@ -272,9 +272,9 @@ class Scheduler(periodiq.Scheduler):  # type: ignore[misc]
         """Publish the ticks that a scheduler claimed and did not confirm published (it died, or hangs)."""
         by_name = {a.actor_name: a for a in self.actors}
         try:
-            adopted = schedules.bound_store().adopt_unpublished(int(schedules.UNPUBLISHED_AFTER_S * 1000))
+            adopted = ticks.bound_store().adopt_unpublished(int(ticks.UNPUBLISHED_AFTER_S * 1000))
             for unpublished in adopted:
-                schedules.republish(by_name.get(unpublished.actor), unpublished, now, self.grace_s)
+                ticks.republish(by_name.get(unpublished.actor), unpublished, now, self.grace_s)
         except SERVER_ERRORS as error:
             # Still noted as unpublished: the next look (here or in another scheduler) tries again.
             logger.warning("could not publish the ticks left unpublished: %s: %s", type(error).__name__, error)

@@ -16,7 +16,7 @@ from service.domain.states import BROKER_PRIORITY, Priority
 from service.domain.typed_job import TypedJob
 from service.settings import get_settings
 from service.store.record_fields import to_json
-from service.worker import schedules
+from service.worker import ticks
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
@@ -57,7 +57,7 @@ class TypedActor(dramatiq.Actor[..., Any]):
         # across every scheduler, publishes it. Any other send is a plain send.
         if "scheduled_at" in options and not args and delay is None and is_on(self):
             scheduled_at = options.pop("scheduled_at")
-            sent = schedules.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
+            sent = ticks.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
             return next((message for message, published in sent if published), sent[0][0])
         return super().send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
 
@@ -107,7 +107,7 @@ def job(
         if periodic is not None:
             # periodiq schedules actors whose `periodic` option is set. Switched off, it is one never due: the
             # actor is listed as "off", and a scheduler with every schedule off starts and idles instead of exiting.
-            schedule = schedules.declare_or_exit(name, periodic)
+            schedule = ticks.declare_or_exit(name, periodic)
             options["schedule"] = schedule
             options["periodic"] = schedule.cron if schedule.cron is not None else NEVER
         declare = dramatiq.actor(actor_class=TypedActor, actor_name=name, queue_name=queue, **options)

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from service.bootstrap import broker, connect_redis
+from service.bootstrap import broker
 from service.domain.states import JobState
 from service.ops.inbound_hooks import HOOK_ID_TTL_S, InboundHooks
 from service.ops.jobs import Jobs
 from service.ops.unavailable import Reason, Unavailable
 from service.store import keys
+from service.store.connection import connect_redis
 from service.store.hook_ids import HookIds
 from service.store.job_store import JobStore
 from service.store.record_fields import record_fields

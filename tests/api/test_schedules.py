@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import periodiq
 from fastapi.testclient import TestClient
 
-from service.worker import schedules
+from service.worker import ticks
 from tests.support import periodic_actors
 
 
@@ -24,7 +24,7 @@ def test_schedules_list_each_actor_with_its_cron_next_run_and_last_run(client: T
         "cron": "0 0 1 1 *",
         "nextRunAt": f"{datetime.now(UTC).year + 1}-01-01T00:00:00Z",
         "lastRunAt": "2030-01-01T00:00:00Z",
-        "lastJobId": schedules.tick_job_id("tick_yearly", "2030-01-01T00:00 UTC"),
+        "lastJobId": ticks.tick_job_id("tick_yearly", "2030-01-01T00:00 UTC"),
         "timezone": "UTC",
         "lastSkippedAt": None,
         "skippedTicks": 0,

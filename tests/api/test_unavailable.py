@@ -12,9 +12,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.bootstrap import broker, connect_redis, store
+from service.bootstrap import broker, store
 from service.ops.services import Services
 from service.store import keys
+from service.store.connection import connect_redis
 from service.store.job_store import JobStore
 from tests.support.api_actors import QUEUE
 from tests.support.api_server import free_port

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from service.domain.states import FINAL_STATES, JobState
 from service.ops.jobs import Jobs
+from service.settings import Settings
 from service.store.job_store import JobStore
 from tests.support.chaos_actors import tally_client, tally_key
 from tests.support.fault_reports import REPORTS as REPORTS
@@ -255,16 +256,25 @@ def active_records(store: JobStore) -> int:
     return store.count(state=JobState.ACTIVE)
 
 
-def jobs_through(rabbit_url: str, redis_url: str) -> Jobs:
-    """A service layer of its own (as the API process has) whose connections run where the URLs point."""
+def jobs_through(rabbit_url: str, redis_url: str, **overrides: object) -> Jobs:
+    """A service layer of its own (as the API process has) whose connections run where the URLs point; `overrides`
+    replace other settings (a list of nodes is given as Dramatiq reads it, joined by ";")."""
+    from service.settings import get_settings
+
+    update = {"rabbitmq_url": rabbit_url, "redis_url": redis_url, **overrides}
+    return jobs_using(get_settings().model_copy(update=update))
+
+
+def jobs_using(settings: Settings) -> Jobs:
+    """A service layer of its own, built from `settings` as an API process builds its own (Redis alone or through
+    Sentinel, as they say)."""
     import dramatiq
 
-    from service.bootstrap import build_broker, build_store, connect_redis
-    from service.settings import get_settings
+    from service.bootstrap import build_broker, build_store
+    from service.store.connection import redis_for
     from service.store.pauses import PauseFlags
 
-    settings = get_settings().model_copy(update={"rabbitmq_url": rabbit_url, "redis_url": redis_url})
-    client = connect_redis(redis_url)
+    client = redis_for(settings)
     store = build_store(settings, client)
     own = build_broker(settings, client, store, PauseFlags(client))
     for name in dramatiq.get_broker().get_declared_actors():

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from actors.ping import ping
-from service.bootstrap import broker, connect_redis
+from service.bootstrap import broker
 from service.domain.states import JobState
+from service.store.connection import connect_redis
 from service.store.job_store import JobStore
 from service.store.record_fields import record_fields
 from tests.support.cli import run_jobs

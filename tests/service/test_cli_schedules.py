@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import periodiq
 import pytest
 
-from service.worker import schedules
+from service.worker import ticks
 from tests.support import periodic_actors
 from tests.support.cli import run_cli, run_jobs
 
@@ -16,7 +16,7 @@ from tests.support.cli import run_cli, run_jobs
 def test_schedules_are_listed_with_cron_next_run_last_run_and_job_id(capsys: pytest.CaptureFixture[str]) -> None:
     actor = periodic_actors.tick_yearly
     periodiq.Scheduler(actors=[actor]).send_actors([actor], now=datetime(2030, 1, 1, tzinfo=UTC))
-    job_id = schedules.tick_job_id("tick_yearly", "2030-01-01T00:00 UTC")
+    job_id = ticks.tick_job_id("tick_yearly", "2030-01-01T00:00 UTC")
 
     as_json = run_cli(capsys, "schedules", "--json")
     assert as_json.code == 0, as_json.err

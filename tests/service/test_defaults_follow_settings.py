@@ -3,6 +3,7 @@ allows the job to run, and a skipped tick's record keeps no more payload than MA
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +11,14 @@ from typing import Any
 import dramatiq
 import pytest
 
+from service.bootstrap import broker, settings
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.store import keys
 from service.worker.middleware.concurrency import LEASE_MARGIN_MS, ConcurrencyLimit
+from service.worker.middleware.lease import JobLease
 from service.worker.middleware.periodic import PeriodicJobs
+from service.worker.middleware.status import StatusMiddleware
 
 
 @dataclass
@@ -61,3 +65,25 @@ def test_a_skipped_late_tick_keeps_no_more_payload_than_max_payload_bytes(jobs: 
     assert record is not None and record.state is JobState.CANCELLED
     # The situation: the payload was over the limit given, and under the 262,144 bytes of the old fixed copy.
     assert record.data == {"omitted": "511 bytes, over the 100-byte limit"}
+
+
+@pytest.mark.parametrize(
+    ("middleware", "parameters"),
+    [(StatusMiddleware, {"max_payload_bytes", "lease_ms", "outage_grace_s"}), (JobLease, {"lease_ms"})],
+)
+def test_the_lease_and_payload_limits_of_the_middleware_have_no_default_of_their_own(
+    middleware: type, parameters: set[str]
+) -> None:
+    signature = inspect.signature(middleware.__init__)
+    assert {name for name in parameters if signature.parameters[name].default is not inspect.Parameter.empty} == set()
+
+
+def test_the_workers_middleware_takes_its_limits_from_the_settings() -> None:
+    status = next(m for m in broker.middleware if isinstance(m, StatusMiddleware))
+    lease = next(m for m in broker.middleware if isinstance(m, JobLease))
+    assert (status.max_payload_bytes, status.lease_ms, status.outage_grace_s) == (
+        settings.max_payload_bytes,
+        settings.job_lease_ms,
+        settings.job_store_retry_s,
+    )
+    assert lease.lease_ms == settings.job_lease_ms

@@ -16,7 +16,7 @@ import pytest
 from service.bootstrap import broker, redis_client, schedule_store
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
-from service.worker import schedules
+from service.worker import ticks
 from tests.conftest import purge_queues
 from tests.support import periodic_actors, stalled_publish
 from tests.support.periodic_actors import QUEUE, runs_key
@@ -61,7 +61,7 @@ def test_three_scheduler_processes_send_each_tick_once_and_it_runs_once(
     assert set(per_tick.values()) == {1}, per_tick
     assert lost >= 3 - len(records)  # unless their starts straddled a minute, two lost the race
     for record in records:
-        assert record.jobId == schedules.tick_job_id(
+        assert record.jobId == ticks.tick_job_id(
             EVERY_MINUTE.actor_name, f"{datetime.fromisoformat(record.data['tick']):%Y-%m-%dT%H:%M} UTC"
         )
         assert jobs.wait(record.jobId, timeout_s=20).state is JobState.COMPLETED
@@ -86,7 +86,7 @@ def test_a_starting_scheduler_process_runs_the_tick_missed_within_the_grace_and_
         time.sleep(1.0)  # anything else it would send at start, it has sent by now
         output = process.output()
 
-    job_id = schedules.tick_job_id(yearly.actor_name, f"{missed:%Y-%m-%dT%H:%M} UTC")
+    job_id = ticks.tick_job_id(yearly.actor_name, f"{missed:%Y-%m-%dT%H:%M} UTC")
     assert jobs.wait(job_id, timeout_s=20).state is JobState.COMPLETED
     assert redis_client.hgetall(runs_key(yearly.actor_name)) == {missed.isoformat(): "1"}
     assert "tick_yearly: 1 tick(s) missed while no scheduler ran" in output
@@ -127,7 +127,7 @@ def test_the_procfile_scheduler_sends_the_production_schedules_as_overridden(job
             output = process.wait_for(lambda out: "of cleanup_jobs as job" in out)
         [line] = [line for line in output.splitlines() if "of cleanup_jobs as job" in line]
         tick = line.split("sent tick ", 1)[1].split(" of ", 1)[0]
-        job_id = schedules.tick_job_id("cleanup_jobs", tick)
+        job_id = ticks.tick_job_id("cleanup_jobs", tick)
         assert line.endswith(job_id)
         assert [r.jobId for r in jobs.list(actor="cleanup_jobs").jobs] == [job_id]
         assert "cleanup_jobs@maintenance" in output
@@ -189,7 +189,7 @@ def test_a_tick_claimed_by_a_scheduler_killed_before_publishing_is_published_by_
         second.wait_for(lambda out: f"published now as job {job_id}" in out, timeout=30)
         assert jobs.wait(job_id, timeout_s=20).state is JobState.COMPLETED
     tick = datetime.strptime(tick_label, "%Y-%m-%dT%H:%M UTC").replace(tzinfo=UTC)
-    assert job_id == schedules.tick_job_id(EVERY_MINUTE.actor_name, tick_label)
+    assert job_id == ticks.tick_job_id(EVERY_MINUTE.actor_name, tick_label)
     assert redis_client.hget(runs_key(EVERY_MINUTE.actor_name), tick.isoformat()) == "1"
     assert set(redis_client.hgetall(runs_key(EVERY_MINUTE.actor_name)).values()) == {"1"}  # no tick ran twice
     assert schedule_store.unpublished() == []
@@ -244,13 +244,13 @@ def test_a_scheduler_stopped_across_a_tick_runs_it_once_within_the_grace_and_ski
         soon_out = soon.wait_for(lambda out: "sent tick" in out)
         late_out = late.wait_for(lambda out: "is skipped" in out)
 
-    soon_id = schedules.tick_job_id(EVERY_MINUTE.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC")
+    soon_id = ticks.tick_job_id(EVERY_MINUTE.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC")
     assert jobs.wait(soon_id, timeout_s=20).state is JobState.COMPLETED
     assert redis_client.hgetall(runs_key(EVERY_MINUTE.actor_name)) == {tick.isoformat(): "1"}
     assert f"tick_every_minute: 1 tick(s) due; the newest, {tick.isoformat()}, is handled 6" in soon_out
     assert "s late (its process was stopped or its host slept)" in soon_out
 
-    late_id = schedules.tick_job_id(yearly.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC")
+    late_id = ticks.tick_job_id(yearly.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC")
     assert jobs.store.get(late_id) is None
     assert jobs.list(actor=yearly.actor_name).jobs == []
     assert "is older than SCHEDULE_MISFIRE_GRACE_S and is skipped (5 s)" in late_out

@@ -23,8 +23,8 @@ from service.ops.jobs import Jobs
 from service.ops.schedules import Schedules
 from service.store import keys
 from service.store.schedule_store import UnpublishedTick
-from service.worker import scheduler, schedules
-from service.worker.schedules import ScheduleError, TickOutcome
+from service.worker import scheduler, ticks
+from service.worker.ticks import ScheduleError, TickOutcome
 from tests.conftest import purge_queues
 from tests.support import periodic_actors
 from tests.support.periodic_actors import QUEUE, runs_key
@@ -63,7 +63,7 @@ def drive(schedulers: list[periodiq.Scheduler], start: datetime, end: datetime) 
 def tick_id(actor: dramatiq.Actor[..., Any], wall: datetime) -> str:
     schedule = schedule_of(actor)
     assert schedule is not None
-    return schedules.tick_job_id(actor.actor_name, schedules.tick_label(schedule, wall))
+    return ticks.tick_job_id(actor.actor_name, ticks.tick_label(schedule, wall))
 
 
 def runs(actor: dramatiq.Actor[..., Any]) -> dict[str, int]:
@@ -219,27 +219,25 @@ def test_a_night_with_a_dst_change_in_paris_neither_repeats_nor_drops_the_daily_
 
 def test_a_variable_replaces_the_declared_expression_and_off_switches_a_schedule_off() -> None:
     declared = Periodic("0 * * * *")
-    assert schedules.declare("cleanup_jobs", declared, environ={}).expression == "0 * * * *"
-    assert schedules.declare("cleanup_jobs", declared, environ={"SCHEDULE_CLEANUP_JOBS": ""}).expression == (
-        "0 * * * *"
-    )
-    override = schedules.declare("cleanup_jobs", declared, environ={"SCHEDULE_CLEANUP_JOBS": " */30 * * * * "})
+    assert ticks.declare("cleanup_jobs", declared, environ={}).expression == "0 * * * *"
+    assert ticks.declare("cleanup_jobs", declared, environ={"SCHEDULE_CLEANUP_JOBS": ""}).expression == ("0 * * * *")
+    override = ticks.declare("cleanup_jobs", declared, environ={"SCHEDULE_CLEANUP_JOBS": " */30 * * * * "})
     assert override.expression == "*/30 * * * *"
     assert override.cron is not None and override.cron.minute == [0, 30]
     for off in ("off", "OFF", " Off "):
-        switched_off = schedules.declare("cleanup_jobs", declared, environ={"SCHEDULE_CLEANUP_JOBS": off})
+        switched_off = ticks.declare("cleanup_jobs", declared, environ={"SCHEDULE_CLEANUP_JOBS": off})
         assert (switched_off.cron, switched_off.expression) == (None, "off")
-    assert schedules.variable_for("generate-report.v2") == "SCHEDULE_GENERATE_REPORT_V2"
+    assert ticks.variable_for("generate-report.v2") == "SCHEDULE_GENERATE_REPORT_V2"
 
 
 def test_a_malformed_variable_is_refused_with_its_name_and_the_reason() -> None:
     with pytest.raises(ScheduleError) as error:
-        schedules.declare("cleanup_jobs", "0 * * * *", environ={"SCHEDULE_CLEANUP_JOBS": "0 25 * * *"})
+        ticks.declare("cleanup_jobs", "0 * * * *", environ={"SCHEDULE_CLEANUP_JOBS": "0 25 * * *"})
     assert str(error.value) == (
         "SCHEDULE_CLEANUP_JOBS: '0 25 * * *' is not a valid cron expression: hour: 25 is out of range 0-23"
     )
     with pytest.raises(ScheduleError, match=r"^cleanup_jobs: periodic: 'hourly' is not a valid cron expression"):
-        schedules.declare("cleanup_jobs", "hourly", environ={})
+        ticks.declare("cleanup_jobs", "hourly", environ={})
 
 
 def test_a_schedule_switched_off_is_listed_but_never_scheduled() -> None:
@@ -267,18 +265,18 @@ def test_a_tick_published_again_from_its_note_is_the_same_job_and_runs_once(
     """A sender slower than UNPUBLISHED_AFTER_S (or whose confirm was lost) and a scheduler adopting its note both
     publish the tick: one job id, so the worker runs it once and skips the copy."""
     now = datetime.now(UTC)
-    [(message, published)] = schedules.send_tick(EVERY_MINUTE, now)
+    [(message, published)] = ticks.send_tick(EVERY_MINUTE, now)
     assert published and schedule_store.unpublished() == []
     assert jobs.wait(message.message_id, timeout_s=20).state is JobState.COMPLETED
-    tick = schedules.as_instant(now)
+    tick = ticks.as_instant(now)
     note = UnpublishedTick(
         EVERY_MINUTE.actor_name, f"{tick:%Y-%m-%dT%H:%M} UTC", int(tick.timestamp() * 1000), message.message_id
     )
     redis_client.zadd(keys.SCHEDULE_UNPUBLISHED, {note.note: 0})  # noted as if its publish was never confirmed
 
-    [adopted] = schedule_store.adopt_unpublished(int(schedules.UNPUBLISHED_AFTER_S * 1000))
+    [adopted] = schedule_store.adopt_unpublished(int(ticks.UNPUBLISHED_AFTER_S * 1000))
     assert adopted == note
-    assert schedules.republish(EVERY_MINUTE, adopted, now, grace_s=300) is TickOutcome.SENT
+    assert ticks.republish(EVERY_MINUTE, adopted, now, grace_s=300) is TickOutcome.SENT
 
     skipped = f"skipping {message.message_id}: job is completed"
     deadline = time.monotonic() + 20
@@ -295,15 +293,15 @@ def test_a_tick_claimed_and_never_published_for_longer_than_the_grace_is_recorde
     tick = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
     schedule = schedule_of(EVERY_MINUTE)
     assert schedule is not None
-    label = schedules.tick_label(schedule, datetime(2030, 6, 1, 12, 0))
-    job_id = schedules.tick_job_id(EVERY_MINUTE.actor_name, label)
+    label = ticks.tick_label(schedule, datetime(2030, 6, 1, 12, 0))
+    job_id = ticks.tick_job_id(EVERY_MINUTE.actor_name, label)
     note = UnpublishedTick(EVERY_MINUTE.actor_name, label, int(tick.timestamp() * 1000), job_id)
     assert schedule_store.claim(EVERY_MINUTE.actor_name, label, job_id, 3600, publishing=note)
     assert schedule_store.unpublished() == [note]
     assert schedule_store.adopt_unpublished(60_000) == []  # claimed just now: its sender may still be publishing
 
     [adopted] = schedule_store.adopt_unpublished(0)
-    outcome = schedules.republish(EVERY_MINUTE, adopted, tick + timedelta(seconds=301), grace_s=300)
+    outcome = ticks.republish(EVERY_MINUTE, adopted, tick + timedelta(seconds=301), grace_s=300)
 
     assert outcome is TickOutcome.SKIPPED
     assert jobs.store.get(job_id) is None

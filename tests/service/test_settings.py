@@ -21,7 +21,7 @@ CONTRACT_VARIABLES = {
     "RABBITMQ_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "JOB_CONCURRENCY",
     "JOB_MAX_RETRIES", "JOB_RETRY_DELAYS_MS", "JOB_TIME_LIMIT_MS", "JOB_RETENTION_COMPLETED_S",
     "JOB_RETENTION_COMPLETED_COUNT", "JOB_RETENTION_FAILED_S", "API_TOKEN", "MAX_PAYLOAD_BYTES", "LOG_LEVEL",
-    "LOG_FORMAT",
+    "LOG_FORMAT", "RABBITMQ_QUEUE_TYPE",
 }  # fmt: skip
 
 
@@ -30,6 +30,7 @@ def test_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     s = Settings()
     assert s.rabbitmq_url == "amqp://guest:guest@localhost:5672/"
+    assert s.rabbitmq_queue_type == "classic"
     assert s.redis_url == "redis://localhost:6379/0"
     assert (s.job_concurrency, s.job_max_retries, s.job_time_limit_ms) == (5, 3, 300_000)
     assert s.job_retry_delays_ms == [1000, 5000, 30000]

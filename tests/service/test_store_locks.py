@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from service.kits.once import Once
 from service.ops.jobs import Jobs
 from service.store import keys, locks
-from service.store.once import Once
 
 
 def test_a_key_is_deleted_only_while_it_still_holds_the_token_given(jobs: Jobs) -> None:

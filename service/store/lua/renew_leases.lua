@@ -5,13 +5,26 @@
 -- Returns the ids of the leases to extend that lapsed or that another attempt holds now: those are lost.
 -- Giving back marks the attempt `surrendered`, so the takeover that follows is not counted as a restart of a worker
 -- that died (transition.lua); when the takeover came first, its count (`lapsed`) is taken back.
+-- A lease that is gone while the record knows fewer attempts than this one's token was set back by a failover (the
+-- promoted replica had not received the "active" that took it): no other attempt can hold the job, so the lease is
+-- taken again and the attempt runs on; its outcome is recorded as usual (transition.lua takes a token ahead).
 local lease_ms, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lost = {}
 local i = 3
+
+local function set_back(jid, value)
+  local token = tonumber(string.match(value, '/(%d+)$'))
+  local cur = redis.call('HMGET', job_key(jid), 'state', 'attempts')
+  return token ~= nil and token > tonumber(cur[2] or '0') and not (cur[1] and RANK[cur[1]] == 2)
+end
+
 for _ = 1, n do
   local key = lease_key(ARGV[i])
-  if redis.call('GET', key) == ARGV[i + 1] then
+  local held = redis.call('GET', key)
+  if held == ARGV[i + 1] then
     redis.call('PEXPIRE', key, lease_ms)
+  elseif not held and set_back(ARGV[i], ARGV[i + 1]) then
+    redis.call('SET', key, ARGV[i + 1], 'PX', lease_ms)
   else
     lost[#lost + 1] = ARGV[i]
   end

@@ -7,9 +7,10 @@
 --       token ('' for none)
 -- The fencing token of an attempt is the record's `attempts` after its "active": every start, takeovers included,
 -- gets a new one, and the lease's value carries it ("<holder>/<token>", see renew_leases.lua). A write given a token
--- is refused (fenced) when the record's token is another one, so an attempt that was taken over can never
--- record its outcome. For "active" the token is that of the attempt that published the message (a retry): a retry
--- published by an attempt that had been taken over never starts.
+-- is refused (fenced) when the record's token is a later one, so an attempt that was taken over can never record
+-- its outcome; an earlier one means the record was set back by a failover, and the write is taken. For "active" the
+-- token is that of the attempt that published the message (a retry): a retry published by an attempt that had been
+-- taken over never starts.
 -- Returns, per transition, {outcome, state after, n, token}. outcome is one of TransitionOutcome's values
 -- (service/store/job_store.py): applied; behind (the job is already as far along); missing (no record, the state is
 -- false); running (this attempt already runs under a live lease: a redelivery after a broker blip); fenced. For an
@@ -32,6 +33,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
   local actor, score, cur_state, queue
   local updates = {state = state, run = run, retries = retries, updatedAt = now_iso}
   local attempts, restarts_before = tonumber(cur[9] or '0'), tonumber(cur[10] or '0')
+  local set_back = false  -- the record lost this attempt's "active" in a failover: its lease may be held still
   if not cur[1] then
     if create == '' then return {'missing', false, 0, 0} end
     local fields = cjson.decode(create)
@@ -60,9 +62,14 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
       end
     end
     if token ~= nil then
-      if state ~= 'active' then
-        if token ~= attempts then return {'fenced', cur_state, 0, attempts} end
-      elseif run == cur_run and retries > cur_retries and token ~= attempts then
+      if token > attempts then
+        -- The record is behind the attempt writing: a failover promoted a replica that had not received its
+        -- "active" yet (replication is asynchronous). The attempt did start, so it counts; no later one can exist.
+        attempts, set_back = token, true
+        updates['attempts'] = token
+      elseif state ~= 'active' then
+        if token < attempts then return {'fenced', cur_state, 0, attempts} end
+      elseif run == cur_run and retries > cur_retries and token < attempts then
         return {'fenced', cur_state, 0, attempts}
       end
     end
@@ -104,9 +111,11 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     end
     -- Taken in the same step as "active", so two deliveries of one attempt can never both start it.
     if holder ~= '' then redis.call('SET', lease, holder .. '/' .. attempts, 'PX', lease_ms) end
-  elseif cur_state == 'active' then
+  elseif cur_state == 'active' or set_back then
     redis.call('DEL', lease)
-    if cur[7] then later.observe_run(actor, queue, math.max(0, now_ms - tonumber(cur[7])) / 1000) end
+    if cur[7] and cur_state == 'active' then
+      later.observe_run(actor, queue, math.max(0, now_ms - tonumber(cur[7])) / 1000)
+    end
   end
   if set['lastError'] then entry['error'] = set['lastError'] end
   if RANK[state] == 2 then

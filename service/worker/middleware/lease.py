@@ -50,7 +50,7 @@ class JobLease(Middleware):
     """Keeps `jobs:lease:<job id>` alive for each job this process is running, and fences the jobs that lose it.
     A running job's lease hangs on its entry in the jobs in hand (service/worker/middleware/in_hand.py)."""
 
-    def __init__(self, store: JobStore, in_hand: JobsInHand, *, lease_ms: int = 30_000) -> None:
+    def __init__(self, store: JobStore, in_hand: JobsInHand, *, lease_ms: int) -> None:
         self.store = store
         self.in_hand = in_hand
         self.lease_ms = lease_ms

@@ -44,11 +44,11 @@ class StatusMiddleware(EnqueueRecorder):
         store: JobStore,
         in_hand: JobsInHand,
         *,
-        outage_grace_s: float = 60.0,
+        outage_grace_s: float,
         cancel_poll_s: float = 1.0,
-        max_payload_bytes: int = 262_144,
+        max_payload_bytes: int,
         max_restarts: int = 2,
-        lease_ms: int = 30_000,
+        lease_ms: int,
         leases: JobLease | None = None,
     ) -> None:
         self.store = store

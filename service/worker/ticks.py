@@ -1,4 +1,4 @@
-"""Schedules: declared on actors, overridden by SCHEDULE_<ACTOR>, each tick sent once by however many schedulers.
+"""Ticks of schedules: declared on actors, overridden by SCHEDULE_<ACTOR>, each tick sent once by any schedulers.
 
 An actor declares `@job(Payload, queue=..., periodic="0 * * * *")`. Its variable (SCHEDULE_CLEANUP_JOBS for
 `cleanup_jobs`) replaces the expression, or switches it `off`; what results is a plain value kept in the actor's
