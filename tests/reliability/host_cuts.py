@@ -3,8 +3,8 @@
 
 The hosts are network namespaces (tests/support/netns_hosts.py), each running one worker process; RabbitMQ and Redis
 are servers of the test's own, listening on 127.0.0.1 and on the hosts' network address. Jobs come in through the
-API (the real app, in the test process) and from `actor.send()` (tests/support/tally_sender.py, a process of its
-own); both run in the root namespace, which a cut never touches.
+API (the real app, in the test process) and from `actor.send()` (a process of its own: tests/reliability/senders.py);
+both run in the root namespace, which a cut never touches.
 
 The jobs are `tally` jobs (tests/support/chaos_actors.py): each execution notes its start and its end (completed, the
 job's one side effect, or stopped by an interruption) with its process id, which names the host. Those notes go to the
@@ -18,10 +18,7 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -33,16 +30,16 @@ import redis
 
 from service.ops.jobs import Jobs
 from service.store import keys
-from tests.reliability.api_client import api_using
 from tests.reliability.executions import Execution, describe, executions_of
 from tests.reliability.harness import CHAOS_MODULES, jobs_through, wait_for, wait_until_final, worker_env
+from tests.reliability.senders import ApiSender, SenderProcess
 from tests.support.chaos_actors import QUEUE, tally_key
 from tests.support.fault_reports import FaultReport
 from tests.support.netns_hosts import Host, NetnsHosts
 from tests.support.own_rabbit import OwnRabbit
 from tests.support.own_redis import OwnRedis
 from tests.support.own_servers import ServerDidNotStart, fail_or_skip, started
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import WorkerProcess
 
 #: Short, so a cut host's jobs are taken over within seconds (30 s by default).
 LEASE_MS = 3000
@@ -105,76 +102,6 @@ def host_worker(servers: Servers, host: Host, *, threads: int) -> WorkerProcess:
     return WorkerProcess(
         host=host, processes=1, threads=threads, queues=[QUEUE], env=servers.worker_env(), modules=CHAOS_MODULES
     )
-
-
-class ApiSender:
-    """POST /jobs/tally from a thread, through the real app on a service layer of its own: `burst` jobs at a time, a
-    burst every `every_s`; every `long_every`-th job runs `long_ms` instead of `ms`."""
-
-    def __init__(
-        self, jobs: Jobs, run: str, *, ms: int, burst: int, every_s: float, long_every: int = 0, long_ms: int = 0
-    ) -> None:
-        self.jobs, self.run, self.ms, self.burst, self.every_s = jobs, run, ms, burst, every_s
-        self.long_every, self.long_ms = long_every, long_ms
-        self.sent: dict[str, float] = {}  #: job id -> when its 202 came
-        self.ms_of: dict[str, int] = {}  #: job id -> how long it runs
-        self.answers: Counter[int] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._send, name="api-sender", daemon=True)
-
-    def start(self) -> ApiSender:
-        self._thread.start()
-        return self
-
-    def _send(self) -> None:
-        n = 0
-        with api_using(self.jobs) as api:
-            while not self._stop.is_set():
-                for _ in range(self.burst):
-                    n += 1
-                    ms = self.long_ms if self.long_every and n % self.long_every == 0 else self.ms
-                    response = api.post("/jobs/tally", json={"run": self.run, "ms": ms})
-                    self.answers[response.status_code] += 1
-                    if response.status_code == 202:
-                        job_id = response.json()["jobId"]
-                        self.sent[job_id], self.ms_of[job_id] = time.time(), ms
-                self._stop.wait(self.every_s)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        assert not self._thread.is_alive(), "the API sender did not stop"
-
-
-class SenderProcess:
-    """`actor.send()` in a process of its own (tests/support/tally_sender.py), one job every `pause_s`."""
-
-    def __init__(self, servers: Servers, run: str, *, ms: int, pause_s: float) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="tally-sender-"))
-        self.stop_file, self.log = folder / "stop", folder / "sent.log"
-        command = [sys.executable, "-m", "tests.support.tally_sender", run, str(ms), str(pause_s), str(self.stop_file)]
-        env = {**os.environ, **servers.root_env(), "PYTHONPATH": str(ROOT)}
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def sent(self) -> tuple[dict[str, float], int]:
-        """Job id -> when actor.send() returned; and how many sends Dramatiq gave up on."""
-        sent, failed = {}, 0
-        for line in self.log.read_text(errors="replace").splitlines():
-            words = line.split()
-            if words[:1] == ["sent"]:
-                sent[words[1]] = float(words[2])
-            elif words[:1] == ["failed"]:
-                failed += 1
-        return sent, failed
-
-    def stop(self) -> None:
-        self.stop_file.touch()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"the sender did not stop:\n{self.log.read_text()[-2000:]}") from None
 
 
 @dataclass
@@ -284,21 +211,24 @@ class HostCuts:
         *,
         threads: int,
         ms: int,
-        api_burst: int,
-        api_every_s: float,
-        sender_pause_s: float,
-        sender_ms: int | None = None,
+        api_per_second: float,
+        api_burst: int = 1,
         long_every: int = 0,
         long_ms: int = 0,
+        sender_pause_s: float,
+        sender_ms: int | None = None,
     ) -> None:
+        """`threads` per worker; the API sends `api_burst` jobs at a time, `api_per_second` on average, of `ms` (every
+        `long_every`-th of `long_ms`); actor.send() one job of `sender_ms` (else `ms`) every `sender_pause_s`."""
         self.servers = servers
         self.run = uuid.uuid4().hex[:8]
         self.tally = servers.tally
         self.jobs = jobs_through(servers.rabbit.url, servers.redis.url)
         self.workers = [host_worker(servers, host, threads=threads) for host in servers.network.hosts]
         self.api = ApiSender(
-            self.jobs, self.run, ms=ms, burst=api_burst, every_s=api_every_s, long_every=long_every, long_ms=long_ms
-        )
+            self.jobs, self.run, ms=ms, per_second=api_per_second, burst=api_burst, long_every=long_every,
+            long_ms=long_ms
+        )  # fmt: skip
         self.sender_ms = sender_ms if sender_ms is not None else ms
         self.sender_pause_s = sender_pause_s
         self.sender: SenderProcess | None = None
@@ -309,7 +239,8 @@ class HostCuts:
             for worker in self.workers:
                 worker.start(timeout=60)
             self.api.start()
-            self.sender = SenderProcess(self.servers, self.run, ms=self.sender_ms, pause_s=self.sender_pause_s)
+            env = self.servers.root_env()
+            self.sender = SenderProcess(self.run, env, ms=self.sender_ms, pause_s=self.sender_pause_s)
         except BaseException:
             self._stop_all()
             raise
@@ -438,8 +369,8 @@ class HostCuts:
         self.api.stop()
         assert self.sender is not None
         self.sender.stop()
-        by_sender, gave_up = self.sender.sent()
-        sent = {**self.api.sent, **by_sender}
+        by_sender = self.sender.sent()
+        sent = {**self.api.sent.at, **by_sender.at}
         states, drained_s = wait_until_final(self.jobs.store, list(sent), timeout=timeout + len(sent) / 20)
         executions = self.executions()
         for cut in self.cuts:
@@ -455,7 +386,8 @@ class HostCuts:
         ]
         notes = [
             *(cut.describe() for cut in self.cuts),
-            f"API answers {dict(self.api.answers)}; actor.send() confirmed {len(by_sender)}, gave up {gave_up}",
+            f"API answers {dict(self.api.answers)}; actor.send() confirmed {len(by_sender.at)}, gave up "
+            f"{by_sender.refused}",
             f"all final {drained_s:.0f} s after sending stopped",
         ]
         if lost or alongside or twice:

@@ -25,7 +25,7 @@ def test_a_host_cut_off_mid_job_has_its_jobs_taken_over_once_and_its_worker_rejo
     servers: Servers,
 ) -> None:
     # Jobs long enough that the host holds some mid-run at the cut, and run only as fast as the hosts keep up.
-    with HostCuts(servers, threads=4, ms=5000, api_burst=3, api_every_s=2.0, sender_pause_s=2.0) as run:
+    with HostCuts(servers, threads=4, ms=5000, api_per_second=1.5, api_burst=3, sender_pause_s=2.0) as run:
         run.warm_up(done=3)
         run.cut_and_heal(0, min_held=2)
         outcome = run.finish()
