@@ -55,8 +55,11 @@ class BatchingConsumer(_RabbitmqConsumer):
 
     def __next__(self) -> Any:
         message = super().__next__()  # type: ignore[no-untyped-call]
-        if message is not None:
-            setattr(message, DELIVERED_BY, self)
+        return self._mark(message) if message is not None else None
+
+    def _mark(self, message: Any) -> Any:
+        """Note on a message this consumer delivers that it did (see `_delivered_here`)."""
+        setattr(message, DELIVERED_BY, self)
         return message
 
     # Called by Dramatiq's worker threads (ConsumerThread.post_process_message).
