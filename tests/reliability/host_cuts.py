@@ -261,6 +261,7 @@ class HostCuts:
                 self.sender.stop()
         with ThreadPoolExecutor(len(self.workers)) as stopping:  # each finishes the jobs in hand: side by side
             list(stopping.map(lambda worker: worker.stop(timeout=30), self.workers))
+        self.tally.close()
 
     # -- reading the tally ------------------------------------------------------------------------------------
 
