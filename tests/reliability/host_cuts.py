@@ -47,7 +47,8 @@ LEASE_MS = 3000
 #: A worker interrupts a job whose lease it could not extend for this long (service/worker/middleware/lease.py).
 FENCE_S = LEASE_MS * 5 / 6 / 1000
 #: RabbitMQ's heartbeat, asked for in the workers' RABBITMQ_URL: the node drops a silent connection (and hands its
-#: unacknowledged messages to the other hosts) after about two of them; the worker notices its dead connection as fast.
+#: unacknowledged messages to the other hosts) after 2.5-3 of them; the worker gives its own up after heartbeat + 5 s
+#: to twice that (pika). With the default 30 s a takeover would take 90 s.
 HEARTBEAT_S = 2
 #: A job counts as "held mid-run at the cut" when it would still run this long after the fence.
 MARGIN_S = 0.5
@@ -353,10 +354,7 @@ class HostCuts:
         assert back is not None, f"host {index}'s worker ran nothing within 90 s of the heal:\n{self.worker_log(index)}"
 
         def completed_after_heal() -> bool:
-            executions = self.executions().values()
-            cut.completed_after_heal = sum(
-                1 for runs in executions for e in runs if e.pid == pid and e.completed and e.started > cut.healed_at
-            )
+            cut.completed_after_heal = completed_after(cut, self.executions())
             return cut.completed_after_heal > 0
 
         done = wait_for(completed_after_heal, timeout=60, poll=0.2)
@@ -376,10 +374,7 @@ class HostCuts:
         states, drained_s = wait_until_final(self.jobs.store, list(sent), timeout=timeout + len(sent) / 20)
         executions = self.executions()
         for cut in self.cuts:
-            cut.completed_after_heal = sum(
-                1 for runs in executions.values() for e in runs if e.pid == cut.pid and e.completed
-                and e.started > cut.healed_at
-            )  # fmt: skip
+            cut.completed_after_heal = completed_after(cut, executions)
         alongside, twice, again = judge(executions, self.cuts)
         lost = [
             f"{job_id}: record says {state}; tally says {describe(executions.get(job_id, [])) or 'never ran'}"
@@ -411,6 +406,12 @@ class HostCuts:
 
     def logs(self) -> str:
         return "\n".join(f"---- host {i} ----\n{w.output()}" for i, w in enumerate(self.workers))
+
+
+def completed_after(cut: Cut, executions: dict[str, list[Execution]]) -> int:
+    """Jobs the cut host's worker started after the heal and completed."""
+    mine = [e for runs in executions.values() for e in runs if e.pid == cut.pid]
+    return sum(1 for e in mine if e.completed and e.started > cut.healed_at)
 
 
 def judge(
