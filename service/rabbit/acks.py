@@ -28,6 +28,16 @@ from dramatiq.errors import ConnectionClosed
 logger = logging.getLogger(__name__)
 
 
+#: Set on each message this consumer delivers: a delivery tag names a delivery on its own channel only.
+DELIVERED_BY = "_delivered_by"
+
+
+def delivered_by(message: Any) -> BatchingConsumer | None:
+    """The consumer whose channel delivered `message` (None: not one of these)."""
+    consumer = getattr(message, DELIVERED_BY, None)
+    return consumer if isinstance(consumer, BatchingConsumer) else None
+
+
 class BatchingConsumer(_RabbitmqConsumer):
     def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
@@ -43,15 +53,42 @@ class BatchingConsumer(_RabbitmqConsumer):
         self._floor = 0  #: every tag up to this one is settled
         self._settled_above: set[int] = set()  #: settled tags above the floor, waiting for the ones below them
 
+    def __next__(self) -> Any:
+        message = super().__next__()  # type: ignore[no-untyped-call]
+        return self._mark(message) if message is not None else None
+
+    def _mark(self, message: Any) -> Any:
+        """Note on a message this consumer delivers that it did (see `_delivered_here`)."""
+        setattr(message, DELIVERED_BY, self)
+        return message
+
     # Called by Dramatiq's worker threads (ConsumerThread.post_process_message).
 
     def ack(self, message: Any) -> None:
+        if not self._delivered_here(message):
+            return
         try:
             self.known_tags.remove(message._tag)
         except KeyError:
             logger.warning("Failed to ack message: not in known tags.")
             return
         self._note(self._acks, message._tag)
+
+    def nack(self, message: Any) -> None:
+        if self._delivered_here(message):
+            super().nack(message)  # type: ignore[no-untyped-call]
+
+    def _delivered_here(self, message: Any) -> bool:
+        """False for a message another consumer delivered: Dramatiq settles every message through the consumer it
+        runs now, and after a reconnect (a network cut) a worker thread may still finish a message delivered on the
+        closed channel. RabbitMQ requeued that one when its channel closed; its tag names another delivery here,
+        which must not be settled in its place (tags start again at 1 on every channel)."""
+        by = delivered_by(message)
+        if by is None or by is self:
+            return True
+        logger.info("%s not settled: delivered on a channel that has closed since; RabbitMQ requeued it",
+                    message.message_id)  # fmt: skip
+        return False
 
     def _nack(self, tag: int) -> None:  # Dramatiq's nack (known tags already updated) and undecodable messages
         self._note(self._nacks, tag)

@@ -102,7 +102,8 @@ class LaneConsumer(BatchingConsumer):
             self._nack(method.delivery_tag)
             return None
         self.known_tags.add(method.delivery_tag)
-        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)  # type: ignore[no-untyped-call]
+        delivered = _RabbitmqMessage(method.redelivered, method.delivery_tag, message)  # type: ignore[no-untyped-call]
+        return self._mark(delivered)
 
     def _next_ready(self) -> tuple[Any, bytes] | None:
         for rank, waiting in enumerate(self._waiting):

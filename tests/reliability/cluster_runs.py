@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import pika
@@ -24,7 +19,6 @@ from service.ops.dead_jobs import DeadJobs
 from service.ops.jobs import Jobs
 from service.rabbit.dead_letters import DeadLetters
 from service.rabbit.queue_types import QueueShape, QueueType
-from tests.reliability.api_client import api_using
 from tests.reliability.executions import Execution, describe, executions_of, run_twice, running_at
 from tests.reliability.harness import (
     CHAOS_MODULES,
@@ -35,9 +29,10 @@ from tests.reliability.harness import (
     wait_until_final,
     worker_env,
 )
+from tests.reliability.senders import ApiSender, SenderProcess
 from tests.support.chaos_actors import QUEUE, tally_client, tally_key
 from tests.support.rabbit_cluster import RabbitCluster
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import WorkerProcess
 
 QUORUM_SHAPE = QueueShape(QueueType.QUORUM)
 #: What a worker logs as a consumer of the chaos queue starts, before the node it reached (service/rabbit/link.py).
@@ -114,92 +109,6 @@ def starts(run: str) -> list[tuple[str, int, float]]:
 
 def done_count(run: str) -> int:
     return int(tally_client.llen(tally_key(run, "done")))
-
-
-@dataclass
-class Sent:
-    """Jobs confirmed by one sender (the API's 202, or actor.send() returning), with when."""
-
-    at: dict[str, float] = field(default_factory=dict)
-    refused: int = 0  #: answers other than 202, or sends Dramatiq gave up on
-
-    def after(self, moment: float) -> list[str]:
-        return [job_id for job_id, at in self.at.items() if at > moment]
-
-    def first_after(self, moment: float) -> float | None:
-        later = [at for at in self.at.values() if at > moment]
-        return min(later) - moment if later else None
-
-
-class SenderProcess:
-    """`actor.send()` in a process of its own (tests/support/stop_file_sender.py), one job every `pause_s`."""
-
-    def __init__(self, run: str, urls: list[str], *, ms: int, pause_s: float) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="tally-sender-"))
-        self.stop_file = folder / "stop"
-        self.log = folder / "sent.log"
-        sender = "tests.support.stop_file_sender"
-        command = [sys.executable, "-m", sender, run, str(ms), str(pause_s), str(self.stop_file)]
-        env = {**os.environ, **quorum_env(urls), "PYTHONPATH": str(ROOT)}
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def sent(self) -> Sent:
-        sent = Sent()
-        for line in self.log.read_text(errors="replace").splitlines():
-            words = line.split()
-            if words[:1] == ["sent"]:
-                sent.at[words[1]] = float(words[2])
-            elif words[:1] == ["failed"]:
-                sent.refused += 1
-        return sent
-
-    def stop(self) -> None:
-        self.stop_file.touch()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"the sender did not stop:\n{self.log.read_text()[-2000:]}") from None
-
-
-class ApiSender:
-    """POST /jobs/tally from a thread, paced, through the real app on a service layer of its own."""
-
-    def __init__(self, jobs: Jobs, run: str, *, ms: int, per_second: float, long_every: int = 25) -> None:
-        self.jobs = jobs
-        self.run = run
-        self.ms = ms
-        self.pause_s = 1 / per_second
-        self.long_every = long_every
-        self.sent = Sent()
-        self.answers: Counter[int] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._send, name="api-sender", daemon=True)
-
-    def start(self) -> ApiSender:
-        self._thread.start()
-        return self
-
-    def _send(self) -> None:
-        with api_using(self.jobs) as api:
-            i = 0
-            while not self._stop.is_set():
-                i += 1
-                # A few long jobs, so some are running whenever the fault comes.
-                ms = 2000 if i % self.long_every == 0 else self.ms
-                response = api.post("/jobs/tally", json={"run": self.run, "ms": ms})
-                self.answers[response.status_code] += 1
-                if response.status_code == 202:
-                    self.sent.at[response.json()["jobId"]] = time.time()
-                else:
-                    self.sent.refused += 1
-                time.sleep(self.pause_s)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        assert not self._thread.is_alive(), "the API sender did not stop"
 
 
 def seconds(value: float | None) -> str:
@@ -295,7 +204,7 @@ def kill_the_leader_under_load(
         sender: SenderProcess | None = None
         try:
             api.start()
-            sender = SenderProcess(run, on_doomed, ms=ms, pause_s=sender_pause_s)
+            sender = SenderProcess(run, quorum_env(on_doomed), ms=ms, pause_s=sender_pause_s)
             backlog = wait_for(
                 lambda: done_count(run) >= before_kill_done and ready(elsewhere[0], QUEUE) >= 20, timeout=90, poll=0.2
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import redis
+
 from tests.support.chaos_actors import tally_client, tally_key
 
 #: What `tally` records as its job id when it runs with no job context: the worker's "before" hooks (which set
@@ -33,19 +35,20 @@ class Execution:
         return self.started < other.until and other.started < self.until
 
 
-def _entries(run: str, what: str) -> list[tuple[str, int, float]]:
+def _entries(run: str, what: str, client: redis.Redis) -> list[tuple[str, int, float]]:
     entries = []
-    for line in tally_client.lrange(tally_key(run, what), 0, -1):
+    for line in client.lrange(tally_key(run, what), 0, -1):
         job_id, pid, at = line.split()[:3]
         entries.append((job_id, int(pid), float(at)))
     return entries
 
 
-def executions_of(run: str) -> dict[str, list[Execution]]:
-    """Each end (completed or stopped) is matched to the latest earlier start of the same job in the same process."""
-    events = [(at, 0, job_id, pid) for job_id, pid, at in _entries(run, "starts")]
-    events += [(at, 1, job_id, pid) for job_id, pid, at in _entries(run, "done")]
-    events += [(at, 2, job_id, pid) for job_id, pid, at in _entries(run, "stopped")]
+def executions_of(run: str, client: redis.Redis = tally_client) -> dict[str, list[Execution]]:
+    """Each end (completed or stopped) is matched to the latest earlier start of the same job in the same process.
+    `client`: the tally's Redis, when the workers were given another one (TALLY_REDIS_URL)."""
+    events = [(at, 0, job_id, pid) for job_id, pid, at in _entries(run, "starts", client)]
+    events += [(at, 1, job_id, pid) for job_id, pid, at in _entries(run, "done", client)]
+    events += [(at, 2, job_id, pid) for job_id, pid, at in _entries(run, "stopped", client)]
     open_runs: dict[tuple[str, int], list[float]] = {}
     found: dict[str, list[Execution]] = {}
     for at, kind, job_id, pid in sorted(events):

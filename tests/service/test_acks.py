@@ -81,3 +81,41 @@ def test_runs_of_acks_go_as_one_and_an_open_delivery_below_them_stays_open() -> 
     finally:
         consumer.close()
         channel.queue_purge(xq_name(QUEUE))
+
+
+def test_a_message_delivered_before_its_consumer_reconnected_is_never_settled_on_the_new_channel() -> None:
+    """A worker thread that held a message while its consumer's connection died (a network cut) finishes it after
+    Dramatiq has started a new consumer, and Dramatiq acknowledges it through that new consumer. Its delivery tag
+    names another delivery there (tags start again at 1 on every channel): that one must not be acknowledged."""
+    broker.declare_queue(QUEUE, ensure=True)
+    channel = broker.channel
+    channel.queue_purge(QUEUE)
+    for n in range(2):
+        message = dramatiq.Message(queue_name=QUEUE, actor_name="none", args=(n,), kwargs={}, options={})
+        channel.basic_publish(exchange="", routing_key=QUEUE, body=message.encode())
+
+    def first(consumer: BatchingConsumer) -> Any:
+        deadline = time.monotonic() + 15
+        while (message := next(consumer)) is None:
+            assert time.monotonic() < deadline, "nothing delivered"
+        return message
+
+    before = BatchingConsumer(broker, QUEUE, prefetch=1, timeout=100)
+    held = first(before)
+    before.close()  # its channel closes: RabbitMQ requeues the held message...
+    elsewhere = BatchingConsumer(broker, QUEUE, prefetch=1, timeout=100)
+    after = BatchingConsumer(broker, QUEUE, prefetch=1, timeout=100)
+    try:
+        assert first(elsewhere).message_id == held.message_id  # ...and another worker takes it
+        other = first(after)
+        # The situation: the reconnected consumer's delivery has the tag the held message had on the closed channel.
+        assert other.message_id != held.message_id and other._tag == held._tag == 1
+        after.ack(held)  # as Dramatiq's ConsumerThread.post_process_message does, through its current consumer
+        for _ in range(5):
+            next(after)  # the connection's thread runs any pass the ack asked for
+        assert queue_figures(QUEUE) == (0, 2), "the new channel's delivery was acknowledged for the held message"
+    finally:
+        after.close()
+        elsewhere.close()
+    assert queue_figures(QUEUE) == (2, 0)  # both back in the queue: nothing was settled in another's place
+    channel.queue_purge(QUEUE)

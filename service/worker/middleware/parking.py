@@ -20,7 +20,7 @@ from typing import Any
 
 from dramatiq.middleware import SkipMessage
 
-from service.rabbit.acks import settled_elsewhere
+from service.rabbit.acks import delivered_by, settled_elsewhere
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ class ParkingLot:
         """Take `message` away from Dramatiq's acknowledgement (None if it is not a RabbitMQ delivery). The caller
         settles it later with `settle`, or RabbitMQ redelivers it when the channel closes."""
         thread = worker.consumers.get(message.queue_name) if worker is not None else None
-        consumer = getattr(thread, "consumer", None)
+        # The consumer whose channel delivered it, which may have closed since (then RabbitMQ requeued it already):
+        # its tag means nothing on the channel that replaced it.
+        consumer = delivered_by(message) or getattr(thread, "consumer", None)
         tag = getattr(message, "_tag", None)
         if consumer is None or tag is None:
             return None
