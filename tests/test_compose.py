@@ -190,6 +190,10 @@ def test_the_ha_profile_runs_the_procfile_processes_on_every_node_in_quorum_mode
         environment = environment_of(service, CREDENTIALS)
         settings = Settings.model_validate({k.lower(): v for k, v in environment.items()})
         assert settings.rabbitmq_queue_type == "quorum", service
+        assert settings.redis_sentinel_master == "jobs", service  # Redis through the Sentinels of the profile
+        assert len(settings.redis_sentinels) == 3, service
+        for sentinel in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            assert services[service]["depends_on"][sentinel] == {"condition": "service_healthy"}, service
         nodes = [urlsplit(url) for url in settings.rabbitmq_url.split(";")]
         assert sorted(url.hostname or "" for url in nodes) == list(RABBIT_NODES), service
         assert {(url.username, url.password) for url in nodes} == {("jobs-ops", "rabbit0pw1")}, service
