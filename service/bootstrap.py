@@ -34,6 +34,7 @@ from service.worker.middleware.graceful_stop import GracefulStop
 from service.worker.middleware.heartbeat import Heartbeat
 from service.worker.middleware.in_hand import JobsInHand
 from service.worker.middleware.interrupts import JobTimeLimit
+from service.worker.middleware.job_keys import JobKeys
 from service.worker.middleware.job_logs import JobLogs
 from service.worker.middleware.lease import JobLease
 from service.worker.middleware.parking import ParkingLot, install_quiet_parking
@@ -128,6 +129,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         JobTimeLimit(in_hand, time_limit=settings.job_time_limit_ms),  # no per-message hook: reads the jobs in hand
         ShutdownNotifications(),
         CurrentMessage(),
+        JobKeys(),  # before every hook that acts per key, and before the record of a foreign message is written
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s, max_payload_bytes=settings.max_payload_bytes),
         RateLimit(client),
         ConcurrencyLimit(client, default_time_limit_ms=settings.job_time_limit_ms),

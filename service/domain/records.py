@@ -28,6 +28,8 @@ class JobRecord(BaseModel):
     queue: str
     state: JobState
     priority: str = "normal"
+    #: Who the job is for (a tenant, an account): service/domain/job_key.py. None when it has none.
+    key: str | None = None
     progress: int = Field(0, ge=0, le=100)
     progressMessage: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -58,6 +60,7 @@ class JobRecord(BaseModel):
             queue=fields.get("queue", "default"),
             state=JobState(fields["state"]),
             priority=fields.get("priority", "normal"),
+            key=fields.get("key"),
             progress=int(float(fields.get("progress", 0))),
             progressMessage=fields.get("progressMessage"),
             data=load("data") or {},

@@ -9,6 +9,7 @@ from enum import Enum
 from pydantic import ValidationError
 
 from service.domain.errors import UnknownQueue
+from service.domain.job_key import InvalidKey
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import (
     BatchInvalid,
@@ -39,6 +40,7 @@ MEANINGS: dict[type[Exception], Meaning] = {
     ValidationError: Meaning.INVALID,  # the actor's payload model
     BatchInvalid: Meaning.INVALID,
     IdempotencyMismatch: Meaning.INVALID,
+    InvalidKey: Meaning.INVALID,
     Unavailable: Meaning.TRY_AGAIN,
     EnqueueInProgress: Meaning.TRY_AGAIN,
 }

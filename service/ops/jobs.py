@@ -153,25 +153,29 @@ class Jobs:
         priority: Priority | None = None,
         delay_ms: int | None = None,
         idempotency_key: str | None = None,
+        key: str | None = None,
     ) -> Enqueued:
-        """Recorded and confirmed by RabbitMQ, or Unavailable naming the server that failed and nothing left behind."""
+        """Recorded and confirmed by RabbitMQ, or Unavailable naming the server that failed and nothing left behind.
+        `key`: the job's key, else the actor's key field of the payload (service/domain/job_key.py)."""
         actor = self.actor(actor_name)
         normalised = actor.validate(payload)
         if not idempotency_key:
-            return self._enqueue_new(actor, str(uuid.uuid4()), normalised, priority, delay_ms, None)
-        key = f"{actor_name}:{idempotency_key}"
+            return self._enqueue_new(actor, str(uuid.uuid4()), normalised, priority, delay_ms, None, key)
+        claim_key = f"{actor_name}:{idempotency_key}"
         give_up_at = time.monotonic() + self.idempotency_wait_s
         while True:
             job_id = str(uuid.uuid4())
             claim = store_call(
                 functools.partial(
-                    self.store.claim_idempotency_key, key, job_id, normalised, pending_s=IDEMPOTENCY_PENDING_S
+                    self.store.claim_idempotency_key, claim_key, job_id, normalised, pending_s=IDEMPOTENCY_PENDING_S
                 )
             )
             if not claim.same_payload:
                 raise IdempotencyMismatch(idempotency_key)
             if claim.job_id == job_id:
-                return self._enqueue_claimed(key, actor, job_id, normalised, priority, delay_ms, idempotency_key)
+                return self._enqueue_claimed(
+                    claim_key, actor, job_id, normalised, priority, delay_ms, idempotency_key, key
+                )
             if not claim.pending:
                 state = store_call(functools.partial(self.store.state_of, claim.job_id))
                 return Enqueued(claim.job_id, JobState(state) if state else JobState.QUEUED, duplicate=True)
@@ -190,9 +194,10 @@ class Jobs:
         priority: Priority | None,
         delay_ms: int | None,
         idempotency_key: str,
+        job_key: str | None,
     ) -> Enqueued:
         try:
-            enqueued = self._enqueue_new(actor, job_id, payload, priority, delay_ms, idempotency_key)
+            enqueued = self._enqueue_new(actor, job_id, payload, priority, delay_ms, idempotency_key, job_key)
         except BaseException:
             self._quietly(lambda: self.store.release_idempotency_key(key, job_id))
             raise
@@ -212,12 +217,13 @@ class Jobs:
         priority: Priority | None,
         delay_ms: int | None,
         idempotency_key: str | None,
+        job_key: str | None = None,
     ) -> Enqueued:
         """The record first, then the message: a 202 always finds its record (never a 404 for a real job), and a
         Redis that cannot take the record (away, full, read-only) stops the enqueue before anything is published. A
         message RabbitMQ does not confirm takes its record away again, so no record waits for a message that does
         not exist."""
-        message = self._message(actor, job_id, payload, priority, idempotency_key)
+        message = self._message(actor, job_id, payload, priority, idempotency_key, job_key)
         state = JobState.DELAYED if delay_ms else JobState.QUEUED
         record = record_fields(message, self.max_payload_bytes)
         if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish's eta is ms later)
@@ -266,7 +272,12 @@ class Jobs:
         return await asyncio.get_running_loop().run_in_executor(self._callers, call)
 
     def enqueue_batch(
-        self, actor_name: str, payloads: list[dict[str, Any]], *, priority: Priority | None = None
+        self,
+        actor_name: str,
+        payloads: list[dict[str, Any]],
+        *,
+        priority: Priority | None = None,
+        key: str | None = None,
     ) -> list[str]:
         """All or nothing for validation: a bad item raises before any is published."""
         actor = self.actor(actor_name)
@@ -281,7 +292,7 @@ class Jobs:
                 errors.extend(f"[{i}].{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         if errors:
             raise BatchInvalid(errors, invalid)
-        messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None) for payload in normalised]
+        messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None, key) for payload in normalised]
         # As one job: every record first, then the messages in one transaction, or no record left.
         records = [(m.message_id, JobState.QUEUED, record_fields(m, self.max_payload_bytes)) for m in messages]
         try:
@@ -303,8 +314,11 @@ class Jobs:
         payload: dict[str, Any],
         priority: Priority | None,
         idempotency_key: str | None,
+        job_key: str | None = None,
     ) -> dramatiq.Message[Any]:
         options: dict[str, Any] = {}
+        if job_key is not None:
+            options["key"] = job_key  # checked, with the actor's key field, as the message is built
         if priority is not None:
             options["broker_priority"] = BROKER_PRIORITY[priority]
         if idempotency_key:
@@ -322,9 +336,15 @@ class Jobs:
         return record
 
     def list(
-        self, *, state: JobState | None = None, actor: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        state: JobState | None = None,
+        actor: str | None = None,
+        key: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> Page:
-        return self._store_call(lambda: self.store.list(actor=actor, state=state, limit=limit, cursor=cursor))
+        return self._store_call(lambda: self.store.list(actor=actor, state=state, key=key, limit=limit, cursor=cursor))
 
     def wait(self, job_id: str, timeout_s: float = 30.0, poll_s: float = 0.05) -> JobRecord:
         """Block until the job is completed, failed or cancelled. Raises TimeoutError with the last record seen."""
@@ -363,7 +383,11 @@ class Jobs:
             actor_name=actor.actor_name,
             args=(),
             kwargs=record.data,
-            options={"job_run": run, "broker_priority": BROKER_PRIORITY[Priority(record.priority)]},
+            options={
+                "job_run": run,
+                "broker_priority": BROKER_PRIORITY[Priority(record.priority)],
+                **({"key": record.key} if record.key is not None else {}),
+            },
             message_id=job_id,
         )
         try:

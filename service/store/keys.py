@@ -48,6 +48,9 @@ INDEX = f"{PREFIX}index"
 index_by_actor = Key(f"{INDEX}:actor:%s")
 index_by_state = Key(f"{INDEX}:state:%s")
 index_by_actor_state = Key(f"{INDEX}:actor:%s:state:%s")
+#: Jobs of one key (a tenant, an account: service/domain/job_key.py), by creation time; like the actor index, set once
+#: at creation and left by retention's prune.
+index_by_key = Key(f"{INDEX}:key:%s")
 #: Finished jobs of one state and actor by when they finished (ms): what retention prunes, oldest first.
 finished = Key(f"{PREFIX}finished:%s:%s")
 #: Jobs that reached a state (completed or failed) in one minute (minutes since the epoch); expires after ~2 h.
@@ -77,6 +80,7 @@ LUA_KEYS: dict[str, str] = {
     "INDEX_BY_ACTOR": index_by_actor.prefix,
     "INDEX_BY_STATE": index_by_state.prefix,
     "INDEX_BY_ACTOR_STATE": index_by_actor_state.template,
+    "INDEX_BY_KEY": index_by_key.prefix,
     "FINISHED": finished.template,
     "THROUGHPUT": throughput.template,
     "EVENTS": EVENTS,

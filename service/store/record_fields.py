@@ -45,6 +45,8 @@ def record_fields(message: Any, max_payload_bytes: int) -> dict[str, Any]:
         "createdMs": created,
         "createdAt": iso_from_ms(created),
     }
+    if message.options.get("key") is not None:  # job_key.OPTION, checked by whoever built the message
+        fields["key"] = str(message.options["key"])
     if message.options.get("idempotency_key"):
         fields["idempotencyKey"] = message.options["idempotency_key"]
     trace_id = tracing.trace_id_of(message.options)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import dramatiq
 from pydantic import BaseModel, ValidationError
 
+from service.domain import job_key
 from service.domain.errors import InvalidPayload, describe_validation
 from service.domain.periodic import NEVER, Periodic, is_on
 from service.domain.states import BROKER_PRIORITY, Priority
@@ -28,6 +29,8 @@ class TypedActor(dramatiq.Actor[..., Any]):
     job_priority: Priority
     #: Other systems may trigger it with a signed POST /hooks/{actor}: only when its @job says hooks=True.
     accepts_hooks: bool = False
+    #: The payload field that holds each job's key (@job's `key=`), or None: then only a sender's key counts.
+    key_field: str | None = None
 
     def validate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The payload as it will travel: validated, normalised to JSON types. Raises pydantic's ValidationError."""
@@ -36,6 +39,11 @@ class TypedActor(dramatiq.Actor[..., Any]):
     def message_of(self, payload: dict[str, Any], **options: Any) -> dramatiq.Message[Any]:
         """The message for a payload that `validate` returned: checked once, never again."""
         options.setdefault("broker_priority", BROKER_PRIORITY[self.job_priority])
+        key = job_key.key_of(options, payload, self.key_field)
+        if key is not None:
+            options[job_key.OPTION] = key
+        else:
+            options.pop(job_key.OPTION, None)
         return super().message_with_options(args=(), kwargs=payload, **options)
 
     def message_with_options(
@@ -73,12 +81,16 @@ def job(
     priority: Priority | str = Priority.NORMAL,
     actor_name: str | None = None,
     hooks: bool = False,
+    key: str | None = None,
     **options: Any,
 ) -> Callable[[Callable[[PayloadT], Any]], TypedActor]:
     """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
     time_limit, rate_limit, periodic ("0 * * * *" or Periodic), ... `hooks=True` lets other systems
-    trigger it through POST /hooks/{actor} (signed); without it that route answers 404 for this job."""
+    trigger it through POST /hooks/{actor} (signed); without it that route answers 404 for this job.
+    `key="account_id"` names the payload field that holds each job's key (service/domain/job_key.py)."""
     level = Priority(priority)
+    if key is not None and key not in payload.model_fields:
+        raise ValueError(f"key={key!r}: {payload.__name__} has no such field")
     periodic: str | Periodic | None = options.pop("periodic", None)
 
     def decorate(fn: Callable[[PayloadT], Any]) -> TypedActor:
@@ -116,6 +128,7 @@ def job(
         actor.payload_model = payload
         actor.job_priority = level
         actor.accepts_hooks = hooks
+        actor.key_field = key
         return actor
 
     return decorate

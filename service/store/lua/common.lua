@@ -51,6 +51,8 @@ local function prune(actor, st, now_ms, max_age_s, max_count)
   local gone = {}
   for _, jid in ipairs(doomed) do
     gone[#gone + 1], gone[#gone + 2], gone[#gone + 3] = job_key(jid), history_key(jid), JOB_LOGS .. jid
+    local its_key = redis.call('HGET', job_key(jid), 'key')
+    if its_key then redis.call('ZREM', INDEX_BY_KEY .. its_key, jid) end
   end
   redis.call('DEL', unpack(gone))
   for _, key in ipairs({idx(nil, nil), idx(actor, nil), idx(nil, st), idx(actor, st), fin}) do

@@ -48,6 +48,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     later.actors[actor] = true
     redis.call('ZADD', idx(nil, nil), score, jid)
     redis.call('ZADD', idx(actor, nil), score, jid)
+    if fields['key'] then redis.call('ZADD', INDEX_BY_KEY .. fields['key'], score, jid) end
   else
     cur_state, actor, score, queue = cur[1], cur[4], tonumber(cur[5]), cur[6]
     if RANK[cur_state] == 2 then return {'behind', cur_state, 0, attempts} end

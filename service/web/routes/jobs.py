@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel
 
+from service.domain import job_key
 from service.domain.records import JobRecord
 from service.domain.states import JobState, Priority
 from service.web import models
@@ -26,6 +27,14 @@ ActorName = Annotated[str, Path(description="The actor's name, e.g. `ping`", max
 JobId = Annotated[str, Path(alias="jobId", description="The job id returned by POST /jobs/{actor}", max_length=200)]
 PriorityQuery = Annotated[
     Priority | None, Query(description="`high` jobs are taken before waiting `low` ones; default: the actor's")
+]
+KeyQuery = Annotated[
+    str | None,
+    Query(
+        pattern=job_key.KEY_PATTERN,
+        max_length=job_key.KEY_MAX,
+        description="The job's key (a tenant, an account); default: the actor's key field of the payload, if any",
+    ),
 ]
 #: The error rows of the routes that enqueue (401 besides).
 ENQUEUE_ERRORS = {**models.about_one("Unknown actor"), **models.TOO_LARGE}
@@ -65,9 +74,10 @@ async def enqueue(
             description="The same key (for 24 h) returns the first job's id and enqueues nothing",
         ),
     ] = None,
+    key: KeyQuery = None,
 ) -> Response:
     outcome = await jobs.enqueue_async(
-        actor, payload, priority=priority, delay_ms=delay, idempotency_key=idempotency_key
+        actor, payload, priority=priority, delay_ms=delay, idempotency_key=idempotency_key, key=key
     )
     accepted = models.Accepted(jobId=outcome.job_id, status=outcome.state)
     return json_response(accepted, 202, headers={"Location": f"/jobs/{outcome.job_id}"})
@@ -84,8 +94,9 @@ async def enqueue_batch(
     ],
     jobs: JobsDep,
     priority: PriorityQuery = None,
+    key: KeyQuery = None,
 ) -> Response:
-    job_ids = await jobs.enqueue_batch_async(actor, payloads, priority=priority)
+    job_ids = await jobs.enqueue_batch_async(actor, payloads, priority=priority, key=key)
     return json_response(models.BatchAccepted(jobIds=job_ids), 202)
 
 
@@ -99,10 +110,13 @@ def list_jobs(
     jobs: JobsDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
     actor: Annotated[str | None, Query(max_length=200, description="Only jobs of this actor")] = None,
+    key: Annotated[
+        str | None, Query(pattern=job_key.KEY_PATTERN, max_length=job_key.KEY_MAX, description="Only jobs of this key")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next` of the previous page")] = None,
 ) -> models.JobPage:
-    page = jobs.list(state=state, actor=actor, limit=limit, cursor=cursor)
+    page = jobs.list(state=state, actor=actor, key=key, limit=limit, cursor=cursor)
     return models.JobPage(jobs=page.jobs, next=page.next)
 
 
