@@ -67,7 +67,7 @@ def test_the_api_takes_a_key_shows_it_and_filters_by_it(jobs: Jobs) -> None:
 @pytest.mark.slow
 def test_a_worker_records_the_key_of_a_plain_dramatiq_senders_job(jobs: Jobs) -> None:
     """A sender with plain Dramatiq builds the message itself: the worker takes the key from the key field."""
-    message = dramatiq.Message(
+    message: dramatiq.Message[object] = dramatiq.Message(
         queue_name=key_actors.QUEUE,
         actor_name="per_account",
         args=(),
