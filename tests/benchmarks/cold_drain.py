@@ -82,6 +82,9 @@ class Side:
     done: Callable[[], int]  #: jobs done so far
     failed: Callable[[], int] = field(default=lambda: 0)  #: jobs that failed (a run with any is not a measurement)
     json_logs: bool = False  #: its worker must log JSON lines (the service's production format)
+    #: the checkout its worker command runs from, and that checkout's Python (another commit's tree, to compare)
+    root: Path = ROOT
+    python: str = sys.executable
 
 
 def free_port() -> int:
@@ -215,9 +218,9 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
     """Fill the side's queue with `jobs` jobs, start its worker command and time it to the last job done."""
     fill(side, jobs, work_ms)
     log = Path(tempfile.mkstemp(prefix=f"bench-{side.queue}-", suffix=".log")[1])
-    command = [sys.executable, "-m", "dramatiq", side.module, "--processes", str(processes), "--threads",
+    command = [side.python, "-m", "dramatiq", side.module, "--processes", str(processes), "--threads",
                str(threads), "--queues", side.queue]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **side.env()}
+    env = {**os.environ, "PYTHONPATH": str(side.root), **side.env()}
     metrics_url = f"http://127.0.0.1:{env[side.metrics_port]}/metrics" if side.metrics_port else ""
     if (stale := side.done()) != 0:
         raise RuntimeError(f"{side.name}: {stale} jobs counted done before its worker started")
@@ -225,7 +228,7 @@ def drain(side: Side, jobs: int, *, processes: int, threads: int, work_ms: float
     others_before = cpu_seconds(others)
     with log.open("ab") as out:
         started = time.monotonic()
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=side.root, env=env, stdout=out, stderr=out, start_new_session=True)
     try:
         first: tuple[float, int, float] | None = None
         progress, progress_at = 0, started
