@@ -9,7 +9,7 @@ never the history of every key.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,25 +43,26 @@ class KeyFigures:
 def busiest(load: KeyLoad, top: int) -> KeyFigures:
     """The `top` keys by waiting + running (over every queue and actor; ties by name), each with its own rows, and the
     rest summed per queue and actor under OTHER. Every job is in exactly one row."""
-    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for column, hash_ in enumerate((load.waiting, load.running)):
-        for field, n in hash_.items():
+    parsed: list[tuple[str, str, str, int, int]] = []  # queue, actor, key, column (0 waiting, 1 running), count
+    per_key: dict[str, int] = {}
+    busy: tuple[set[str], set[str]] = (set(), set())
+    for column, counts in enumerate((load.waiting, load.running)):
+        for field, n in counts.items():
             queue, actor, key = field.split("|", 2)  # queue and actor names hold no "|"; a key may
-            counts[(queue, actor, key)][column] += n
-    per_key: dict[str, int] = defaultdict(int)
-    for (_, _, key), (waiting, running) in counts.items():
-        per_key[key] += waiting + running
-    shown = set(sorted((k for k in per_key if k != OTHER), key=lambda k: (-per_key[k], k))[:top])
-    summed: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (queue, actor, key), (waiting, running) in counts.items():
-        row = summed[(queue, actor, key if key in shown else OTHER)]
-        row[0] += waiting
-        row[1] += running
-    order = sorted(summed, key=lambda labels: (labels[2] == OTHER, -per_key[labels[2]], labels))
+            parsed.append((queue, actor, key, column, n))
+            per_key[key] = per_key.get(key, 0) + n
+            busy[column].add(key)
+    per_key.pop(OTHER, None)
+    shown = set(heapq.nsmallest(top, per_key, key=lambda k: (-per_key[k], k)))
+    summed: dict[tuple[str, str, str], list[int]] = {}
+    for queue, actor, key, column, n in parsed:
+        labels = (queue, actor, key if key in shown else OTHER)
+        summed.setdefault(labels, [0, 0])[column] += n
+    order = sorted(summed, key=lambda labels: (labels[2] == OTHER, -per_key.get(labels[2], 0), labels))
     return KeyFigures(
-        rows=[KeyRow(q, a, k, *summed[(q, a, k)]) for q, a, k in order],
-        keys_waiting=len({field.split("|", 2)[2] for field in load.waiting}),
-        keys_running=len({field.split("|", 2)[2] for field in load.running}),
+        rows=[KeyRow(*labels, *summed[labels]) for labels in order],
+        keys_waiting=len(busy[0]),
+        keys_running=len(busy[1]),
     )
 
 
