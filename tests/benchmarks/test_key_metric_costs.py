@@ -160,8 +160,8 @@ def test_what_counting_per_key_costs_a_keyed_job_and_that_an_unkeyed_one_pays_no
     added_usec = sum(n * keyed.usec_per_call[name] for name, n in keyed_added.items())
     print(
         f"\nPer job (queued with its record, active, completed; one thread), {JOBS} jobs x {ROUNDS} rounds a kind:\n"
-        "  kind               Redis µs  commands  its 3 round trips µs\n"
-        "                     (least disturbed round)  (median, jobs interleaved)"
+        "(Redis µs: the least disturbed round's; round trips: the median job's, the kinds' jobs interleaved)\n"
+        "  kind               Redis µs  commands  3 round trips µs"
     )
     for name, c in cost.items():
         print(f"  {name:<18} {c.usec:8.1f}  {c.commands:8.2f}  {took[name]:8.1f}")
