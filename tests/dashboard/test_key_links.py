@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
+from service.domain import job_key
 from service.ops.jobs import Jobs
 from tests.support.records import put_record
 from tests.support.web import WebProcess
@@ -56,3 +58,22 @@ def test_each_row_of_the_job_list_shows_its_key_linking_to_its_jobs(client: http
     rows = dict(re.findall(r'<tr data-job-id="([^"]+)">(.*?)</tr>', page.text, re.S))
     assert key_links(rows[keyed]) == [(KEY, KEY)]
     assert key_links(rows[unkeyed]) == []
+
+
+@pytest.mark.browser
+def test_a_longest_key_fits_a_phone_and_its_link_opens_the_list_of_its_jobs(web: WebProcess, browser: Browser) -> None:
+    key = "tenant-" + "x" * (job_key.KEY_MAX - len("tenant-"))
+    job_id = put_record(key=key)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(f"{web.url}/dashboard/jobs")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        in_row = page.locator(f'tr[data-job-id="{job_id}"] a.key')
+        assert in_row.evaluate("a => a.scrollWidth > a.clientWidth")  # its start shown, cut with an ellipsis
+        page.goto(f"{web.url}/dashboard/jobs/{job_id}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.locator("#job-key a.key").click()
+        expect(page).to_have_url(f"{web.url}/dashboard/jobs?key={key}")
+    finally:
+        context.close()
