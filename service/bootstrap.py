@@ -222,7 +222,9 @@ def build_services(
         event_feed=EventFeed(event_log),
         job_logs=JobLogs(log_store, settle_s=2 * settings.job_log_flush_ms / 1000),
         inbound_hooks=InboundHooks(jobs, HookIds(store.client, HOOK_ID_TTL_S)),
-        metrics=JobMetrics(jobs, queues, activity, event_log, events_maxlen=store.events_maxlen),
+        metrics=JobMetrics(
+            jobs, queues, activity, event_log, events_maxlen=store.events_maxlen, top_keys=settings.metrics_top_keys
+        ),
     )
 
 

@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     #: Test support: with OTEL_TRACES_EXPORTER=jsonl, finished spans are appended to this file as JSON lines.
     traces_file: str = ""
 
+    #: GET /metrics shows waiting and running jobs for this many keys, the busiest; the rest are summed under
+    #: key="(other)", so a tenant count of any size stays a bounded number of series (service/ops/key_metrics.py).
+    metrics_top_keys: int = Field(20, ge=0, le=1000)
+
     @property
     def tracing_exporter(self) -> str | None:
         """Which exporter the traces go to, or None: tracing off, no OpenTelemetry SDK in this process."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -17,6 +18,7 @@ import typer
 from service.cli import render
 from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
+from service.domain import job_key
 from service.domain.states import FINAL_STATES, JobState, Priority
 from service.ops.dead_jobs import RequeueProgress
 from service.ops.event_log import Event
@@ -194,14 +196,19 @@ def _print_event(event: Event, as_json: bool) -> None:
 def list_jobs(
     state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only this actor's jobs.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only jobs of this key (not with --state or --actor yet).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List jobs, newest first."""
+    if key is not None:
+        key = job_key.checked(key)
+        if state is not None or actor is not None:
+            raise CliError("--key cannot be combined with --state or --actor yet", BAD_INPUT)
     if actor is not None:
         services().jobs.actor(actor)
-    page = services().jobs.list(state=state, actor=actor, limit=limit, cursor=cursor)
+    page = services().jobs.list(state=state, actor=actor, key=key, limit=limit, cursor=cursor)
     if as_json:
         render.emit_json({"jobs": [j.model_dump(mode="json") for j in page.jobs], "next": page.next})
         return
@@ -210,7 +217,9 @@ def list_jobs(
         return
     render.out.print(render.jobs_table(page.jobs))
     if page.next:
-        render.out.print(f"more: jobs list --cursor {page.next}", markup=False)
+        same_key = f" --key {shlex.quote(key)}" if key is not None else ""
+        # One line however long, so it can be copied as a command.
+        render.out.print(f"more: jobs list{same_key} --cursor {page.next}", markup=False, soft_wrap=True)
 
 
 @app.command()

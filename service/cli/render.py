@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,10 +53,18 @@ def table(*columns: str, right: Sequence[str] = ()) -> Table:
 
 
 def jobs_table(records: Sequence[JobRecord]) -> Table:
-    grid = table("JOB ID", "STATE", "CREATED", "ACTOR")
+    """One row a job; a KEY column when any of them has a key (`jobs list --key K` lists a key's jobs)."""
+    keyed = any(record.key is not None for record in records)
+    grid = table("JOB ID", "STATE", "CREATED", "ACTOR", *(["KEY"] if keyed else []))
     for record in records:
-        grid.add_row(record.jobId, state_text(record), when(record.createdAt), record.actor)
+        row: list[str | Text] = [record.jobId, state_text(record), when(record.createdAt), record.actor]
+        grid.add_row(*row, *([Text(record.key or "-")] if keyed else []))  # Text: a key's "[x]" is no markup
     return grid
+
+
+def key_text(key: str) -> Text:
+    """A job's key, and the command that lists every job of it (quoted as a shell needs it)."""
+    return Text(f"{key}  (its jobs: jobs list --key {shlex.quote(key)})")
 
 
 def short_json(value: Any, limit: int = 200) -> str:
@@ -72,6 +81,7 @@ def record_table(record: JobRecord) -> Table:
         ("job id", record.jobId),
         ("actor", record.actor),
         ("queue", record.queue),
+        *([("key", key_text(record.key))] if record.key is not None else []),
         ("state", state_text(record)),
         ("priority", record.priority),
         ("progress", progress),

@@ -10,7 +10,7 @@ from typing import Any
 from service.domain.figures import MinuteCount
 from service.domain.states import FINAL_STATES, JobState
 from service.ops.unavailable import store_call
-from service.store.job_store import Counters, JobStore
+from service.store.job_store import Counters, JobStore, KeyLoad
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ class Activity:
     def counters(self) -> Counters:
         """Jobs created, states entered and attempt run times, as the store's scripts counted them."""
         return store_call(self.store.counters)
+
+    def key_load(self) -> KeyLoad:
+        """Keyed jobs waiting and running, per queue, actor and key (every key that has any)."""
+        return store_call(self.store.key_load)
 
     def alive(self) -> int:
         """How many worker processes have a live heartbeat."""

@@ -2,9 +2,10 @@
 
 Per queue: depth read from RabbitMQ (waiting, delayed, dead) and whether it is paused. Per actor: jobs in each
 state, jobs enqueued and finished, and attempt run times, all from counters the Lua scripts keep in Redis in the
-same step as each state change, so they add up across every process and machine. The lifecycle-event stream: its
-length, events added and trimmed, and each consumer group's lag (XINFO). Workers serve Dramatiq's own
-per-process metrics on their own port (service.worker.metrics).
+same step as each state change, so they add up across every process and machine. Per key: jobs waiting and running,
+for the busiest keys (service.ops.key_metrics). The lifecycle-event stream: its length, events added and trimmed, and
+each consumer group's lag (XINFO). Workers serve Dramatiq's own per-process metrics on their own port
+(service.worker.metrics).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from service.domain.states import FINAL_STATES
 from service.ops.activity import Activity
 from service.ops.event_log import EventLog, StreamFigures
 from service.ops.jobs import Jobs
+from service.ops.key_metrics import key_metrics
 from service.ops.queues import Queues
 from service.ops.unavailable import Unavailable
 from service.rabbit.link import LINK_ERRORS
@@ -35,12 +37,15 @@ _FINAL = {s.value for s in FINAL_STATES}
 class JobMetrics:
     """A prometheus_client collector, built once per process (service.bootstrap) and read afresh at every scrape."""
 
-    def __init__(self, jobs: Jobs, queues: Queues, activity: Activity, events: EventLog, *, events_maxlen: int) -> None:
+    def __init__(
+        self, jobs: Jobs, queues: Queues, activity: Activity, events: EventLog, *, events_maxlen: int, top_keys: int
+    ) -> None:
         self.jobs = jobs
         self.queues = queues
         self.activity = activity
         self.events = events
         self.events_maxlen = events_maxlen
+        self.top_keys = top_keys  #: METRICS_TOP_KEYS: keys with series of their own (service/ops/key_metrics.py)
         self.registry = CollectorRegistry(auto_describe=False)  # without describe(), registering collects nothing
         self.registry.register(self)
 
@@ -78,6 +83,7 @@ class JobMetrics:
         paused_queues = self.queues.paused()
         counts = self.activity.counts(list(queue_of))
         counters = self.activity.counters()
+        key_load = self.activity.key_load()
         alive = self.activity.alive()
 
         paused = GaugeMetricFamily("jobs_queue_paused", "1 while the queue is paused.", labels=["queue"])
@@ -101,6 +107,7 @@ class JobMetrics:
         workers = GaugeMetricFamily("jobs_workers_alive", "Worker processes with a live heartbeat.")
         workers.add_metric([], alive)
         yield from (paused, in_state, enqueued, finished, _run_times(counters.runs), workers)
+        yield from key_metrics(key_load, self.top_keys)
         yield from _event_stream(self.events.figures(), self.events_maxlen)
 
 

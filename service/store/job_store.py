@@ -141,6 +141,15 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class KeyLoad:
+    """Keyed jobs waiting (queued or delayed) and running (active), as the scripts keep them: "queue|actor|key" ->
+    count, only counts above 0 (see move_key in lua/common.lua)."""
+
+    waiting: dict[str, int]
+    running: dict[str, int]
+
+
+@dataclass(frozen=True)
 class IdempotencyClaim:
     job_id: str  #: the job that owns the key
     same_payload: bool  #: whether its payload is the one this caller sent
@@ -396,6 +405,15 @@ class JobStore:
             created={k: int(v) for k, v in created.items()},
             entered={k: int(v) for k, v in entered.items()},
             runs={k: float(v) for k, v in runs.items()},
+        )
+
+    def key_load(self) -> KeyLoad:
+        """Every key's waiting and running jobs. Read with HSCAN, a thousand fields a call, so however many keys are
+        busy Redis is never held up by one long read; a job that moves while it is read may be seen in both or
+        neither, as in any scrape."""
+        return KeyLoad(
+            waiting={str(k): int(v) for k, v in self.client.hscan_iter(keys.KEY_WAITING, count=1000)},
+            running={str(k): int(v) for k, v in self.client.hscan_iter(keys.KEY_RUNNING, count=1000)},
         )
 
     def actors(self) -> list[str]:

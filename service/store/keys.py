@@ -67,6 +67,10 @@ METRICS_ENTERED = f"{PREFIX}metrics:entered"
 METRICS_RUNS = f"{PREFIX}metrics:runs"
 #: Every actor that ever had a job (a set): what retention walks.
 ACTORS = f"{PREFIX}actors"
+#: Keyed jobs waiting (queued or delayed) and running (active), per "queue|actor|key", for the per-key gauges of
+#: /metrics: kept by the scripts that change states (key_load in lua/common.lua), a field only while it is above 0.
+KEY_WAITING = f"{PREFIX}key-waiting"
+KEY_RUNNING = f"{PREFIX}key-running"
 
 #: What every job-store script receives as KEYS, in this order, under these Lua names (service/store/scripts.py
 #: declares them above the script): the keys it writes, and the families it builds keys of, as a prefix where the one
@@ -89,6 +93,8 @@ LUA_KEYS: dict[str, str] = {
     "METRICS_ENTERED": METRICS_ENTERED,
     "METRICS_RUNS": METRICS_RUNS,
     "ACTORS": ACTORS,
+    "KEY_WAITING": KEY_WAITING,
+    "KEY_RUNNING": KEY_RUNNING,
 }
 
 

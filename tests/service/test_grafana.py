@@ -23,6 +23,7 @@ from service.ops.jobs import Jobs
 from service.store import keys
 from tests.support import trace_actors
 from tests.support.promtool import ROOT, promtool
+from tests.support.records import move, put_record
 from tests.support.web import WebProcess, free_port
 from tests.support.workers import WorkerProcess
 
@@ -103,6 +104,9 @@ def served() -> Iterator[set[str]]:
         dead = jobs.enqueue("traced_flaky", {"key": "grafana-dead", "failures": 99}).job_id
         assert jobs.wait(retried, timeout_s=30).state is JobState.COMPLETED
         assert jobs.wait(dead, timeout_s=30).state is JobState.FAILED
+        # A keyed job waiting and one running: the per-key gauges have series only while a key has such jobs.
+        put_record(key="grafana-waiting")
+        move(put_record(key="grafana-running"), JobState.ACTIVE)
         names: set[str] = set()
         deadline = time.monotonic() + 15
         while "jobs_worker_threads_busy" not in names:  # served once the worker process answers the scrape

@@ -28,6 +28,7 @@ def test_the_key_names_are_the_ones_records_were_stored_under_before() -> None:
     assert keys.throughput("completed", 29_000_000) == "jobs:throughput:completed:29000000"
     assert (keys.EVENTS, keys.EVENTS_SEQ, keys.ACTORS) == ("jobs:events", "jobs:events:seq", "jobs:actors")
     assert keys.METRICS_RUNS == "jobs:metrics:runs"
+    assert (keys.KEY_WAITING, keys.KEY_RUNNING) == ("jobs:key-waiting", "jobs:key-running")
     assert keys.idempotency("k") == "jobs:idem:k"
     assert keys.once("email", "j1") == "jobs:once:email:j1"
     assert keys.schedule_tick("report", "2025-03-30T02:30") == "jobs:schedule:report:tick:2025-03-30T02:30"
@@ -55,17 +56,19 @@ def test_every_key_the_scripts_write_for_a_job_is_one_keys_py_names(jobs: Jobs) 
         assert store.transition(job_id, JobState.COMPLETED, fields={"result": "1"}).applied
     store.transition("k4", JobState.QUEUED, create={**create, "jobId": "k4"})
     assert store.cancel("k4") is CancelOutcome.CANCELLED
+    store.transition("k5", JobState.QUEUED, create={**create, "jobId": "k5", "key": "tenant"})  # a keyed job waits
     assert store.get("k1") is None  # pruned: the pruning ran too
     assert store.renew_leases("h:1", 5000, []) == set()
 
     families = [
         keys.job, keys.history, keys.lease, keys.index_by_actor, keys.index_by_state, keys.index_by_actor_state,
-        keys.finished, keys.throughput,
+        keys.finished, keys.throughput, keys.index_by_key,
     ]  # fmt: skip
     patterns = [_pattern(family.template) for family in families]
     fixed = {keys.INDEX, keys.EVENTS, keys.EVENTS_SEQ, keys.ACTORS, keys.METRICS_CREATED, keys.METRICS_ENTERED}
-    fixed |= {keys.METRICS_RUNS}
+    fixed |= {keys.METRICS_RUNS, keys.KEY_WAITING, keys.KEY_RUNNING}
     written = {str(key) for key in store.client.scan_iter(count=1000)} - {LOCK_KEY}
     strangers = {key for key in written - fixed if not any(p.match(key) for p in patterns)}
     assert strangers == set()
     assert {keys.index("add", "completed"), keys.finished("completed", "add"), keys.EVENTS_SEQ} <= written
+    assert keys.KEY_WAITING in written

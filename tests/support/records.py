@@ -11,8 +11,10 @@ from service.domain.clock import iso_from_ms, now_ms
 from service.domain.states import JobState
 
 
-def put_record(actor: str = "add", data: dict[str, Any] | None = None, *, queue: str = "test") -> str:
-    """A queued job that was never published: it stays queued until the test moves it."""
+def put_record(
+    actor: str = "add", data: dict[str, Any] | None = None, *, queue: str = "test", key: str | None = None
+) -> str:
+    """A queued job that was never published: it stays queued until the test moves it. `key`: the job's key."""
     job_id = str(uuid.uuid4())
     created = now_ms()
     fields = {
@@ -24,6 +26,8 @@ def put_record(actor: str = "add", data: dict[str, Any] | None = None, *, queue:
         "createdMs": created,
         "createdAt": iso_from_ms(created),
     }
+    if key is not None:
+        fields["key"] = key
     store.transition(job_id, JobState.QUEUED, create=fields)
     return job_id
 

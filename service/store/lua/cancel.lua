@@ -3,7 +3,7 @@
 -- Returns what CancelOutcome (service/store/job_store.py) names.
 local jid, now_ms, now_iso = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local key = job_key(jid)
-local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'retries', 'queue')
+local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'retries', 'queue', 'key')
 local st, actor = cur[1], cur[2]
 if not st then return 'missing' end
 if RANK[st] == 2 then return 'already ' .. st end
@@ -20,6 +20,7 @@ redis.call('ZADD', finished_key('cancelled', actor), now_ms, jid)
 add_history(jid, {state = 'cancelled', at = now_iso, run = tonumber(cur[4]), retry = tonumber(cur[5])})
 local later = new_tally()
 later.change(jid, actor, cur[6], 'cancelled', now_iso, {run = tonumber(cur[4]), retry = tonumber(cur[5]), error = reason})
+later.move_key(cur[7], cur[6], actor, st, 'cancelled')
 later.flush()
 prune(actor, 'cancelled', now_ms, tonumber(ARGV[4]), tonumber(ARGV[5]))
 return 'cancelled'

@@ -90,10 +90,27 @@ local EVENTS_MAXLEN = tonumber('${EVENTS_STREAM_MAXLEN}')
 local EVENT_EXTRAS = {'run', 'retry', 'attempt', 'error', 'note'}
 local RUN_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 
+-- Which per-key gauge (service/ops/key_metrics.py) a job in each state counts in; finished jobs count in none.
+local KEY_LOAD = {queued = KEY_WAITING, delayed = KEY_WAITING, active = KEY_RUNNING}
+
 local function new_tally()
-  local t = {events = {}, entered = {}, created = {}, runs = {}, run_sums = {}, throughput = {}, actors = {}}
+  local t = {events = {}, entered = {}, created = {}, runs = {}, run_sums = {}, throughput = {}, actors = {},
+    key_load = {[KEY_WAITING] = {}, [KEY_RUNNING] = {}}}
 
   function t.count(counts, key, n) counts[key] = (counts[key] or 0) + n end
+
+  -- A keyed job moved from one state to another (`from` nil: it was just created; `to` nil: its record is removed):
+  -- its key's waiting and running counts follow. A job with no key, or one that stays waiting or running (delayed ->
+  -- queued, a takeover), costs nothing; the rest is one HINCRBY per count that changed, at flush, summed over the
+  -- batch.
+  function t.move_key(jkey, queue, actor, from, to)
+    if not jkey then return end
+    local was, now = KEY_LOAD[from], KEY_LOAD[to]  -- nil: a final state, or no record
+    if was == now then return end
+    local field = (queue or 'default') .. '|' .. actor .. '|' .. jkey
+    if was then t.count(t.key_load[was], field, -1) end
+    if now then t.count(t.key_load[now], field, 1) end
+  end
 
   function t.change(jid, actor, queue, st, now_iso, extra)
     queue = queue or 'default'
@@ -148,6 +165,12 @@ local function new_tally()
       if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, 7200) end  -- set once, as the minute starts
     end
     for actor in pairs(t.actors) do redis.call('SADD', ACTORS, actor) end
+    -- A field only while above 0: the hashes hold just the keys that have jobs waiting or running.
+    for hash, counts in pairs(t.key_load) do
+      for field, n in pairs(counts) do
+        if n ~= 0 and redis.call('HINCRBY', hash, field, n) <= 0 then redis.call('HDEL', hash, field) end
+      end
+    end
   end
 
   return t

@@ -2,7 +2,7 @@
 -- ARGV: id, now_iso
 local jid, now_iso = ARGV[1], ARGV[2]
 local key = job_key(jid)
-local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'queue')
+local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'queue', 'key')
 local st, actor = cur[1], cur[2]
 if not st then return {0, 'missing'} end
 if st ~= 'failed' and st ~= 'cancelled' then return {0, st} end
@@ -16,5 +16,6 @@ redis.call('HDEL', key, 'failedReason', 'traceback', 'result', 'finishedAt', 'st
 add_history(jid, {state = 'queued', at = now_iso, run = new_run, retry = 0, note = 'retried from ' .. st})
 local later = new_tally()
 later.change(jid, actor, cur[5], 'queued', now_iso, {run = new_run, retry = 0, note = 'retried from ' .. st})
+later.move_key(cur[6], cur[5], actor, st, 'queued')
 later.flush()
 return {1, tostring(new_run)}

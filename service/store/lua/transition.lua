@@ -29,7 +29,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
   local key = job_key(jid)
   local lease = lease_key(jid)
   local cur = redis.call('HMGET', key, 'state', 'run', 'retries', 'actor', 'createdMs', 'queue', 'startedMs',
-    'startedAttempt', 'attempts', 'restarts', 'surrendered')
+    'startedAttempt', 'attempts', 'restarts', 'surrendered', 'key')
   local actor, score, cur_state, queue
   local updates = {state = state, run = run, retries = retries, updatedAt = now_iso}
   local attempts, restarts_before = tonumber(cur[9] or '0'), tonumber(cur[10] or '0')
@@ -130,6 +130,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     to_prune[state .. '|' .. actor] = {actor, state}
     last_ms = math.max(last_ms, now_ms)
   end
+  later.move_key(cur[12] or updates['key'], queue, actor, cur_state, state)  -- a new record's key is in updates
   hset_all(key, updates)
   add_history(jid, entry)
   if state ~= cur_state or state == 'active' then  -- queued again is no news; a new attempt is
