@@ -67,6 +67,10 @@ METRICS_ENTERED = f"{PREFIX}metrics:entered"
 METRICS_RUNS = f"{PREFIX}metrics:runs"
 #: Every actor that ever had a job (a set): what retention walks.
 ACTORS = f"{PREFIX}actors"
+#: The claim of a singleton actor's key (actor, key): "<job id>|<ms claimed>", held by the one job of the key that is
+#: queued, delayed or running (service/domain/flow_control.py). The job's record keeps "<actor>:<key>" (`singleton`),
+#: which ends the key, so the script that writes its final state frees it.
+singleton = Key(f"{PREFIX}singleton:%s:%s")
 
 #: What every job-store script receives as KEYS, in this order, under these Lua names (service/store/scripts.py
 #: declares them above the script): the keys it writes, and the families it builds keys of, as a prefix where the one
@@ -89,6 +93,7 @@ LUA_KEYS: dict[str, str] = {
     "METRICS_ENTERED": METRICS_ENTERED,
     "METRICS_RUNS": METRICS_RUNS,
     "ACTORS": ACTORS,
+    "SINGLETON": singleton.prefix,
 }
 
 
@@ -118,6 +123,9 @@ semaphore = Key(f"{PREFIX}sem:%s")
 lock = Key(f"{PREFIX}lock:%s")
 #: Marks a side effect (an email handed to SMTP) as done for a job, so a redelivery does not repeat it: kind, job id.
 once = Key(f"{PREFIX}once:%s:%s")
+
+#: The latest send of a debounced actor's key (actor, key): "<µs sent>:<job id>"; older sends are superseded.
+debounce_latest = Key(f"{PREFIX}debounce:%s:%s")
 
 #: One worker process's heartbeat; it expires when the process stops beating.
 worker = Key(f"{PREFIX}worker:%s")
