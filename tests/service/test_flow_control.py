@@ -46,8 +46,12 @@ def empty_flow_queue() -> Iterator[None]:
     broker.flush(QUEUE)
 
 
-def two_workers() -> WorkerProcess:
-    return WorkerProcess(processes=2, threads=4, queues=[QUEUE], modules=["tests.support.flow_actors"])
+@pytest.fixture(scope="module")
+def workers() -> Iterator[WorkerProcess]:
+    """Two worker processes on the queue, for the module's tests from the first that asks for them on (the tests that
+    need the queue to themselves come before)."""
+    with WorkerProcess(processes=2, threads=4, queues=[QUEUE], modules=["tests.support.flow_actors"]) as process:
+        yield process
 
 
 def claim(key: str) -> str:
@@ -68,7 +72,39 @@ def plain_message(actor: str, payload: dict[str, object]) -> dramatiq.Message[ob
     return dramatiq.Message(queue_name=QUEUE, actor_name=actor, args=(), kwargs=payload, options={})
 
 
-# -- the options ------------------------------------------------------------------------------------------------
+def wait_for(condition: object, what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def settled(jobs: Jobs, job_ids: list[str]) -> list[JobRecord]:
+    return [jobs.wait(job_id, timeout_s=30) for job_id in job_ids]
+
+
+def started_ms(job_id: str) -> int:
+    return int(str(redis_client.hget(keys.job(job_id), "startedMs")))
+
+
+def latest_send(key: str) -> str:
+    value = redis_client.get(keys.debounce_latest("debounced", key))
+    return str(value).partition(":")[2]
+
+
+@pytest.fixture
+def rabbitmq_away() -> Iterator[Jobs]:
+    """Jobs whose RabbitMQ refuses every connection: each publish fails (nothing is listening on its port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = RabbitmqBroker(url=f"amqp://guest:guest@127.0.0.1:{port}/", confirm_delivery=True, max_priority=10)
+    for name in broker.get_declared_actors():
+        away.declare_actor(broker.get_actor(name))
+    yield Jobs(away, store, RabbitLink(away, deadline_s=1.5))
+
+
+# -- with no worker: the jobs wait in the queue ------------------------------------------------------------------------
 
 
 def test_the_options_are_checked_when_the_actor_is_declared() -> None:
@@ -90,9 +126,6 @@ def test_the_options_are_checked_when_the_actor_is_declared() -> None:
         with pytest.raises(InvalidFlowOption, match=f"^flow_checked: .*{why}"):
             job(Payload, queue=QUEUE, key="account_id", actor_name="flow_checked", **options)(lambda payload: None)
     assert "flow_checked" not in broker.get_declared_actors()
-
-
-# -- singleton --------------------------------------------------------------------------------------------------
 
 
 def test_a_singleton_refuses_a_second_job_of_a_key_through_the_api_and_actor_send(
@@ -138,24 +171,6 @@ def test_a_singleton_batch_names_a_key_once_and_gets_the_holders_id_for_a_held_k
     assert jobs.store.count(actor="one_at_a_time") == 3  # the held one, and the two new
 
 
-@pytest.mark.slow
-def test_a_singletons_key_is_free_again_once_its_job_completed_failed_or_cancelled(jobs: Jobs) -> None:
-    cancelled = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 1}, delay_ms=60_000).job_id
-    assert jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 2}).job_id == cancelled
-    jobs.cancel(cancelled)
-    with two_workers():
-        failed = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 3, "fail": True}).job_id
-        assert failed != cancelled
-        assert jobs.wait(failed, timeout_s=30).state is JobState.FAILED
-        completed = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 4}).job_id
-        assert completed != failed
-        assert jobs.wait(completed, timeout_s=30).state is JobState.COMPLETED
-        last = one_at_a_time.send(account_id="acme", n=5).message_id
-        assert jobs.wait(last, timeout_s=30).state is JobState.COMPLETED
-    assert runs("one_at_a_time", "acme") == [3, 4, 5]
-    assert claim("acme") == ""  # freed by the last one's end
-
-
 def test_a_claim_whose_job_has_no_record_is_taken_over_once_it_is_older_than_the_grace(jobs: Jobs) -> None:
     first = jobs.enqueue("one_at_a_time", {"account_id": "acme"}, delay_ms=60_000).job_id
     # Its record lost (a Redis that forgot it; a sender that died between the claim and the record): while the claim
@@ -186,21 +201,54 @@ def test_a_retry_takes_the_key_again_and_is_refused_while_another_job_holds_it(j
     assert jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 3}).job_id == first
 
 
+def test_a_debounced_send_waits_in_the_delay_queue_due_the_debounce_time_after_it(jobs: Jobs) -> None:
+    before_ms = int(time.time() * 1000)
+    sent = jobs.enqueue("debounced", {"account_id": "acme", "n": 1})
+    assert sent.state is JobState.DELAYED
+    assert int(broker.channel.queue_declare(dq_name(QUEUE), passive=True).method.message_count) == 1
+    due = datetime.fromisoformat(str(redis_client.hget(keys.job(sent.job_id), "dueAt"))).timestamp() * 1000
+    assert before_ms + DEBOUNCE_MS <= due <= time.time() * 1000 + DEBOUNCE_MS
+    assert latest_send("acme") == sent.job_id
+
+
+# -- with two worker processes (the module's, from here on) ------------------------------------------------------------
+
+
 @pytest.mark.slow
-def test_a_plain_dramatiq_senders_duplicate_ends_cancelled_with_the_reason_and_never_runs(jobs: Jobs) -> None:
+def test_a_singletons_key_is_free_again_once_its_job_completed_failed_or_cancelled(
+    jobs: Jobs, workers: WorkerProcess
+) -> None:
+    cancelled = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 1}, delay_ms=60_000).job_id
+    assert jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 2}).job_id == cancelled
+    jobs.cancel(cancelled)
+    failed = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 3, "fail": True}).job_id
+    assert failed != cancelled
+    assert jobs.wait(failed, timeout_s=30).state is JobState.FAILED
+    completed = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 4}).job_id
+    assert completed != failed
+    assert jobs.wait(completed, timeout_s=30).state is JobState.COMPLETED
+    last = one_at_a_time.send(account_id="acme", n=5).message_id
+    assert jobs.wait(last, timeout_s=30).state is JobState.COMPLETED
+    assert runs("one_at_a_time", "acme") == [3, 4, 5]
+    assert claim("acme") == ""  # freed by the last one's end
+
+
+@pytest.mark.slow
+def test_a_plain_dramatiq_senders_duplicate_ends_cancelled_with_the_reason_and_never_runs(
+    jobs: Jobs, workers: WorkerProcess
+) -> None:
     sender = plain_sender()
-    with two_workers():
-        running = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 1, "seconds": 3}).job_id
-        wait_for(lambda: jobs.get(running).state is JobState.ACTIVE, "the first job to start")
-        duplicate = plain_message("one_at_a_time", {"account_id": "acme", "n": 2})
-        sender.enqueue(duplicate)
-        refused = jobs.wait(duplicate.message_id, timeout_s=30)
-        assert jobs.get(running).state is JobState.ACTIVE  # refused while the holder ran
-        assert jobs.wait(running, timeout_s=30).state is JobState.COMPLETED
-        # Free again: a plain sender's job of the key now takes the claim and runs.
-        later = plain_message("one_at_a_time", {"account_id": "acme", "n": 3})
-        sender.enqueue(later)
-        assert jobs.wait(later.message_id, timeout_s=30).state is JobState.COMPLETED
+    running = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 1, "seconds": 3}).job_id
+    wait_for(lambda: jobs.get(running).state is JobState.ACTIVE, "the first job to start")
+    duplicate = plain_message("one_at_a_time", {"account_id": "acme", "n": 2})
+    sender.enqueue(duplicate)
+    refused = jobs.wait(duplicate.message_id, timeout_s=30)
+    assert jobs.get(running).state is JobState.ACTIVE  # refused while the holder ran
+    assert jobs.wait(running, timeout_s=30).state is JobState.COMPLETED
+    # Free again: a plain sender's job of the key now takes the claim and runs.
+    later = plain_message("one_at_a_time", {"account_id": "acme", "n": 3})
+    sender.enqueue(later)
+    assert jobs.wait(later.message_id, timeout_s=30).state is JobState.COMPLETED
     sender.close()
     assert refused.state is JobState.CANCELLED
     assert refused.failedReason == f"singleton: job {running} of key acme is already queued or running"
@@ -208,40 +256,21 @@ def test_a_plain_dramatiq_senders_duplicate_ends_cancelled_with_the_reason_and_n
     assert runs("one_at_a_time", "acme") == [1, 3]
 
 
-# -- debounce ---------------------------------------------------------------------------------------------------
-
-
-def wait_for(condition: object, what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def settled(jobs: Jobs, job_ids: list[str]) -> list[JobRecord]:
-    return [jobs.wait(job_id, timeout_s=30) for job_id in job_ids]
-
-
-def started_ms(job_id: str) -> int:
-    return int(str(redis_client.hget(keys.job(job_id), "startedMs")))
-
-
 @pytest.mark.slow
 def test_ten_sends_of_a_key_within_the_window_run_once_with_the_last_payload_after_the_debounce_time(
-    client: TestClient, jobs: Jobs
+    client: TestClient, jobs: Jobs, workers: WorkerProcess
 ) -> None:
     sent: list[str] = []
-    with two_workers():
-        for n in range(10):  # every 300 ms, well within 1.5 s of the previous one: through the API and actor.send
-            before_last_send_ms = time.time() * 1000
-            if n % 2:
-                sent.append(debounced.send(account_id="acme", n=n).message_id)
-            else:
-                answer = client.post("/jobs/debounced", json={"account_id": "acme", "n": n})
-                assert answer.status_code == 202 and answer.json()["status"] == "delayed"
-                sent.append(answer.json()["jobId"])
-            time.sleep(0.3)
-        records = settled(jobs, sent)
+    for n in range(10):  # every 300 ms, well within 1.5 s of the previous one: through the API and actor.send
+        before_last_send_ms = int(time.time() * 1000)
+        if n % 2:
+            sent.append(debounced.send(account_id="acme", n=n).message_id)
+        else:
+            answer = client.post("/jobs/debounced", json={"account_id": "acme", "n": n})
+            assert answer.status_code == 202 and answer.json()["status"] == "delayed"
+            sent.append(answer.json()["jobId"])
+        time.sleep(0.3)
+    records = settled(jobs, sent)
     *superseded, latest = records
     assert latest.state is JobState.COMPLETED and latest.result == 9
     assert runs("debounced", "acme") == [9]
@@ -254,30 +283,28 @@ def test_ten_sends_of_a_key_within_the_window_run_once_with_the_last_payload_aft
 
 
 @pytest.mark.slow
-def test_two_keys_are_debounced_apart_and_a_job_without_a_key_is_not(jobs: Jobs) -> None:
-    with two_workers():
-        ids = {
-            "a": [jobs.enqueue("debounced", {"account_id": "a", "n": n}).job_id for n in (1, 2)],
-            "b": [debounced.send(account_id="b", n=n).message_id for n in (3, 4)],
-        }
-        unkeyed = jobs.enqueue("debounced", {"n": 5})
-        assert unkeyed.state is JobState.QUEUED  # not delayed: no key, no debounce
-        records = {key: settled(jobs, job_ids) for key, job_ids in ids.items()}
-        assert jobs.wait(unkeyed.job_id, timeout_s=30).state is JobState.COMPLETED
+def test_two_keys_are_debounced_apart_and_a_job_without_a_key_is_not(jobs: Jobs, workers: WorkerProcess) -> None:
+    ids = {
+        "a": [jobs.enqueue("debounced", {"account_id": "a", "n": n}).job_id for n in (1, 2)],
+        "b": [debounced.send(account_id="b", n=n).message_id for n in (3, 4)],
+    }
+    unkeyed = jobs.enqueue("debounced", {"n": 5})
+    assert unkeyed.state is JobState.QUEUED  # not delayed: no key, no debounce
+    records = {key: settled(jobs, job_ids) for key, job_ids in ids.items()}
+    assert jobs.wait(unkeyed.job_id, timeout_s=30).state is JobState.COMPLETED
     assert [r.state for r in records["a"] + records["b"]] == [JobState.CANCELLED, JobState.COMPLETED] * 2
     assert (runs("debounced", "a"), runs("debounced", "b"), runs("debounced", "")) == ([2], [4], [5])
 
 
 @pytest.mark.slow
-def test_a_plain_dramatiq_senders_messages_are_debounced_by_the_worker(jobs: Jobs) -> None:
+def test_a_plain_dramatiq_senders_messages_are_debounced_by_the_worker(jobs: Jobs, workers: WorkerProcess) -> None:
     sender = plain_sender()
     messages = []
-    with two_workers():
-        for n in range(3):
-            messages.append(plain_message("debounced", {"account_id": "plain", "n": n}))  # made now: its send time
-            sender.enqueue(messages[-1])
-            time.sleep(0.1)
-        records = settled(jobs, [m.message_id for m in messages])
+    for n in range(3):
+        messages.append(plain_message("debounced", {"account_id": "plain", "n": n}))  # made now: its send time
+        sender.enqueue(messages[-1])
+        time.sleep(0.1)
+    records = settled(jobs, [m.message_id for m in messages])
     sender.close()
     assert [r.state for r in records] == [JobState.CANCELLED, JobState.CANCELLED, JobState.COMPLETED]
     assert runs("debounced", "plain") == [2]
@@ -285,41 +312,15 @@ def test_a_plain_dramatiq_senders_messages_are_debounced_by_the_worker(jobs: Job
     assert started_ms(records[-1].jobId) >= messages[-1].message_timestamp + DEBOUNCE_MS
 
 
-@pytest.fixture
-def rabbitmq_away() -> Iterator[Jobs]:
-    """Jobs whose RabbitMQ refuses every connection: each publish fails (nothing is listening on its port)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    away = RabbitmqBroker(url=f"amqp://guest:guest@127.0.0.1:{port}/", confirm_delivery=True, max_priority=10)
-    for name in broker.get_declared_actors():
-        away.declare_actor(broker.get_actor(name))
-    yield Jobs(away, store, RabbitLink(away, deadline_s=1.5))
-
-
 @pytest.mark.slow
-def test_a_send_whose_publish_failed_supersedes_nothing(jobs: Jobs, rabbitmq_away: Jobs) -> None:
+def test_a_send_whose_publish_failed_supersedes_nothing(
+    jobs: Jobs, rabbitmq_away: Jobs, workers: WorkerProcess
+) -> None:
     first = jobs.enqueue("debounced", {"account_id": "acme", "n": 1}).job_id
     with pytest.raises(Unavailable) as failed:
         rabbitmq_away.enqueue("debounced", {"account_id": "acme", "n": 2})
     assert failed.value.side == "rabbitmq"
     assert jobs.store.count(actor="debounced") == 1  # its record was taken back
     assert latest_send("acme") == first
-    with two_workers():
-        assert jobs.wait(first, timeout_s=30).state is JobState.COMPLETED
+    assert jobs.wait(first, timeout_s=30).state is JobState.COMPLETED
     assert runs("debounced", "acme") == [1]
-
-
-def latest_send(key: str) -> str:
-    value = redis_client.get(keys.debounce_latest("debounced", key))
-    return str(value).partition(":")[2]
-
-
-def test_a_debounced_send_waits_in_the_delay_queue_due_the_debounce_time_after_it(jobs: Jobs) -> None:
-    before_ms = time.time() * 1000
-    sent = jobs.enqueue("debounced", {"account_id": "acme", "n": 1})
-    assert sent.state is JobState.DELAYED
-    assert int(broker.channel.queue_declare(dq_name(QUEUE), passive=True).method.message_count) == 1
-    due = datetime.fromisoformat(str(redis_client.hget(keys.job(sent.job_id), "dueAt"))).timestamp() * 1000
-    assert before_ms + DEBOUNCE_MS <= due <= time.time() * 1000 + DEBOUNCE_MS
-    assert latest_send("acme") == sent.job_id
