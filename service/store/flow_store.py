@@ -45,13 +45,16 @@ class FlowStore:
 
     # -- debounce -------------------------------------------------------------------------------------------
 
-    def note_sends(self, sends: Sequence[tuple[str, str, str, int]], *, keep_ms: int) -> None:
+    def note_sends(self, sends: Sequence[tuple[str, str, str, int]], *, keep_ms: int) -> int:
         """Each (actor, key, job id, send time in µs) is its key's latest send, unless a later one is noted already;
-        kept `keep_ms`. One round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for actor, key, job_id, sent_us in sends:
-            self._note(keys=[keys.debounce_latest(actor, key)], args=[sent_us, job_id, keep_ms], client=pipe)
-        pipe.execute()
+        kept `keep_ms`. One round trip; returns how many were noted."""
+        if not sends:
+            return 0
+        names = [keys.debounce_latest(actor, key) for actor, key, _, _ in sends]
+        args: list[str | int] = [keep_ms]
+        for _, _, job_id, sent_us in sends:
+            args += [sent_us, job_id]
+        return int(self._note(keys=names, args=args))
 
     def latest_send(self, actor: str, key: str) -> tuple[int, str] | None:
         """(send time in µs, job id) of the key's latest send noted, if any."""

@@ -42,3 +42,9 @@ def one_at_a_time(payload: AccountPayload) -> int:
 def debounced(payload: AccountPayload) -> int:
     redis_client.rpush(runs_key("debounced", payload.account_id), payload.n)
     return payload.n
+
+
+@job(AccountPayload, queue=QUEUE, key="account_id", max_retries=0)
+def keyed(payload: AccountPayload) -> int:
+    """A job with a key and no flow control: what the benchmark compares the others with."""
+    return payload.n

@@ -162,15 +162,16 @@ end
 local function take_singleton(name, jid, pending_ms)
   local claim = SINGLETON .. name
   local held = redis.call('GET', claim)
+  local holder, since
+  if held then
+    holder, since = string.match(held, '^(.*)|(%d+)$')
+    if holder == jid then return false end
+  end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if held then
-    local holder, since = string.match(held, '^(.*)|(%d+)$')
-    if holder == jid then return false end
-    if holder then
-      local st = redis.call('HGET', job_key(holder), 'state')
-      if (st and RANK[st] ~= 2) or (not st and now - tonumber(since) < pending_ms) then return holder end
-    end
+  if holder then
+    local st = redis.call('HGET', job_key(holder), 'state')
+    if (st and RANK[st] ~= 2) or (not st and now - tonumber(since) < pending_ms) then return holder end
   end
   redis.call('SET', claim, jid .. '|' .. now)
   if redis.call('EXISTS', job_key(jid)) == 1 then redis.call('HSET', job_key(jid), 'singleton', name) end
