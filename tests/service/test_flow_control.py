@@ -171,6 +171,19 @@ def test_a_singleton_batch_names_a_key_once_and_gets_the_holders_id_for_a_held_k
     assert jobs.store.count(actor="one_at_a_time") == 3  # the held one, and the two new
 
 
+def test_an_idempotency_key_is_not_kept_for_a_send_a_singleton_refused(client: TestClient, jobs: Jobs) -> None:
+    held = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 1}, delay_ms=60_000).job_id
+    headers = {"Idempotency-Key": "order-9"}
+    refused = client.post("/jobs/one_at_a_time", json={"account_id": "acme", "n": 2}, headers=headers)
+    assert refused.json() == {"jobId": held, "status": "delayed"}
+    assert redis_client.get(keys.idempotency("one_at_a_time:order-9")) is None  # not kept for a job never made
+    jobs.cancel(held)
+    again = client.post("/jobs/one_at_a_time", json={"account_id": "acme", "n": 2}, headers=headers).json()
+    assert again["jobId"] != held and again["status"] == "queued"
+    repeated = client.post("/jobs/one_at_a_time", json={"account_id": "acme", "n": 2}, headers=headers).json()
+    assert repeated == again  # from here on the key answers as usual
+
+
 def test_a_claim_whose_job_has_no_record_is_taken_over_once_it_is_older_than_the_grace(jobs: Jobs) -> None:
     first = jobs.enqueue("one_at_a_time", {"account_id": "acme"}, delay_ms=60_000).job_id
     # Its record lost (a Redis that forgot it; a sender that died between the claim and the record): while the claim
