@@ -201,12 +201,15 @@ def test_a_claim_whose_job_has_no_record_is_taken_over_once_it_is_older_than_the
     assert jobs.get(second).state is JobState.DELAYED
 
 
-def test_a_retry_takes_the_key_again_and_is_refused_while_another_job_holds_it(jobs: Jobs) -> None:
+def test_a_retry_takes_the_key_again_and_is_refused_while_another_job_holds_it(client: TestClient, jobs: Jobs) -> None:
     first = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 1}, delay_ms=60_000).job_id
     jobs.cancel(first)
     second = jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 2}, delay_ms=60_000).job_id
-    with pytest.raises(KeyHeld, match=f"^singleton: job {second} of key acme is already queued or running$"):
+    reason = f"singleton: job {second} of key acme is already queued or running"
+    with pytest.raises(KeyHeld, match=f"^{reason}$"):
         jobs.retry(first)
+    refused = client.post(f"/jobs/{first}/retry")
+    assert (refused.status_code, refused.json()) == (409, {"detail": reason})
     assert jobs.get(first).state is JobState.CANCELLED
     jobs.cancel(second)
     assert jobs.retry(first).state is JobState.QUEUED
