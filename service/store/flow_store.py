@@ -38,11 +38,6 @@ class FlowStore:
         if claims:
             self._release(keys=scripts.LAYOUT, args=[part for claim in claims for part in claim])
 
-    def holder(self, actor: str, key: str) -> str | None:
-        """The job that holds the claim of this key (live or stale), if any."""
-        held = self.client.get(keys.singleton(actor, key))
-        return str(held).rpartition("|")[0] if held else None
-
     # -- debounce -------------------------------------------------------------------------------------------
 
     def note_sends(self, sends: Sequence[tuple[str, str, str, int]], *, keep_ms: int) -> int:

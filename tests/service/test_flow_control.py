@@ -12,6 +12,8 @@ from datetime import datetime
 
 import dramatiq
 import pytest
+import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name
 from fastapi.testclient import TestClient
@@ -19,13 +21,18 @@ from pydantic import BaseModel
 
 from service.bootstrap import broker, redis_client, store
 from service.domain import flow_control
-from service.domain.flow_control import InvalidFlowOption, SingletonTaken
+from service.domain.flow_control import FlowUnchecked, InvalidFlowOption, SingletonTaken
 from service.domain.records import JobRecord
 from service.domain.states import JobState
 from service.ops.jobs import Jobs, KeyHeld, Unavailable
 from service.rabbit.link import RabbitLink
 from service.store import keys
+from service.store.connection import connect_redis
+from service.store.flow_store import FlowStore
+from service.store.job_store import JobStore
 from service.web import app
+from service.worker.middleware.debounce import Debounce
+from service.worker.middleware.singleton import Singleton
 from service.worker.typed_actor import job
 from tests.support.flow_actors import DEBOUNCE_MS, QUEUE, debounced, one_at_a_time, runs_key
 from tests.support.workers import WorkerProcess
@@ -215,6 +222,27 @@ def test_a_retry_takes_the_key_again_and_is_refused_while_another_job_holds_it(c
     assert jobs.retry(first).state is JobState.QUEUED
     assert claim("acme").startswith(f"{first}|")
     assert jobs.enqueue("one_at_a_time", {"account_id": "acme", "n": 3}).job_id == first
+
+
+def test_when_redis_cannot_be_asked_a_send_is_refused_and_a_start_does_not_happen() -> None:
+    """actor.send() raises and sends nothing; the worker's hooks raise, so the job is parked, not run unchecked
+    (service/worker/hook_failures.py)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = JobStore(connect_redis(f"redis://127.0.0.1:{port}/0"))
+    flow = FlowStore(away)
+    singleton = Singleton(flow, away, max_payload_bytes=1000)
+    message = one_at_a_time.message_with_options(kwargs={"account_id": "acme"})
+    with pytest.raises(FlowUnchecked, match=r"^singleton: the key's claim could not be checked"):
+        singleton.before_enqueue(broker, message, None)
+    assert flow_control.CLAIM not in message.options
+    with pytest.raises(redis.ConnectionError):
+        singleton.before_process_message(broker, MessageProxy(message))
+    delayed = debounced.message_with_options(kwargs={"account_id": "acme"})
+    delayed.options[flow_control.SENT_AT] = flow_control.send_time_us()
+    with pytest.raises(redis.ConnectionError):
+        Debounce(flow, away, max_payload_bytes=1000).before_process_message(broker, MessageProxy(delayed))
 
 
 def test_a_debounced_send_waits_in_the_delay_queue_due_the_debounce_time_after_it(jobs: Jobs) -> None:
