@@ -20,6 +20,7 @@ from service.domain.states import MAX_BROKER_PRIORITY
 from service.rabbit.queue_types import QueueShape, QueueType
 from service.settings import Settings, get_settings
 from service.store.connection import redis_for
+from service.store.flow_store import FlowStore
 from service.store.job_store import JobStore, Retention
 from service.store.log_store import JobLogStore
 from service.store.pauses import PauseFlags
@@ -30,6 +31,7 @@ from service.worker.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.worker.job_log_capture import JobLogCapture
 from service.worker.metrics import WorkerMetrics
 from service.worker.middleware.concurrency import ConcurrencyLimit
+from service.worker.middleware.debounce import Debounce
 from service.worker.middleware.graceful_stop import GracefulStop
 from service.worker.middleware.heartbeat import Heartbeat
 from service.worker.middleware.in_hand import JobsInHand
@@ -43,6 +45,7 @@ from service.worker.middleware.periodic import PeriodicJobs
 from service.worker.middleware.rate_limit import RateLimit
 from service.worker.middleware.redis_check import RedisConfigCheck
 from service.worker.middleware.retries import Retries
+from service.worker.middleware.singleton import Singleton
 from service.worker.middleware.status import StatusMiddleware
 from service.worker.middleware.tracing import AttemptSpans
 from service.worker.middleware.worker_logs import DirectWorkerLogs
@@ -109,6 +112,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
     # finds its message's entry: written by the first "before" hook, removed by the last "after" or "skip" hook.
     parking = ParkingLot()
     install_quiet_parking()
+    flow = FlowStore(store)
     in_hand = JobsInHand()  # also every interruption goes through it: only while an actor runs, never in a hook
     leases = JobLease(store, in_hand, lease_ms=settings.job_lease_ms)
     status = StatusMiddleware(
@@ -130,6 +134,10 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         ShutdownNotifications(),
         CurrentMessage(),
         JobKeys(),  # before every hook that acts per key, and before the record of a foreign message is written
+        # Before the limits: a refused or superseded job takes no rate or concurrency slot; before status, which
+        # records the singleton claim the job holds with its record.
+        Singleton(flow, store, max_payload_bytes=settings.max_payload_bytes),
+        Debounce(flow, store, max_payload_bytes=settings.max_payload_bytes),
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s, max_payload_bytes=settings.max_payload_bytes),
         RateLimit(client),
         ConcurrencyLimit(client, default_time_limit_ms=settings.job_time_limit_ms),

@@ -22,6 +22,8 @@ class TypedJob(Protocol):
     job_priority: Priority
     #: Other systems may trigger it with a signed POST /hooks/{actor}: only when its @job says hooks=True.
     accepts_hooks: bool
+    #: Its Dramatiq options, as declared (flow control reads `singleton` and `debounce` from them).
+    options: dict[str, Any]
 
     def validate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The payload as it will travel: validated, normalised to JSON types. Raises pydantic's ValidationError."""

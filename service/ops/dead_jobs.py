@@ -25,7 +25,7 @@ from service.domain.clock import iso_from_ms, now_ms
 from service.domain.errors import UnknownQueue
 from service.domain.records import JobRecord
 from service.domain.states import BROKER_PRIORITY, RETRYABLE_STATES, JobState, Priority
-from service.ops.jobs import Conflict, Jobs, UnknownActor
+from service.ops.jobs import Conflict, Jobs, KeyHeld, UnknownActor
 from service.ops.unavailable import broker_call, store_call
 from service.rabbit.dead_letters import DeadLetter, DeadLetters, Verdict
 from service.store import keys, locks
@@ -269,6 +269,9 @@ class DeadJobs:
         elif record.state in RETRYABLE_STATES:
             try:
                 reopened = self.jobs.retry(record.jobId)  # reopen (failed -> queued, run + 1), publish, confirmed
+            except KeyHeld:
+                outcome.kept += 1  # a singleton whose key another job holds now: kept for a later requeue
+                return Verdict.KEEP
             except Conflict:
                 outcome.stale += 1  # retried by someone else meanwhile
                 return Verdict.REMOVE

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from service.domain.errors import UnknownQueue
 from service.domain.job_key import InvalidKey
+from service.ops.flow import KeyRepeated
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import (
     BatchInvalid,
@@ -41,6 +42,7 @@ MEANINGS: dict[type[Exception], Meaning] = {
     BatchInvalid: Meaning.INVALID,
     IdempotencyMismatch: Meaning.INVALID,
     InvalidKey: Meaning.INVALID,
+    KeyRepeated: Meaning.INVALID,
     Unavailable: Meaning.TRY_AGAIN,
     EnqueueInProgress: Meaning.TRY_AGAIN,
 }

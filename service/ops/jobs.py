@@ -22,11 +22,13 @@ from dramatiq.errors import ActorNotFound
 from pydantic import ValidationError
 
 from service import tracing
+from service.domain import flow_control
 from service.domain.clock import now_ms
 from service.domain.errors import UnknownQueue
 from service.domain.records import JobRecord
 from service.domain.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
 from service.domain.typed_job import TypedJob, is_typed_job
+from service.ops.flow import EnqueueFlow, rules_of
 from service.ops.unavailable import (
     BROKER_ERRORS as BROKER_ERRORS,  # their old home: other modules import them from here
 )
@@ -63,6 +65,10 @@ class Conflict(Exception):
     """The job is not in a state that allows this (cancel a finished job, retry a completed one)."""
 
 
+class KeyHeld(Conflict):
+    """A retry of a singleton job whose key another job holds (queued, delayed or running) now."""
+
+
 class IdempotencyMismatch(Exception):
     """The same Idempotency-Key was used before with a different payload."""
 
@@ -87,6 +93,8 @@ class Jobs:
         #: Publishing and queue figures go through a link with a deadline, so callers get an answer in seconds.
         self.link = link or shared_link(broker)
         self.publisher = Publisher(self.link)
+        #: Singleton claims and debounced sends (service/ops/flow.py).
+        self.flow = EnqueueFlow(store)
         self.max_payload_bytes = get_settings().max_payload_bytes
         #: How long a request waits for another with the same Idempotency-Key to be confirmed: that one's publish
         #: ends within the link's deadline, its record write within Redis's timeout.
@@ -201,6 +209,11 @@ class Jobs:
         except BaseException:
             self._quietly(lambda: self.store.release_idempotency_key(key, job_id))
             raise
+        if enqueued.duplicate:
+            # Refused: its singleton key is held by another job. The key is not kept for a job that does not exist,
+            # so the same request again is answered afresh (with the holder, or a job of its own once it is free).
+            self._quietly(lambda: self.store.release_idempotency_key(key, job_id))
+            return enqueued
         try:
             self.store.confirm_idempotency_key(key, job_id, ttl_s=IDEMPOTENCY_TTL_S)
         except Exception:
@@ -224,6 +237,11 @@ class Jobs:
         message RabbitMQ does not confirm takes its record away again, so no record waits for a message that does
         not exist."""
         message = self._message(actor, job_id, payload, priority, idempotency_key, job_key)
+        rules = rules_of(actor)
+        (holder,) = self.flow.claim(self.flow.claims(rules, [message]), [message])
+        if holder is not None:  # a singleton whose key another job holds: answered as a duplicate
+            return Enqueued(holder, self.flow.state_of(holder), duplicate=True)
+        delay_ms = self.flow.stamp(rules, message, delay_ms)
         state = JobState.DELAYED if delay_ms else JobState.QUEUED
         record = record_fields(message, self.max_payload_bytes)
         if delay_ms:  # when it is due, as the worker's "delayed" write records it (the publish's eta is ms later)
@@ -232,12 +250,15 @@ class Jobs:
             store_call(lambda: self.store.transition(job_id, state, create=record))
         except BaseException:
             self._quietly(lambda: self.store.discard(job_id))  # a write that timed out may have been applied
+            self.flow.release([message])
             raise
         try:
             broker_call(lambda: self.publisher.publish(message, delay_ms=delay_ms or None))
         except BaseException:
             self._unrecord([job_id])
+            self.flow.release([message])
             raise
+        self.flow.note([message], delay_ms or 0)
         return Enqueued(job_id, state)
 
     def _unrecord(self, job_ids: builtins.list[str]) -> None:
@@ -293,19 +314,39 @@ class Jobs:
         if errors:
             raise BatchInvalid(errors, invalid)
         messages = [self._message(actor, str(uuid.uuid4()), payload, priority, None, key) for payload in normalised]
+        # A singleton's item whose key another job holds is not enqueued: its place in the answer has that job's id.
+        rules = rules_of(actor)
+        holders = self.flow.claim(self.flow.claims(rules, messages), messages)
+        fresh = [m for m, holder in zip(messages, holders, strict=True) if holder is None]
+        delay_ms = None
+        for message in fresh:
+            delay_ms = self.flow.stamp(rules, message, None)  # debounced: each send delayed alike
+        if fresh:
+            self._enqueue_many(fresh, delay_ms)
+        return [holder or m.message_id for m, holder in zip(messages, holders, strict=True)]
+
+    def _enqueue_many(self, messages: builtins.list[dramatiq.Message[Any]], delay_ms: int | None) -> None:
         # As one job: every record first, then the messages in one transaction, or no record left.
-        records = [(m.message_id, JobState.QUEUED, record_fields(m, self.max_payload_bytes)) for m in messages]
+        state = JobState.DELAYED if delay_ms else JobState.QUEUED
+        records = []
+        for m in messages:
+            fields = record_fields(m, self.max_payload_bytes)
+            if delay_ms:
+                fields.update(delayed_fields(m.copy(options={"eta": now_ms() + delay_ms}), self.max_payload_bytes))
+            records.append((m.message_id, state, fields))
         try:
             store_call(lambda: self.store.record_enqueued(records))
         except BaseException:
             self._quietly(lambda: self.store.discard_many([m.message_id for m in messages]))  # some may be written
+            self.flow.release(messages)
             raise
         try:
-            broker_call(lambda: self.publisher.publish_batch(messages))
+            broker_call(lambda: self.publisher.publish_batch(messages, delay_ms=delay_ms))
         except BaseException:
             self._unrecord([m.message_id for m in messages])
+            self.flow.release(messages)
             raise
-        return [m.message_id for m in messages]
+        self.flow.note(messages, delay_ms or 0)
 
     def _message(
         self,
@@ -374,7 +415,12 @@ class Jobs:
         if record.state not in RETRYABLE_STATES:
             raise Conflict(f"job is {record.state}; only failed or cancelled jobs can be retried")
         actor = self.actor(record.actor)
-        reopened = self._store_call(lambda: self.store.reopen(job_id))
+        # A singleton job takes its key's claim again, in the same step: refused while another job holds it.
+        claim = rules_of(actor).claim_name(actor.actor_name, record.key)
+        pending_ms = flow_control.CLAIM_PENDING_MS
+        reopened = self._store_call(lambda: self.store.reopen(job_id, claim=claim, pending_ms=pending_ms))
+        if reopened.blocked_by == "singleton":
+            raise KeyHeld(flow_control.singleton_reason(reopened.holder or "?", record.key or ""))
         if reopened.run is None:
             raise Conflict(f"job is {reopened.blocked_by}; only failed or cancelled jobs can be retried")
         run = reopened.run
@@ -387,6 +433,7 @@ class Jobs:
                 "job_run": run,
                 "broker_priority": BROKER_PRIORITY[Priority(record.priority)],
                 **({"key": record.key} if record.key is not None else {}),
+                **({flow_control.CLAIM: claim} if claim is not None else {}),
             },
             message_id=job_id,
         )

@@ -55,17 +55,18 @@ class Publisher:
         self._after_enqueue([message], delay_ms, recorded)
         return message
 
-    def publish_batch(self, messages: list[dramatiq.Message[Any]]) -> None:
+    def publish_batch(self, messages: list[dramatiq.Message[Any]], *, delay_ms: int | None = None) -> None:
         """All of them or none: one AMQP transaction, committed once (RabbitMQ answers after they are safe, as it
         does for confirms). Their records are written already. Raises BrokerUnreachable, in which case none was
         published."""
+        messages = [self._delayed(message, delay_ms) for message in messages]
 
         def send(link: RabbitLink) -> None:
-            for queue in {m.queue_name for m in messages}:
+            for queue in {q_name(m.queue_name) for m in messages}:
                 link.ensure_queue(queue)
             channel = link.channel("tx")
             for message in messages:
-                self.broker.emit_before("enqueue", message, None)
+                self.broker.emit_before("enqueue", message, delay_ms)
                 channel.basic_publish(
                     exchange="",
                     routing_key=routing_key(self.broker, message),
@@ -75,7 +76,7 @@ class Publisher:
             channel.tx_commit()
 
         self.link.run(send)
-        self._after_enqueue(messages, None, recorded=True)
+        self._after_enqueue(messages, delay_ms, recorded=True)
 
     def _after_enqueue(self, messages: list[dramatiq.Message[Any]], delay_ms: int | None, recorded: bool) -> None:
         # As emit_after does (reverse order, failures logged and swallowed), without the recorder when the sender

@@ -49,7 +49,10 @@ class Reopened:
     """What reopen.lua did: the job's new run when it was put back to queued, or why it was not."""
 
     run: int | None  #: the new run number, when reopened
-    blocked_by: str | None = None  #: the state that kept it from reopening ("missing" when there is no record)
+    #: the state that kept it from reopening ("missing" when there is no record, "singleton" when another job holds
+    #: its key's claim)
+    blocked_by: str | None = None
+    holder: str | None = None  #: for "singleton": the job that holds the key
 
     @property
     def reopened(self) -> bool:
@@ -320,10 +323,14 @@ class JobStore:
         args.append(reason)
         return CancelOutcome(self._cancel(keys=scripts.LAYOUT, args=args))
 
-    def reopen(self, job_id: str) -> Reopened:
-        """Put a failed or cancelled job back to queued, as its next run."""
-        ok, value = self._reopen(keys=scripts.LAYOUT, args=[job_id, iso_from_ms(now_ms())])
-        return Reopened(run=int(value)) if ok else Reopened(run=None, blocked_by=str(value))
+    def reopen(self, job_id: str, *, claim: str | None = None, pending_ms: int = 0) -> Reopened:
+        """Put a failed or cancelled job back to queued, as its next run. `claim`: the singleton claim it takes again
+        first ("<actor>:<key>"), refused while another job holds it."""
+        args: list[str | int] = [job_id, iso_from_ms(now_ms()), claim or "", pending_ms]
+        ok, value, *holder = self._reopen(keys=scripts.LAYOUT, args=args)
+        if ok:
+            return Reopened(run=int(value))
+        return Reopened(run=None, blocked_by=str(value), holder=str(holder[0]) if holder else None)
 
     def discard(self, job_id: str) -> bool:
         """Remove a record that never started; used when its message could not be published."""

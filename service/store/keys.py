@@ -71,6 +71,10 @@ ACTORS = f"{PREFIX}actors"
 #: /metrics: kept by the scripts that change states (key_load in lua/common.lua), a field only while it is above 0.
 KEY_WAITING = f"{PREFIX}key-waiting"
 KEY_RUNNING = f"{PREFIX}key-running"
+#: The claim of a singleton actor's key (actor, key): "<job id>|<ms claimed>", held by the one job of the key that is
+#: queued, delayed or running (service/domain/flow_control.py). The job's record keeps "<actor>:<key>" (`singleton`),
+#: which ends the key, so the script that writes its final state frees it.
+singleton = Key(f"{PREFIX}singleton:%s:%s")
 
 #: What every job-store script receives as KEYS, in this order, under these Lua names (service/store/scripts.py
 #: declares them above the script): the keys it writes, and the families it builds keys of, as a prefix where the one
@@ -95,6 +99,7 @@ LUA_KEYS: dict[str, str] = {
     "ACTORS": ACTORS,
     "KEY_WAITING": KEY_WAITING,
     "KEY_RUNNING": KEY_RUNNING,
+    "SINGLETON": singleton.prefix,
 }
 
 
@@ -124,6 +129,9 @@ semaphore = Key(f"{PREFIX}sem:%s")
 lock = Key(f"{PREFIX}lock:%s")
 #: Marks a side effect (an email handed to SMTP) as done for a job, so a redelivery does not repeat it: kind, job id.
 once = Key(f"{PREFIX}once:%s:%s")
+
+#: The latest send of a debounced actor's key (actor, key): "<µs sent>:<job id>"; older sends are superseded.
+debounce_latest = Key(f"{PREFIX}debounce:%s:%s")
 
 #: One worker process's heartbeat; it expires when the process stops beating.
 worker = Key(f"{PREFIX}worker:%s")

@@ -9,7 +9,7 @@ from typing import Any
 from dramatiq.common import q_name
 
 from service import tracing
-from service.domain import envelope
+from service.domain import envelope, flow_control
 from service.domain.clock import iso_from_ms
 from service.domain.errors import ResultTooLarge
 from service.domain.states import BROKER_PRIORITY
@@ -47,6 +47,8 @@ def record_fields(message: Any, max_payload_bytes: int) -> dict[str, Any]:
     }
     if message.options.get("key") is not None:  # job_key.OPTION, checked by whoever built the message
         fields["key"] = str(message.options["key"])
+    if message.options.get(flow_control.CLAIM):  # the singleton claim it holds: freed as the job ends
+        fields["singleton"] = str(message.options[flow_control.CLAIM])
     if message.options.get("idempotency_key"):
         fields["idempotencyKey"] = message.options["idempotency_key"]
     trace_id = tracing.trace_id_of(message.options)

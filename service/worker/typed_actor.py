@@ -5,12 +5,13 @@ Its actors satisfy service.domain.typed_job.TypedJob, which is all the service l
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import dramatiq
 from pydantic import BaseModel, ValidationError
 
-from service.domain import job_key
+from service.domain import flow_control, job_key
 from service.domain.errors import InvalidPayload, describe_validation
 from service.domain.periodic import NEVER, Periodic, is_on
 from service.domain.states import BROKER_PRIORITY, Priority
@@ -67,7 +68,14 @@ class TypedActor(dramatiq.Actor[..., Any]):
             scheduled_at = options.pop("scheduled_at")
             sent = ticks.send_tick(self, scheduled_at, kwargs=kwargs, options=options)
             return next((message for message, published in sent if published), sent[0][0])
-        return super().send_with_options(args=args, kwargs=kwargs, delay=delay, **options)
+        if isinstance(delay, timedelta):
+            delay = int(delay.total_seconds() * 1000)
+        message = self.message_with_options(args=args, kwargs=kwargs, **options)
+        debounce_ms = flow_control.rules_of(self.options).debounce_ms
+        if debounce_ms is not None and message.options.get(job_key.OPTION) is not None:
+            # Debounced: due that long after this send (service/worker/middleware/debounce.py stamps and notes it).
+            delay = max(delay or 0, debounce_ms)
+        return self.broker.enqueue(message, delay=delay)
 
 
 #: What the service layer reads @job's actors as; mypy checks here that they are.
@@ -87,7 +95,9 @@ def job(
     """Declare a job. Options are Dramatiq's and the service's: max_retries, retry_delays, retry_backoff,
     time_limit, rate_limit, periodic ("0 * * * *" or Periodic), ... `hooks=True` lets other systems
     trigger it through POST /hooks/{actor} (signed); without it that route answers 404 for this job.
-    `key="account_id"` names the payload field that holds each job's key (service/domain/job_key.py)."""
+    `key="account_id"` names the payload field that holds each job's key (service/domain/job_key.py); per key,
+    `singleton=True` allows one job queued or running, `debounce="5s"` runs the last send that long after it
+    (service/domain/flow_control.py)."""
     level = Priority(priority)
     if key is not None and key not in payload.model_fields:
         raise ValueError(f"key={key!r}: {payload.__name__} has no such field")

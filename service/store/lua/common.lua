@@ -175,3 +175,36 @@ local function new_tally()
 
   return t
 end
+
+-- A singleton actor's key is claimed by one job at a time (service/domain/flow_control.py): SINGLETON .. name holds
+-- "<job id>|<ms claimed>", name being "<actor>:<key>". Takes the claim for jid unless another job holds it and is
+-- still live: its record is not final, or it has none yet but claimed it less than pending_ms ago (its sender is
+-- writing it). A claim whose job is final, or missing past that, is stale and taken over, so no key is blocked for
+-- ever. Returns the live holder's id, or false when jid holds the claim now (taken, or already its own). The record
+-- of jid, if written already, keeps the claim's name, so the script that writes its final state frees it.
+local function take_singleton(name, jid, pending_ms)
+  local claim = SINGLETON .. name
+  local held = redis.call('GET', claim)
+  local holder, since
+  if held then
+    holder, since = string.match(held, '^(.*)|(%d+)$')
+    if holder == jid then return false end
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if holder then
+    local st = redis.call('HGET', job_key(holder), 'state')
+    if (st and RANK[st] ~= 2) or (not st and now - tonumber(since) < pending_ms) then return holder end
+  end
+  redis.call('SET', claim, jid .. '|' .. now)
+  if redis.call('EXISTS', job_key(jid)) == 1 then redis.call('HSET', job_key(jid), 'singleton', name) end
+  return false
+end
+
+-- Frees the claim `name` (a record's `singleton`) as its job ends, if that job still holds it.
+local function release_singleton(name, jid)
+  if not name then return end
+  local claim = SINGLETON .. name
+  local held = redis.call('GET', claim)
+  if held and string.sub(held, 1, #jid + 1) == jid .. '|' then redis.call('DEL', claim) end
+end

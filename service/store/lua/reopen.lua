@@ -1,11 +1,16 @@
 -- Puts a failed or cancelled job back to queued under a new run, keeping its history.
--- ARGV: id, now_iso
-local jid, now_iso = ARGV[1], ARGV[2]
+-- ARGV: id, now_iso, singleton claim ("<actor>:<key>", '' for none), claim pending ms
+-- A singleton job takes its key's claim again first: refused ({0, 'singleton', holder}) while another job holds it.
+local jid, now_iso, claim = ARGV[1], ARGV[2], ARGV[3]
 local key = job_key(jid)
 local cur = redis.call('HMGET', key, 'state', 'actor', 'createdMs', 'run', 'queue', 'key')
 local st, actor = cur[1], cur[2]
 if not st then return {0, 'missing'} end
 if st ~= 'failed' and st ~= 'cancelled' then return {0, st} end
+if claim and claim ~= '' then
+  local holder = take_singleton(claim, jid, tonumber(ARGV[4]))
+  if holder then return {0, 'singleton', holder} end
+end
 local new_run = tonumber(cur[4]) + 1
 unindex(jid, actor, st)
 redis.call('ZREM', finished_key(st, actor), jid)

@@ -29,8 +29,9 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
   local key = job_key(jid)
   local lease = lease_key(jid)
   local cur = redis.call('HMGET', key, 'state', 'run', 'retries', 'actor', 'createdMs', 'queue', 'startedMs',
-    'startedAttempt', 'attempts', 'restarts', 'surrendered', 'key')
+    'startedAttempt', 'attempts', 'restarts', 'surrendered', 'key', 'singleton')
   local actor, score, cur_state, queue
+  local claim = cur[13]  -- a singleton job's claim, freed as it ends
   local updates = {state = state, run = run, retries = retries, updatedAt = now_iso}
   local attempts, restarts_before = tonumber(cur[9] or '0'), tonumber(cur[10] or '0')
   local set_back = false  -- the record lost this attempt's "active" in a failover: its lease may be held still
@@ -44,6 +45,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
       if updates[k] == nil then updates[k] = v end
     end
     attempts = 0
+    claim = fields['singleton']
     later.count(later.created, (queue or 'default') .. '|' .. actor, 1)
     later.actors[actor] = true
     redis.call('ZADD', idx(nil, nil), score, jid)
@@ -129,6 +131,7 @@ local function transition(jid, state, run, retries, now_ms, now_iso, set, create
     end
     to_prune[state .. '|' .. actor] = {actor, state}
     last_ms = math.max(last_ms, now_ms)
+    release_singleton(claim, jid)
   end
   later.move_key(cur[12] or updates['key'], queue, actor, cur_state, state)  -- a new record's key is in updates
   hset_all(key, updates)
