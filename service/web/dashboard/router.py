@@ -12,13 +12,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from service.domain.job_filter import CURSOR_PATTERN
 from service.domain.states import FINAL_STATES, RETRYABLE_STATES, JobState
 from service.ops.jobs import JobNotFound
 from service.web.dashboard import actions, attempts, busy, dead, delayed
 from service.web.dashboard.chart import throughput_chart
 from service.web.dashboard.pages import HERE, render
 from service.web.deps import ActivityDep, EventLogDep, JobLogsDep, JobsDep, QueuesDep, SchedulesDep
-from service.web.routes.jobs import CURSOR_PATTERN
 
 router = APIRouter(include_in_schema=False)
 static_files = StaticFiles(directory=HERE / "static")
