@@ -41,7 +41,7 @@ def poll(url: str, until: str, timeout_s: float) -> dict[str, object]:
 
 def reopened_in_flight(bulk_id: str) -> list[str]:
     """The states of the jobs of the run's batch in flight that it has reopened already (no longer failed)."""
-    in_flight = list(redis_client.hkeys(keys.bulk_intents(bulk_id)))
+    in_flight = [str(job_id) for job_id in redis_client.hkeys(keys.bulk_intents(bulk_id))]
     return [row["state"] or "gone" for row in store.fields_of(in_flight, ["state"]) if row["state"] != "failed"]
 
 
@@ -66,11 +66,11 @@ def test_a_bulk_retry_of_10000_failed_jobs_killed_halfway_completes_each_exactly
             # (perhaps published too), nothing of it committed. Redis itself is watched, to catch that moment.
             deadline = time.monotonic() + 60
             while True:
-                done, state = redis_client.hmget(keys.bulk(bulk_id), ["done", "state"])
+                cursor, state = redis_client.hmget(keys.bulk(bulk_id), ["done", "state"])
                 assert state == "running", state  # it must not finish before the kill
-                if int(done) >= COUNT // 2 and reopened_in_flight(bulk_id):
+                if int(str(cursor)) >= COUNT // 2 and reopened_in_flight(bulk_id):
                     break
-                assert time.monotonic() < deadline, done
+                assert time.monotonic() < deadline, cursor
                 time.sleep(0.002)
             assert web.proc is not None
             os.killpg(web.proc.pid, signal.SIGKILL)
@@ -89,8 +89,8 @@ def test_a_bulk_retry_of_10000_failed_jobs_killed_halfway_completes_each_exactly
         )
 
         with WebProcess(app=APP, env=KEEP) as second:
-            done = poll(f"{second.url}/jobs/bulk/{bulk_id}", "done", timeout_s=90)
-        assert (done["total"], done["done"], done["acted"], done["skipped"]) == (COUNT, COUNT, COUNT, 0), done
+            final = poll(f"{second.url}/jobs/bulk/{bulk_id}", "done", timeout_s=90)
+        assert (final["total"], final["done"], final["acted"], final["skipped"]) == (COUNT, COUNT, COUNT, 0), final
 
         deadline = time.monotonic() + 120
         while store.count("bulk_target", JobState.COMPLETED) < COUNT:

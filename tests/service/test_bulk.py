@@ -1,6 +1,6 @@
-"""Bulk actions in the service layer, on the real RabbitMQ and Redis: a dry run counts exactly what the action then does;
-a run taken over after its process died finishes what it had begun (a reopened job's message published again, never
-a job lost); a run's lease passes to another process only once it lapsed, and a process that lost it writes nothing."""
+"""Bulk actions in the service layer, on the real RabbitMQ and Redis: a dry run counts exactly what the action then
+does; a run taken over after its process died finishes what it had begun (a reopened job's message published again,
+never a job lost); a lease passes to another process only once it lapsed; a process that lost it writes nothing."""
 
 from __future__ import annotations
 
