@@ -341,12 +341,12 @@ class BulkActions:
 
     def watch(self) -> None:
         """From now on this process takes over runs whose lease lapsed (the web process's lifespan)."""
-        self._stopping.clear()
         self._watcher.start()
 
     def stop(self, wait_s: float = 5.0) -> None:
         """Stop watching; runs in this process give their leases back after their current batch."""
-        self._stopping.set()
+        stopping, self._stopping = self._stopping, threading.Event()  # a run started after this one goes on
+        stopping.set()
         self._watcher.stop(wait_s)
         with self._here_lock:
             threads = list(self._here.values())

@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 
-from service.domain.job_filter import FIELDS, JobFilter
+from service.domain.job_filter import EXAMINED_PER_PAGE, JobFilter
 from service.store import keys
 
-#: At most this many jobs are examined for one page; what matches among them is the page.
-EXAMINE_PER_PAGE = 5_000
+#: At most this many jobs are examined for one page (service/domain/job_filter.py says why).
+EXAMINE_PER_PAGE = EXAMINED_PER_PAGE
 #: Jobs read from an index, and records read, per round trip.
 WALK_BATCH = 500
 
@@ -114,7 +114,7 @@ def search(
     batch = min(WALK_BATCH, limit + 20) if not how.reads_records else WALK_BATCH
     for chunk in walk(client, how.index, flt, cursor, batch):
         chunk = chunk[: examine - examined]
-        rows = rows_of(client, [m for _, m in chunk], FIELDS) if how.reads_records else None
+        rows = rows_of(client, [m for _, m in chunk], flt.fields) if how.reads_records else None
         for i, position in enumerate(chunk):
             examined += 1
             last = position
@@ -128,9 +128,10 @@ def search(
 def matching(
     client: redis.Redis, flt: JobFilter, fields: Sequence[str], batch: int = WALK_BATCH
 ) -> Iterator[list[tuple[str, Row]]]:
-    """Every job the filter matches, newest first, a batch at a time, with `fields` of its record (FIELDS besides):
-    what a bulk action counts and takes its snapshot from. No cap: the caller walks it in the background or counts."""
-    wanted = list(dict.fromkeys([*FIELDS, *fields]))
+    """Every job the filter matches, newest first, a batch at a time, with `fields` of its record (and those the
+    filter reads): what a bulk action counts and takes its snapshot from. No cap: the caller counts, or walks it once
+    as a run starts."""
+    wanted = list(dict.fromkeys([*flt.fields, *fields]))
     how = plan(client, flt)
     for chunk in walk(client, how.index, flt, None, batch):
         rows = rows_of(client, [m for _, m in chunk], wanted)

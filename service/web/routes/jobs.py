@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel
 
 from service.domain import job_key
-from service.domain.job_filter import CURSOR_PATTERN
+from service.domain.job_filter import CURSOR_PATTERN, EXAMINED_PER_PAGE
 from service.domain.records import JobRecord
 from service.domain.states import JobState, Priority
 from service.web import filters, models
@@ -104,8 +104,8 @@ async def enqueue_batch(
     response_model=models.JobPage,
     responses={**models.INVALID, **models.UNAVAILABLE},
     summary="List and search jobs, newest first",
-    description="Filters combine (AND). The most selective index is walked and at most 5,000 jobs are examined for "
-    "one page, so a page may come back short (even empty) with a `next` cursor to go on from.",
+    description=f"Filters combine (AND). The most selective index is walked and at most {EXAMINED_PER_PAGE:,} jobs "
+    "are examined for one page, so a page may come back short (even empty) with a `next` cursor to go on from.",
 )
 def list_jobs(
     jobs: JobsDep,
