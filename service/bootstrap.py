@@ -200,6 +200,7 @@ def build_services(
     """The service objects, wired from these adapters (services() passes this process's; a test may pass others)."""
     # Imported here, not at the top: a worker never builds the service layer, and its start-up stays lighter.
     from service.ops.activity import Activity
+    from service.ops.bulk import BulkActions
     from service.ops.dead_jobs import DeadJobs
     from service.ops.delayed import DelayedJobs
     from service.ops.event_feed import EventFeed
@@ -213,6 +214,7 @@ def build_services(
     from service.ops.services import Services
     from service.rabbit.dead_letters import DeadLetters
     from service.rabbit.link import shared_link
+    from service.store.bulk_store import BulkStore
     from service.store.hook_ids import HookIds
 
     link = shared_link(broker)
@@ -233,6 +235,7 @@ def build_services(
         metrics=JobMetrics(
             jobs, queues, activity, event_log, events_maxlen=store.events_maxlen, top_keys=settings.metrics_top_keys
         ),
+        bulk=BulkActions(jobs, dead, BulkStore(store.client)),
     )
 
 

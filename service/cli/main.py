@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from service.cli import render
+from service.cli import bulk, filters, render
 from service.cli.errors import BAD_INPUT, JOB_FAILED, OK, CliError, fail
 from service.cli.waiting import wait_with_progress
-from service.domain import job_key
+from service.domain.job_filter import InvalidFilter
 from service.domain.states import FINAL_STATES, JobState, Priority
 from service.ops.dead_jobs import RequeueProgress
 from service.ops.event_log import Event
@@ -37,6 +37,7 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+app.add_typer(bulk.app, name="bulk")
 
 
 def confirmation(consequence: str) -> Any:
@@ -194,32 +195,39 @@ def _print_event(event: Event, as_json: bool) -> None:
 
 @app.command("list")
 def list_jobs(
-    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
-    actor: Annotated[str | None, typer.Option(help="Only this actor's jobs.")] = None,
-    key: Annotated[str | None, typer.Option(help="Only jobs of this key (not with --state or --actor yet).")] = None,
+    state: filters.StateOption = None,
+    actor: filters.ActorOption = None,
+    key: filters.KeyOption = None,
+    created_after: filters.CreatedAfterOption = None,
+    created_before: filters.CreatedBeforeOption = None,
+    reason: filters.ReasonOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List jobs, newest first."""
-    if key is not None:
-        key = job_key.checked(key)
-        if state is not None or actor is not None:
-            raise CliError("--key cannot be combined with --state or --actor yet", BAD_INPUT)
+    """List and search jobs, newest first. A page examines a bounded number of jobs: with rare matches it may come
+    back short, with the --cursor of the next page."""
+    given = {"key": key, "actor": actor, "state": state, "created_after": created_after}
+    given |= {"created_before": created_before, "reason": reason}
+    flt = filters.job_filter(**given)
     if actor is not None:
         services().jobs.actor(actor)
-    page = services().jobs.list(state=state, actor=actor, key=key, limit=limit, cursor=cursor)
+    try:
+        page = services().jobs.search(flt, limit=limit, cursor=cursor)
+    except InvalidFilter as error:
+        raise filters.worded(error) from None
     if as_json:
         render.emit_json({"jobs": [j.model_dump(mode="json") for j in page.jobs], "next": page.next})
         return
-    if not page.jobs:
-        render.out.print("no jobs")
-        return
-    render.out.print(render.jobs_table(page.jobs))
+    if page.jobs:
+        render.out.print(render.jobs_table(page.jobs))
+    else:
+        render.out.print("no jobs" + (" on this page" if page.next else ""))
     if page.next:
-        same_key = f" --key {shlex.quote(key)}" if key is not None else ""
+        options = " ".join(f"{filters.OPTIONS[name]} {shlex.quote(value)}" for name, value in flt.as_query().items())
         # One line however long, so it can be copied as a command.
-        render.out.print(f"more: jobs list{same_key} --cursor {page.next}", markup=False, soft_wrap=True)
+        line = f"more: jobs list {options + ' ' if options else ''}--cursor {page.next}"
+        render.out.print(line, markup=False, soft_wrap=True)
 
 
 @app.command()

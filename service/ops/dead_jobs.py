@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -27,7 +25,7 @@ from service.domain.records import JobRecord
 from service.domain.states import BROKER_PRIORITY, RETRYABLE_STATES, JobState, Priority
 from service.ops.jobs import Conflict, Jobs, KeyHeld, UnknownActor
 from service.ops.unavailable import broker_call, store_call
-from service.rabbit.dead_letters import DeadLetter, DeadLetters, Verdict
+from service.rabbit.dead_letters import MAX_DEPTH, DeadLetter, DeadLetters, Verdict
 from service.store import keys, locks
 
 logger = logging.getLogger(__name__)
@@ -176,7 +174,7 @@ class DeadJobs:
         self.jobs = jobs
         self.letters = letters
         self.client = client
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = locks.holder()
 
     def check_queue(self, name: str) -> str:
         if name not in self.jobs.queue_names():
@@ -209,14 +207,20 @@ class DeadJobs:
     # -- requeue ---------------------------------------------------------------------------------------------
 
     def requeue(
-        self, queue: str, job_ids: Collection[str] | None = None, *, saved: Callable[[Requeued], None] | None = None
+        self,
+        queue: str,
+        job_ids: Collection[str] | None = None,
+        *,
+        saved: Callable[[Requeued], None] | None = None,
+        each: Callable[[str, bool], None] | None = None,
     ) -> Requeued:
         """Put dead messages (all, or those of these jobs) back for another try, reopening each failed job.
 
         A message leaves the dead-letter queue only once its copy is confirmed by RabbitMQ; a crash in between
         leaves both, and the next requeue sends the job's current run again, which the worker skips by job id
         if it ran already. `saved` is called every SAVE_EVERY_S with the figures so far (a raise stops the run
-        before the next message, with nothing half-done)."""
+        before the next message, with nothing half-done); `each` with each asked-for job's id and whether its dead
+        letter went back, once its copy is safe and before the dead letter is acknowledged (a raise leaves it)."""
         self.check_queue(queue)
         wanted = set(job_ids) if job_ids is not None else None
         outcome = Requeued()
@@ -228,9 +232,12 @@ class DeadJobs:
         def handle(letter: DeadLetter) -> Verdict:
             if wanted is not None and letter.job_id not in wanted:
                 return Verdict.KEEP  # not counted: not asked for
+            before = outcome.requeued
             verdict = self._requeue_letter(letter, sent, outcome)
             if letter.message is not None:
                 sent.add(letter.job_id)
+                if each is not None:
+                    each(letter.job_id, outcome.requeued > before)
             return verdict
 
         def stop() -> bool:
@@ -291,6 +298,19 @@ class DeadJobs:
         store_call(lambda: self.client.set(keys.dead_sent(letter.job_id), run, ex=KEEP_PROGRESS_S))
         outcome.requeued += 1
         return Verdict.REMOVE
+
+    def would_requeue(self, job_id: str, state: JobState | None, run: int) -> bool:
+        """Whether a requeue would send this job's dead letter back (the decision _requeue_letter takes), for a job
+        whose record is in `state` at `run` (None: no record): what a bulk requeue-dead counts in its dry run."""
+        if state is None or state in RETRYABLE_STATES:
+            return True
+        return state is JobState.QUEUED and self._sent_run(job_id) != run
+
+    def letter_ids(self, queue: str) -> set[str]:
+        """The job ids of the queue's dead letters (the first MAX_DEPTH of them), read without taking any out."""
+        self.check_queue(queue)
+        letters, _ = broker_call(lambda: self.letters.page(queue, 0, MAX_DEPTH))
+        return {letter.job_id for letter in letters if letter.message is not None}
 
     def _sent_run(self, job_id: str) -> int | None:
         value = store_call(lambda: self.client.get(keys.dead_sent(job_id)))
@@ -353,17 +373,7 @@ class DeadJobs:
     def _alive(self, lock_value: str) -> bool:
         """A lock whose holder was a process on this machine that no longer exists is dead at once; another
         machine's holder is alive until its lock lapses (LOCK_MS after its last progress)."""
-        host, _, rest = lock_value.partition(":")
-        pid = rest.partition("/")[0]
-        if host != socket.gethostname() or not pid.isdigit():
-            return True
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return locks.holder_alive(lock_value)
 
     def _claim(self, queue: str) -> str:
         self.check_queue(queue)

@@ -9,7 +9,9 @@ from enum import Enum
 from pydantic import ValidationError
 
 from service.domain.errors import UnknownQueue
+from service.domain.job_filter import InvalidFilter
 from service.domain.job_key import InvalidKey
+from service.ops.bulk import BulkNotFound
 from service.ops.flow import KeyRepeated
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import (
@@ -25,7 +27,7 @@ from service.ops.unavailable import Unavailable
 
 class Meaning(Enum):
     UNKNOWN = "unknown"  #: no such actor or queue, or an actor that takes no hooks: the name given is wrong
-    NOT_FOUND = "not found"  #: no such job
+    NOT_FOUND = "not found"  #: no such job (or bulk run)
     REFUSED = "refused"  #: the job's state does not allow it, or the webhook id went to another actor first
     INVALID = "invalid"  #: the payload, or the Idempotency-Key that came with it, does not fit
     TRY_AGAIN = "try again"  #: RabbitMQ or Redis cannot serve the call, or the same request is still under way
@@ -36,6 +38,7 @@ MEANINGS: dict[type[Exception], Meaning] = {
     UnknownQueue: Meaning.UNKNOWN,
     HooksNotAccepted: Meaning.UNKNOWN,
     JobNotFound: Meaning.NOT_FOUND,
+    BulkNotFound: Meaning.NOT_FOUND,
     Conflict: Meaning.REFUSED,
     HookIdReused: Meaning.REFUSED,
     ValidationError: Meaning.INVALID,  # the actor's payload model
@@ -43,6 +46,7 @@ MEANINGS: dict[type[Exception], Meaning] = {
     IdempotencyMismatch: Meaning.INVALID,
     InvalidKey: Meaning.INVALID,
     KeyRepeated: Meaning.INVALID,
+    InvalidFilter: Meaning.INVALID,
     Unavailable: Meaning.TRY_AGAIN,
     EnqueueInProgress: Meaning.TRY_AGAIN,
 }

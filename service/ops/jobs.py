@@ -25,6 +25,7 @@ from service import tracing
 from service.domain import flow_control
 from service.domain.clock import now_ms
 from service.domain.errors import UnknownQueue
+from service.domain.job_filter import JobFilter, parse_cursor
 from service.domain.records import JobRecord
 from service.domain.states import BROKER_PRIORITY, FINAL_STATES, RETRYABLE_STATES, JobState, Priority
 from service.domain.typed_job import TypedJob, is_typed_job
@@ -385,7 +386,13 @@ class Jobs:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        return self._store_call(lambda: self.store.list(actor=actor, state=state, key=key, limit=limit, cursor=cursor))
+        return self.search(JobFilter(key=key, actor=actor, state=state), limit=limit, cursor=cursor)
+
+    def search(self, flt: JobFilter, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """Newest first; a page examines a bounded number of jobs, so it may come back short with a `next` cursor.
+        Raises InvalidFilter for a cursor no page gave."""
+        parse_cursor(cursor)
+        return self._store_call(lambda: self.store.search(flt, limit=limit, cursor=cursor))
 
     def wait(self, job_id: str, timeout_s: float = 30.0, poll_s: float = 0.05) -> JobRecord:
         """Block until the job is completed, failed or cancelled. Raises TimeoutError with the last record seen."""
@@ -424,19 +431,7 @@ class Jobs:
         if reopened.run is None:
             raise Conflict(f"job is {reopened.blocked_by}; only failed or cancelled jobs can be retried")
         run = reopened.run
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=actor.queue_name,
-            actor_name=actor.actor_name,
-            args=(),
-            kwargs=record.data,
-            options={
-                "job_run": run,
-                "broker_priority": BROKER_PRIORITY[Priority(record.priority)],
-                **({"key": record.key} if record.key is not None else {}),
-                **({flow_control.CLAIM: claim} if claim is not None else {}),
-            },
-            message_id=job_id,
-        )
+        message = self.run_message(job_id, actor, record.data, run, record.priority, record.key, claim)
         try:
             broker_call(lambda: self.publisher.publish(message))
         except BaseException:
@@ -445,6 +440,32 @@ class Jobs:
             self._quietly(lambda: self.store.transition(job_id, record.state, run=run, fields=restore))
             raise
         return self.get(job_id)
+
+    @staticmethod
+    def run_message(
+        job_id: str,
+        actor: TypedJob,
+        data: dict[str, Any],
+        run: int,
+        priority: str,
+        key: str | None,
+        claim: str | None = None,
+    ) -> dramatiq.Message[Any]:
+        """The message of a job's run `run` (a retry by hand): the same id, payload, priority and key; `claim`, the
+        singleton claim its reopen took again (without it, the worker takes the claim as the job starts)."""
+        options: dict[str, Any] = {"job_run": run, "broker_priority": BROKER_PRIORITY[Priority(priority)]}
+        if key is not None:
+            options["key"] = key
+        if claim is not None:
+            options[flow_control.CLAIM] = claim
+        return dramatiq.Message(
+            queue_name=actor.queue_name,
+            actor_name=actor.actor_name,
+            args=(),
+            kwargs=data,
+            options=options,
+            message_id=job_id,
+        )
 
     # -- plumbing --------------------------------------------------------------------------------------------
 

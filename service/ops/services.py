@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.ops.activity import Activity
+from service.ops.bulk import BulkActions
 from service.ops.event_feed import EventFeed
 from service.ops.event_log import EventLog
 from service.ops.inbound_hooks import InboundHooks
@@ -29,3 +30,5 @@ class Services:
     job_logs: JobLogs
     inbound_hooks: InboundHooks
     metrics: JobMetrics
+    #: Bulk actions by filter (cancel, retry, requeue-dead): dry runs, runs in the background, their progress.
+    bulk: BulkActions

@@ -16,9 +16,10 @@ from redis.commands.core import Script
 
 from service.domain.clock import iso_from_ms, now_ms
 from service.domain.figures import MinuteCount
+from service.domain.job_filter import JobFilter, parse_cursor
 from service.domain.states import FINAL_STATES, JobState
 from service.settings import Settings
-from service.store import keys, scripts
+from service.store import job_search, keys, scripts
 from service.store.script_batcher import ScriptBatcher
 
 if TYPE_CHECKING:
@@ -332,6 +333,27 @@ class JobStore:
             return Reopened(run=int(value))
         return Reopened(run=None, blocked_by=str(value), holder=str(holder[0]) if holder else None)
 
+    def reopen_many(self, job_ids: Sequence[str]) -> builtins.list[Reopened]:
+        """reopen() for each, in one round trip (each its own atomic step)."""
+        pipe = self.client.pipeline(transaction=False)
+        stamp = iso_from_ms(now_ms())
+        for job_id in job_ids:
+            self._reopen(keys=scripts.LAYOUT, args=[job_id, stamp], client=pipe)
+        return [
+            Reopened(run=int(value)) if ok else Reopened(run=None, blocked_by=str(value))
+            for ok, value in pipe.execute()
+        ]
+
+    def cancel_many(self, job_ids: Sequence[str]) -> builtins.list[CancelOutcome]:
+        """cancel() for each, in one round trip (each its own atomic step)."""
+        pipe = self.client.pipeline(transaction=False)
+        stamp = now_ms()
+        r = self.retention
+        for job_id in job_ids:
+            args: list[str | int] = [job_id, stamp, iso_from_ms(stamp), r.failed_s, r.failed_count, 0, ""]
+            self._cancel(keys=scripts.LAYOUT, args=args, client=pipe)
+        return [CancelOutcome(outcome) for outcome in pipe.execute()]
+
     def discard(self, job_id: str) -> bool:
         """Remove a record that never started; used when its message could not be published."""
         return bool(self._discard(keys=scripts.LAYOUT, args=[job_id]))
@@ -478,34 +500,14 @@ class JobStore:
         cursor: str | None = None,
     ) -> Page:
         """Newest first. The cursor is "<createdMs>:<jobId>" of the last job of the previous page."""
-        if key is not None and (actor or state):
-            raise NotImplementedError("a key with an actor or a state")  # the search of issue 17 replaces this
-        index = keys.index_by_key(key) if key is not None else keys.index(actor, state.value if state else None)
-        top: str = "+inf"
-        after_id: str | None = None
-        if cursor:
-            score, _, after_id = cursor.partition(":")
-            top = score
-        ids: list[str] = []
-        last: tuple[float, str] | None = None
-        offset = 0
-        while len(ids) < limit:
-            raw_chunk: Any = self.client.zrevrangebyscore(
-                index, top, "-inf", start=offset, num=limit + 20, withscores=True
-            )
-            chunk: list[tuple[str, float]] = [(str(m), float(s)) for m, s in raw_chunk]
-            if not chunk:
-                break
-            offset += len(chunk)
-            for member, member_score in chunk:
-                job_id = str(member)
-                # Ids sharing the cursor's millisecond come back in descending order: skip those already shown.
-                if after_id is not None and cursor and member_score == float(top) and job_id >= after_id:
-                    continue
-                ids.append(job_id)
-                last = (member_score, job_id)
-                if len(ids) == limit:
-                    break
+        return self.search(JobFilter(key=key, actor=actor, state=state), limit=limit, cursor=cursor)
+
+    def search(
+        self, flt: JobFilter, *, limit: int = 50, cursor: str | None = None, examine: int = job_search.EXAMINE_PER_PAGE
+    ) -> Page:
+        """Newest first, examining at most `examine` jobs (service/store/job_search.py): a page may come back short
+        with a `next` cursor, the last job examined, to go on from."""
+        ids, last = job_search.search(self.client, flt, limit=limit, cursor=parse_cursor(cursor), examine=examine)
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(keys.job(job_id))
@@ -514,8 +516,11 @@ class JobStore:
         from service.domain.records import JobRecord
 
         jobs = [JobRecord.from_redis(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
-        more = last is not None and len(ids) == limit
-        return Page(jobs, f"{int(last[0])}:{last[1]}" if more and last else None)
+        return Page(jobs, f"{last[0]}:{last[1]}" if last else None)
+
+    def matching(self, flt: JobFilter, fields: Sequence[str]) -> Iterator[builtins.list[tuple[str, job_search.Row]]]:
+        """Every job the filter matches, newest first, in batches, with `fields` of its record (no cap)."""
+        return job_search.matching(self.client, flt, fields)
 
     def window(
         self, actor: str, start_ms: int, end_ms: int, fields: Sequence[str], *, batch: int = 500

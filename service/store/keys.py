@@ -154,3 +154,15 @@ dead_sent = Key(f"{PREFIX}dead-sent:%s")
 events_export_lease = Key(f"{EVENTS}:export:%s:lease")
 #: The consumer group (not a key) through which the RabbitMQ export of an exchange reads the stream.
 events_export_group = Key("export:%s")
+
+#: A bulk action's run (a hash: action, filter, state, figures, times), the snapshot of the ids it acts on (a list, in
+#: the order it goes through them), the jobs of its current batch it has begun acting on, with the run each was at (a
+#: hash: what a run taken over after a crash must finish), and the jobs it handled, with how (a hash: requeue-dead,
+#: which goes through dead-letter queues in their own order). All four lapse a day after their last write.
+bulk = Key(f"{PREFIX}bulk:%s")
+bulk_ids = Key(f"{PREFIX}bulk:%s:ids")
+bulk_intents = Key(f"{PREFIX}bulk:%s:intents")
+bulk_handled = Key(f"{PREFIX}bulk:%s:handled")
+#: Bulk runs not finished, scored by when they started: what every web process looks through for one whose lease
+#: lapsed (its process died), to take it over.
+BULK_RUNNING = f"{PREFIX}bulk-running"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,3 +31,33 @@ def exclusive(client: redis.Redis, name: str, ttl_ms: int) -> Iterator[bool]:
     finally:
         if held:
             release(client, key, token)
+
+
+def holder() -> str:
+    """Who this process is, as a lease names its holder: "<host>:<pid>"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_alive(value: str) -> bool:
+    """Whether the holder a lease names ("<host>:<pid>/<token>") may still be alive: one on this machine whose process
+    is gone is dead at once; another machine's is taken as alive until its lease lapses."""
+    host, _, rest = value.partition(":")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def take_over(client: redis.Redis, key: str, token: str, ttl_ms: int) -> bool:
+    """Take the lease `key` for `token`: when it is free, or held by a process of this machine that is gone (deleted
+    only if it still names that holder: another may have taken it meanwhile). Whether it is now held by `token`."""
+    held = client.get(key)
+    if isinstance(held, str) and not holder_alive(held):
+        release(client, key, held)
+    return bool(client.set(key, token, nx=True, px=ttl_ms))

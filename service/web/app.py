@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from service import logs, tracing
-from service.bootstrap import settings
+from service.bootstrap import services, settings
 from service.settings import public_view
 from service.web import errors
 from service.web.dashboard import router as dashboard
@@ -17,6 +20,7 @@ from service.web.exposure import check_exposure
 from service.web.limits import BodyLimit
 from service.web.origin import SameOriginOnly
 from service.web.routes import (
+    bulk,
     dead,
     delayed,
     events,
@@ -43,7 +47,22 @@ telemetry: TelemetryConfig = {
     "metrics": False,  # /metrics is Prometheus'
     "logs": False,
 }
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """While this process serves, it takes over bulk runs whose process died (service/ops/bulk.py); as it stops, its
+    own runs give their leases back, for another web process to go on with at once."""
+    bulk = services().bulk
+    bulk.watch()
+    try:
+        yield
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, bulk.stop)
+
+
 app = FastAPI(
+    lifespan=lifespan,
     telemetry=telemetry,
     title="Job service",
     version="0.1.0",
@@ -56,6 +75,7 @@ app.add_middleware(SameOriginOnly)
 # Outermost: a request for a Host we do not serve (a DNS-rebinding page sends its own domain) gets 400 before anything.
 app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
 app.include_router(health.router)
+app.include_router(bulk.router)  # before jobs: POST /jobs/bulk is not an actor's enqueue
 app.include_router(jobs.router)
 app.include_router(events.router)
 app.include_router(queues.router)

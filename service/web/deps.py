@@ -15,6 +15,7 @@ from fastapi import Depends, Header, HTTPException
 
 from service.bootstrap import services, settings
 from service.ops.activity import Activity
+from service.ops.bulk import BulkActions
 from service.ops.dead_jobs import DeadJobs
 from service.ops.delayed import DelayedJobs
 from service.ops.event_feed import EventFeed
@@ -57,6 +58,7 @@ provide_event_feed = part(lambda s: s.event_feed)
 provide_job_logs = part(lambda s: s.job_logs)
 provide_inbound_hooks = part(lambda s: s.inbound_hooks)
 provide_metrics = part(lambda s: s.metrics)
+provide_bulk = part(lambda s: s.bulk)
 
 JobsDep = Annotated[Jobs, Depends(provide_jobs)]
 QueuesDep = Annotated[Queues, Depends(provide_queues)]
@@ -69,6 +71,7 @@ EventFeedDep = Annotated[EventFeed, Depends(provide_event_feed)]
 JobLogsDep = Annotated[JobLogs, Depends(provide_job_logs)]
 InboundHooksDep = Annotated[InboundHooks, Depends(provide_inbound_hooks)]
 MetricsDep = Annotated[JobMetrics, Depends(provide_metrics)]
+BulkDep = Annotated[BulkActions, Depends(provide_bulk)]
 
 
 async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.domain.errors import UnknownQueue
+from service.ops.bulk import BulkNotFound
 from service.ops.errors import MEANINGS, Meaning, meaning_of, worded
 from service.ops.inbound_hooks import HookIdReused, HooksNotAccepted
 from service.ops.jobs import BatchInvalid, EnqueueInProgress, IdempotencyMismatch, JobNotFound, UnknownActor
@@ -66,6 +67,7 @@ DETAIL = {
     UnknownQueue: "Unknown queue: {0}",
     HooksNotAccepted: "Actor {0} does not take hooks",
     JobNotFound: "Job not found",
+    BulkNotFound: "Bulk run not found",
     HookIdReused: "This webhook-id was already sent to another actor",  # not which: that is not the caller's business
     EnqueueInProgress: "a request with this Idempotency-Key is still being enqueued; try again shortly",
 }

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from service.domain.job_filter import CURSOR_PATTERN, REASON_MAX, InvalidFilter, JobFilter
 from service.domain.states import FINAL_STATES, RETRYABLE_STATES, JobState
 from service.ops.jobs import JobNotFound
 from service.web.dashboard import actions, attempts, busy, dead, delayed
 from service.web.dashboard.chart import throughput_chart
 from service.web.dashboard.pages import HERE, render
 from service.web.deps import ActivityDep, EventLogDep, JobLogsDep, JobsDep, QueuesDep, SchedulesDep
-from service.web.routes.jobs import CURSOR_PATTERN
 
 router = APIRouter(include_in_schema=False)
 static_files = StaticFiles(directory=HERE / "static")
@@ -54,22 +55,31 @@ def dashboard_root() -> Response:
 @router.get("/dashboard/jobs")
 def job_list(
     jobs: JobsDep,
-    state: Annotated[str, Query()] = "",
-    actor: Annotated[str, Query()] = "",
+    state: Annotated[str, Query(max_length=20)] = "",
+    actor: Annotated[str, Query(max_length=200)] = "",
+    key: Annotated[str, Query(max_length=200)] = "",
+    created_after: Annotated[str, Query(alias="createdAfter", max_length=64)] = "",
+    created_before: Annotated[str, Query(alias="createdBefore", max_length=64)] = "",
+    reason: Annotated[str, Query(max_length=REASON_MAX)] = "",
     cursor: Annotated[str, Query()] = "",
     q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
+    given = {"state": state, "actor": actor, "key": key, "createdAfter": created_after}
+    given |= {"createdBefore": created_before, "reason": reason}
     context: dict[str, Any] = {
         "section": "jobs",
         "actors": jobs.actor_names(),
         "states": [s.value for s in JobState],
-        "state": state,
-        "actor": actor,
+        **given,
+        "filtered": any(given.values()),
+        # The filters as given, for the paging links: the page after this one keeps them.
+        "query": urlencode({name: value for name, value in given.items() if value}),
         "cursor": cursor,
         "q": q.strip(),
         "page": None,
         "missing": None,
         "problem": None,
+        "bulk_filter": None,
     }
     if context["q"]:
         try:
@@ -80,15 +90,15 @@ def job_list(
         return RedirectResponse(f"/dashboard/jobs/{quote(context['q'], safe='')}", status_code=303)
     if cursor and not CURSOR.fullmatch(cursor):
         return render("jobs.html", {**context, "problem": "cursor must be the one an earlier page gave"}, 422)
-    chosen: JobState | None = None
-    if state:
-        try:
-            chosen = JobState(state)
-        except ValueError:
-            problem = f"state must be one of: {', '.join(s.value for s in JobState)}"
-            return render("jobs.html", {**context, "problem": problem}, status_code=422)
-    page = jobs.list(state=chosen, actor=actor or None, limit=PAGE_SIZE, cursor=cursor or None)
-    return render("jobs.html", {**context, "page": page})
+    try:
+        flt = JobFilter.parse(
+            key=key, actor=actor, state=state, created_after=created_after, created_before=created_before, reason=reason
+        )
+    except InvalidFilter as error:
+        return render("jobs.html", {**context, "problem": f"{error.field} {error.message}"}, status_code=422)
+    page = jobs.search(flt, limit=PAGE_SIZE, cursor=cursor or None)
+    # The bulk form acts on exactly the filter this page shows (static/dashboard.js sends it to POST /jobs/bulk).
+    return render("jobs.html", {**context, "page": page, "bulk_filter": json.dumps(flt.as_query())})
 
 
 @router.get("/dashboard/jobs/{job_id}")

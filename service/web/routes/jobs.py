@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel
 
 from service.domain import job_key
+from service.domain.job_filter import CURSOR_PATTERN, EXAMINED_PER_PAGE
 from service.domain.records import JobRecord
 from service.domain.states import JobState, Priority
-from service.web import models
+from service.web import filters, models
 from service.web.changing import changing
 from service.web.deps import JobsDep
 
@@ -20,8 +21,6 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 IDEMPOTENCY_KEY_MAX = 200
 #: Delays are held by a worker until due (Dramatiq's delay queue); a day is the longest this API accepts.
 MAX_DELAY_MS = 86_400_000
-#: A cursor is "<createdMs>:<jobId>", as the previous page's `next` gave it.
-CURSOR_PATTERN = r"^[0-9]{1,15}:[A-Za-z0-9_.-]{1,100}$"
 
 ActorName = Annotated[str, Path(description="The actor's name, e.g. `ping`", max_length=200)]
 JobId = Annotated[str, Path(alias="jobId", description="The job id returned by POST /jobs/{actor}", max_length=200)]
@@ -104,19 +103,25 @@ async def enqueue_batch(
     "",
     response_model=models.JobPage,
     responses={**models.INVALID, **models.UNAVAILABLE},
-    summary="List jobs, newest first",
+    summary="List and search jobs, newest first",
+    description=f"Filters combine (AND). The most selective index is walked and at most {EXAMINED_PER_PAGE:,} jobs "
+    "are examined for one page, so a page may come back short (even empty) with a `next` cursor to go on from.",
 )
 def list_jobs(
     jobs: JobsDep,
-    state: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
-    actor: Annotated[str | None, Query(max_length=200, description="Only jobs of this actor")] = None,
-    key: Annotated[
-        str | None, Query(pattern=job_key.KEY_PATTERN, max_length=job_key.KEY_MAX, description="Only jobs of this key")
-    ] = None,
+    state: filters.StateParam = None,
+    actor: filters.ActorParam = None,
+    key: filters.KeyParam = None,
+    created_after: filters.CreatedAfterParam = None,
+    created_before: filters.CreatedBeforeParam = None,
+    reason: filters.ReasonParam = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next` of the previous page")] = None,
 ) -> models.JobPage:
-    page = jobs.list(state=state, actor=actor, key=key, limit=limit, cursor=cursor)
+    flt = filters.from_query(
+        key=key, actor=actor, state=state, created_after=created_after, created_before=created_before, reason=reason
+    )
+    page = jobs.search(flt, limit=limit, cursor=cursor)
     return models.JobPage(jobs=page.jobs, next=page.next)
 
 

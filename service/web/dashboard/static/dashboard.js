@@ -1,5 +1,6 @@
-// The dashboard's behaviour: the API token for this tab, actions (with confirmation), sending a job,
-// live progress from GET /jobs/{id}/events, and refreshing the overview's figures. Text goes in via textContent only.
+// The dashboard's behaviour: the API token for this tab, actions (with confirmation), sending a job, bulk actions
+// (confirmed with their dry-run count, then followed), live progress from GET /jobs/{id}/events, and refreshing the
+// overview's figures. Text goes in via textContent only.
 "use strict";
 
 (function () {
@@ -139,6 +140,80 @@
         window.location.assign("/dashboard/jobs/" + encodeURIComponent(outcome.data.jobId));
       } else if (outcome.response.status !== 401) {
         say("Not sent: " + describe(outcome.data, outcome.response), "error");
+      }
+    });
+  }
+
+  // -- a bulk action on every job the list's filters match: the count first, in the confirmation ------------------
+
+  const bulkForm = document.getElementById("bulk-form");
+  if (bulkForm) {
+    const progressLine = document.getElementById("bulk-progress");
+    const QUESTIONS = {
+      retry: function (n) { return "Retry " + n + " jobs?"; },
+      cancel: function (n) { return "Cancel " + n + " jobs?"; },
+      "requeue-dead": function (n) { return "Requeue the dead letters of " + n + " jobs?"; },
+    };
+    const NONE = { retry: "No job to retry", cancel: "No job to cancel", "requeue-dead": "No dead letter to requeue" };
+    const DONE = { retry: "retried", cancel: "cancelled", "requeue-dead": "requeued" };
+    const number = function (n) { return Number(n).toLocaleString("en-US"); };
+
+    function showProgress(run) {
+      progressLine.hidden = false;
+      let text = run.action + ": " + number(run.done) + " of " + number(run.total) + " done, " + number(run.acted) + " " +
+        DONE[run.action];
+      if (run.skipped) text += ", " + number(run.skipped) + " skipped (changed meanwhile)";
+      text += run.state === "running" ? "…" : " (" + run.state + (run.error ? ": " + run.error : "") + ").";
+      progressLine.textContent = text;
+      progressLine.dataset.state = run.state;
+    }
+
+    async function follow(location) {
+      while (true) {
+        let run;
+        try {
+          const response = await fetch(location, { headers: { Accept: "application/json" }, credentials: "omit" });
+          if (!response.ok) { say("Progress unavailable: HTTP " + response.status, "error"); return; }
+          run = await response.json();
+        } catch (error) {
+          say("The service did not answer: " + error.message, "error");
+          return;
+        }
+        showProgress(run);
+        if (run.state !== "running") {
+          say("Bulk " + run.action + " " + run.state + ".", run.state === "done" ? "ok" : "error");
+          return;
+        }
+        await new Promise(function (resolve) { setTimeout(resolve, 500); });
+      }
+    }
+
+    bulkForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const button = bulkForm.querySelector("button[type=submit]");
+      const action = String(new FormData(bulkForm).get("action"));
+      const filter = JSON.parse(bulkForm.dataset.filter || "{}");
+      button.disabled = true;
+      try {
+        const counted = await call("POST", "/jobs/bulk", JSON.stringify({ filter: filter, action: action, dryRun: true }));
+        if (!counted) return;
+        if (!counted.response.ok) {
+          if (counted.response.status !== 401) say("Refused: " + describe(counted.data, counted.response), "error");
+          return;
+        }
+        const count = counted.data.count;
+        if (count === 0) { say(NONE[action] + " among the jobs these filters match.", "info"); return; }
+        if (!window.confirm(QUESTIONS[action](number(count)))) return;
+        const started = await call("POST", "/jobs/bulk", JSON.stringify({ filter: filter, action: action }));
+        if (!started) return;
+        if (!started.response.ok) {
+          if (started.response.status !== 401) say("Refused: " + describe(started.data, started.response), "error");
+          return;
+        }
+        showProgress(started.data);
+        await follow(started.response.headers.get("Location"));
+      } finally {
+        button.disabled = false;
       }
     });
   }
