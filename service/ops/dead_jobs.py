@@ -22,7 +22,7 @@ from service import logs
 from service.domain.clock import iso_from_ms, now_ms
 from service.domain.errors import UnknownQueue
 from service.domain.records import JobRecord
-from service.domain.states import BROKER_PRIORITY, RETRYABLE_STATES, JobState, Priority
+from service.domain.states import RETRYABLE_STATES, JobState
 from service.ops.jobs import Conflict, Jobs, KeyHeld, UnknownActor
 from service.ops.unavailable import broker_call, store_call
 from service.rabbit.dead_letters import MAX_DEPTH, DeadLetter, DeadLetters, Verdict
@@ -317,14 +317,10 @@ class DeadJobs:
         return int(value) if isinstance(value, str) and value.isdigit() else None
 
     def _republish(self, record: JobRecord, queue: str, run: int) -> None:
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue,
-            actor_name=record.actor,
-            args=(),
-            kwargs=record.data,
-            options={"job_run": run, "broker_priority": BROKER_PRIORITY[Priority(record.priority)]},
-            message_id=record.jobId,
-        )
+        # The job's own message again: the same id, payload, priority and key (a sender's key is on the record only).
+        actor = self.jobs.actor(record.actor)
+        message = self.jobs.run_message(record.jobId, actor, record.data, run, record.priority, record.key)
+        message = message.copy(queue_name=queue)
         broker_call(lambda: self.jobs.publisher.publish(message))
 
     # -- requeue all, with progress --------------------------------------------------------------------------
