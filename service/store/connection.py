@@ -78,8 +78,8 @@ def primary_through_sentinels(
     if options.pop("connection_class", None) is SSLConnection or urlsplit(url).scheme == "rediss":
         options["ssl"] = True  # the Sentinel pool picks its TLS connection class from this
     addresses = [sentinel_address(a) for a in sentinels]
-    sentinel = FollowingSentinel(addresses, sentinel_kwargs=dict(SENTINEL_OPTIONS))  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel = FollowingSentinel(addresses, sentinel_kwargs=dict(SENTINEL_OPTIONS))  # type: ignore[no-untyped-call, unused-ignore]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
         master, decode_responses=decode_responses, **{**CLIENT_OPTIONS, **options}
     )
     return client
