@@ -63,7 +63,7 @@ def test_a_backlog_of_one_key_does_not_hold_another_key_on_a_fair_queue_as_it_do
     for side, rows in figures.items():
         for a_done, median, worst, a_before in rows:
             print(f"  {side:4s}: B's {SMALL} done when A had {a_done:4d} of {BACKLOG} done; "
-                  f"B wait median {median:.2f} s, p95 {worst:.2f} s ({a_before} of A's were done as B sent)")  # fmt: skip
+                  f"B wait median {median:.2f} s, p95 {worst:.2f} s ({a_before} of A done as B sent)")  # fmt: skip
     fair_p95 = statistics.median(row[2] for row in figures["fair"])
     fifo_p95 = statistics.median(row[2] for row in figures["fifo"])
     print(f"  B's p95 wait: fair {fair_p95:.2f} s against FIFO {fifo_p95:.2f} s ({fifo_p95 / fair_p95:.0f}x shorter)")
