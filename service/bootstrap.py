@@ -20,6 +20,7 @@ from service.domain.states import MAX_BROKER_PRIORITY
 from service.rabbit.queue_types import QueueShape, QueueType
 from service.settings import Settings, get_settings
 from service.store.connection import redis_for
+from service.store.fair_lane_store import FairLaneStore
 from service.store.flow_store import FlowStore
 from service.store.job_store import JobStore, Retention
 from service.store.log_store import JobLogStore
@@ -32,6 +33,7 @@ from service.worker.job_log_capture import JobLogCapture
 from service.worker.metrics import WorkerMetrics
 from service.worker.middleware.concurrency import ConcurrencyLimit
 from service.worker.middleware.debounce import Debounce
+from service.worker.middleware.fair_lanes import FairLanes
 from service.worker.middleware.graceful_stop import GracefulStop
 from service.worker.middleware.heartbeat import Heartbeat
 from service.worker.middleware.in_hand import JobsInHand
@@ -138,6 +140,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         # records the singleton claim the job holds with its record.
         Singleton(flow, store, max_payload_bytes=settings.max_payload_bytes),
         Debounce(flow, store, max_payload_bytes=settings.max_payload_bytes),
+        FairLanes(FairLaneStore(client)),  # after the key is known and the send accepted: the lane it is published to
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s, max_payload_bytes=settings.max_payload_bytes),
         RateLimit(client),
         ConcurrencyLimit(client, default_time_limit_ms=settings.job_time_limit_ms),
@@ -152,7 +155,12 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         Results(backend=RedisBackend(client=redis_for(settings, decode_responses=False))),  # type: ignore[no-untyped-call]
     ]
     url = with_connection_defaults(settings.rabbitmq_url)
-    shape = QueueShape(QueueType(settings.rabbitmq_queue_type), MAX_BROKER_PRIORITY)
+    shape = QueueShape(
+        QueueType(settings.rabbitmq_queue_type),
+        MAX_BROKER_PRIORITY,
+        fair=tuple(settings.fair_queues),
+        fair_lanes=settings.fair_lanes,
+    )
     broker = GuardedRabbitmqBroker(url=url, confirm_delivery=True, shape=shape, middleware=middleware)
     # A hook that fails means "not run" before a job and "not acknowledged yet" after it
     # (service/worker/hook_failures.py).

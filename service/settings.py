@@ -188,6 +188,11 @@ class Settings(BaseSettings):
     #: key="(other)", so a tenant count of any size stays a bounded number of series (service/ops/key_metrics.py).
     metrics_top_keys: int = Field(20, ge=0, le=1000)
 
+    #: Fair dispatch across keys (service/rabbit/queue_types.py): the queues (names, `*` patterns) whose keyed jobs
+    #: go to key lanes that workers take turns on, and how many lanes each has. Empty: off.
+    fair_queues: Annotated[list[str], NoDecode] = []
+    fair_lanes: int = Field(8, ge=1, le=64)
+
     @property
     def tracing_exporter(self) -> str | None:
         """Which exporter the traces go to, or None: tracing off, no OpenTelemetry SDK in this process."""
@@ -209,7 +214,7 @@ class Settings(BaseSettings):
     def _split_delays(cls, value: object) -> object:
         return _parse_delays(value)
 
-    @field_validator("allowed_hosts", "redis_sentinels", mode="before")
+    @field_validator("allowed_hosts", "redis_sentinels", "fair_queues", mode="before")
     @classmethod
     def _split_allowed_hosts(cls, value: object) -> object:
         return _split_hosts(value)

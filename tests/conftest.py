@@ -18,6 +18,7 @@ os.environ.setdefault("LOG_FORMAT", "console")
 os.environ.setdefault("JOB_RETRY_DELAYS_MS", "100,200,300")
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,::1,testserver")  # TestClient sends Host: testserver
 os.environ.setdefault("WORKER_METRICS_PORT", "0")  # test workers serve metrics only when a test asks, on a free port
+os.environ.setdefault("FAIR_QUEUES", "fair-*")  # the fair-dispatch tests' queues (tests/support/fair_actors.py)
 
 from service.bootstrap import broker, redis_client, store  # noqa: E402
 from service.ops.jobs import Jobs  # noqa: E402

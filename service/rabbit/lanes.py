@@ -11,14 +11,22 @@ threads take the higher lane's messages first, and only the few lower ones hande
 (Dramatiq's work queue is first in, first out). The classic priority queue does the same: RabbitMQ orders what it
 has not delivered yet.
 
+A fair queue's lanes take turns (`turns=True`; service/rabbit/queue_types.py): the queue itself and its key lanes
+make one tier per priority. The consumer then hands out at most `prefetch` messages not yet settled; each free slot
+goes to the highest priority among the messages it holds (a message's own priority property: a classic queue's lane
+orders by it too), and among the lanes offering that priority to the next lane in turn, one message a lane a turn.
+Each lane has a prefetch of its own, so a lane with a backlog holds at most that many, and another lane's message
+waits for one free slot, not behind the backlog.
+
 Acknowledgements are batched as BatchingConsumer does: delivery tags count up across the channel's consumers.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import time
-from collections import deque
 from functools import partial
 from typing import Any
 
@@ -43,23 +51,36 @@ REFILL_GRACE_S = 1.0
 _CHANNEL_ERRORS = (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
 
 
-class LaneConsumer(BatchingConsumer):
-    """Dramatiq's consumer interface over several queues; `lanes` come highest priority first."""
+#: What waits in a lane: (minus its priority, arrival order, method, body), the next to go first.
+_Held = tuple[int, int, Any, bytes]
 
-    def __init__(self, broker: Any, queue_name: str, lanes: list[str], prefetch: int, timeout: int) -> None:
+
+class LaneConsumer(BatchingConsumer):
+    """Dramatiq's consumer interface over several queues; `tiers` come highest priority first, each a list of lanes
+    that take turns (a single lane, but for a fair queue's)."""
+
+    def __init__(
+        self, broker: Any, queue_name: str, tiers: list[list[str]], prefetch: int, timeout: int, *, turns: bool = False
+    ) -> None:
         # Not Dramatiq's consumer set-up, which consumes one queue through pika's generator.
         self.broker = broker
         self.queue_name = queue_name
         self.logger = logger
         self.known_tags: set[int] = set()
         self._start_batching()
-        self.lanes = lanes
+        self.lanes = [lane for tier in tiers for lane in tier]
+        ranks = iter(range(len(self.lanes)))
+        self._tiers = [[next(ranks) for _ in tier] for tier in tiers]  #: ranks (indexes of self.lanes) per tier
+        self._cursor = [0] * len(tiers)  #: per tier, the position in it whose turn is next
+        self.turns = turns
         self.prefetch = prefetch
         self.timeout_s = timeout / 1000
-        self._waiting: list[deque[tuple[Any, bytes]]] = [deque() for _ in lanes]  #: delivered, not handed out
-        self._in_hand = [0] * len(lanes)  #: delivered and not settled, per lane
+        self._waiting: list[list[_Held]] = [[] for _ in self.lanes]  #: delivered, not handed out (heaps)
+        self._arrivals = itertools.count()
+        self._in_hand = [0] * len(self.lanes)  #: delivered and not settled, per lane
         self._lane_of: dict[int, int] = {}  #: delivery tag -> lane, until settled
-        self._full_until = [0.0] * len(lanes)  #: when each lane last stopped having a full prefetch in hand
+        self._handed: set[int] = set()  #: with turns: tags handed out and not settled
+        self._full_until = [0.0] * len(self.lanes)  #: when each lane last stopped having a full prefetch in hand
         self._ready: dict[int, tuple[float, int]] = {}  #: lane -> (when asked, messages RabbitMQ held ready then)
         self._cancelled: str | None = None
         try:
@@ -70,7 +91,7 @@ class LaneConsumer(BatchingConsumer):
             self.channel = self.connection.channel()
             self.channel.basic_qos(prefetch_count=prefetch)  # per consumer: each lane has a prefetch of its own
             self.channel.add_on_cancel_callback(self._cancelled_by_broker)
-            for rank, lane in enumerate(lanes):
+            for rank, lane in enumerate(self.lanes):
                 self.channel.basic_consume(lane, partial(self._delivered, rank))
         except _CHANNEL_ERRORS as e:
             if self.connection.is_open:
@@ -106,10 +127,32 @@ class LaneConsumer(BatchingConsumer):
         return self._mark(delivered)
 
     def _next_ready(self) -> tuple[Any, bytes] | None:
-        for rank, waiting in enumerate(self._waiting):
-            if waiting and all(self._ran_dry(higher) for higher in range(rank)):
-                return waiting.popleft()
+        if self.turns and len(self._handed) >= self.prefetch:
+            return None  # every slot taken: the next goes to whichever lane's turn it is once one is settled
+        for number, tier in enumerate(self._tiers):
+            offering = [rank for rank in tier if self._waiting[rank]]
+            if not offering:
+                continue
+            if not all(self._ran_dry(higher) for above in self._tiers[:number] for higher in above):
+                return None
+            best = min(self._waiting[rank][0][0] for rank in offering)
+            rank = self._take_turn(number, {rank for rank in offering if self._waiting[rank][0][0] == best})
+            _, _, method, body = heapq.heappop(self._waiting[rank])
+            if self.turns:
+                self._handed.add(method.delivery_tag)
+            return method, body
         return None
+
+    def _take_turn(self, number: int, offering: set[int]) -> int:
+        """The lane of tier `number` whose turn it is among `offering`; the turn then passes to the one after it."""
+        tier = self._tiers[number]
+        start = self._cursor[number]
+        for step in range(len(tier)):
+            position = (start + step) % len(tier)
+            if tier[position] in offering:
+                self._cursor[number] = (position + 1) % len(tier)
+                return tier[position]
+        raise AssertionError("no lane offering")  # offering is never empty
 
     def _ran_dry(self, rank: int) -> bool:
         """Whether RabbitMQ has no more of the lane to give."""
@@ -128,11 +171,15 @@ class LaneConsumer(BatchingConsumer):
     # On the connection's thread (in process_data_events).
 
     def _delivered(self, rank: int, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._waiting[rank].append((method, body))
+        # With turns, lanes of one tier hold messages of every priority (classic queues); otherwise a lane is one
+        # priority, and its messages go in the order they came.
+        priority = (getattr(properties, "priority", None) or 0) if self.turns else 0
+        heapq.heappush(self._waiting[rank], (-priority, next(self._arrivals), method, body))
         self._in_hand[rank] += 1
         self._lane_of[method.delivery_tag] = rank
 
     def _settle(self, tag: int) -> None:
+        self._handed.discard(tag)
         rank = self._lane_of.pop(tag, None)
         if rank is not None:
             if self._in_hand[rank] >= self.prefetch:

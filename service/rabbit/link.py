@@ -27,7 +27,7 @@ from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from service.rabbit.acks import BatchingConsumer
 from service.rabbit.lanes import LaneConsumer
-from service.rabbit.queue_types import QueueShape, QueueType
+from service.rabbit.queue_types import LANE_OPTION, QueueShape, QueueType
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -151,11 +151,13 @@ class ServiceBroker(RabbitmqBroker):
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
         self.declare_queue(queue_name, ensure=True)
-        lanes = self.shape.lanes(queue_name)
-        if len(lanes) == 1:
+        tiers = self.shape.tiers(queue_name)
+        if tiers == [[queue_name]]:
             consumer: BatchingConsumer = self.consumer_class(self, queue_name, prefetch, timeout)
         else:
-            consumer = LaneConsumer(self, queue_name, lanes, prefetch, timeout)
+            # A fair queue's lanes take turns, so its consumer hands out at most a prefetch of them at once.
+            fair = self.shape.is_fair(queue_name)
+            consumer = LaneConsumer(self, queue_name, tiers, prefetch, timeout, turns=fair)
         # Which node of RABBITMQ_URL it reached: after a node's loss, the line that says where the worker went.
         params = getattr(getattr(consumer.connection, "_impl", None), "params", None)
         node = f"{params.host}:{params.port}" if params is not None else "?"
@@ -164,12 +166,12 @@ class ServiceBroker(RabbitmqBroker):
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         """Dramatiq's enqueue (6 attempts, each after a failure on a new connection to the first node of RABBITMQ_URL
-        that answers), to the lane of the message's priority. With quorum queues the attempts pause in between: a
-        queue electing a new leader after a node's loss (a second or two) refuses publishes meanwhile."""
+        that answers), to the lane of the message's priority (and key lane, which a hook chose). With quorum queues
+        the attempts pause in between: a queue electing a new leader after a node's loss (a second or two) refuses
+        publishes meanwhile."""
         canonical = message.queue_name
         if delay is not None:
             message = message.copy(queue_name=dq_name(canonical), options={"eta": current_millis() + delay})
-        routing_key = self.shape.lane_for(message.queue_name, message.options.get("broker_priority"))
         attempts = 0
         while True:
             try:
@@ -177,7 +179,7 @@ class ServiceBroker(RabbitmqBroker):
                 self.emit_before("enqueue", message, delay)
                 self.channel.basic_publish(
                     exchange="",
-                    routing_key=routing_key,
+                    routing_key=routing_key(self, message),  # after the hooks: one of them may set the key lane
                     body=message.encode(),
                     properties=pika.BasicProperties(delivery_mode=2, priority=message.options.get("broker_priority")),
                     mandatory=self.confirm_delivery,  # an unroutable message raises (only with confirms)
@@ -193,6 +195,16 @@ class ServiceBroker(RabbitmqBroker):
                     raise dramatiq.errors.ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
                 if self.shape.quorum:
                     time.sleep(ENQUEUE_BACKOFF_S * 2 ** (attempts - 1))
+
+    def flush(self, queue_name: str) -> None:
+        """Dramatiq's flush (the queue, its delay and dead-letter queues), and every lane of the queue."""
+        super().flush(queue_name)
+        for lane in self.shape.lanes(queue_name):
+            if lane != queue_name:
+                try:
+                    self.channel.queue_purge(lane)
+                except pika.exceptions.AMQPChannelError:
+                    del self.channel  # a lane not declared yet: RabbitMQ closed the channel, the next one opens anew
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return self.shape.work_arguments(queue_name)
@@ -394,13 +406,15 @@ def shape_of(broker: RabbitmqBroker) -> QueueShape:
 
 
 def lanes_of(broker: RabbitmqBroker, queue: str) -> list[str]:
-    """The queues that hold `queue`'s waiting messages (its lanes, with quorum queues)."""
+    """The queues that hold `queue`'s waiting messages (its priority lanes with quorum queues, its key lanes when it
+    is fair)."""
     return shape_of(broker).lanes(queue)
 
 
 def routing_key(broker: RabbitmqBroker, message: dramatiq.Message[Any]) -> str:
-    """The queue a message is published to: its own, its delay queue, or the lane of its priority."""
-    return shape_of(broker).lane_for(message.queue_name, message.options.get("broker_priority"))
+    """The queue a message is published to: its own, its delay queue, or the lane of its priority and key."""
+    options = message.options
+    return shape_of(broker).lane_for(message.queue_name, options.get("broker_priority"), options.get(LANE_OPTION))
 
 
 def _as_list(parameters: Any) -> list[pika.ConnectionParameters]:

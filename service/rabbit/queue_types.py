@@ -11,6 +11,14 @@ for high, `<queue>` itself for normal (and for a message that names no priority,
 only once the higher lanes run dry (service/rabbit/lanes.py). The delay queue and the dead-letter queue are single
 quorum queues.
 
+Fair queues (FAIR_QUEUES, service/worker/middleware/fair_lanes.py): a fair queue `<queue>` also has key lanes
+`<queue>.K0` .. `<queue>.K{n-1}` (FAIR_LANES of them), each declared as the queue itself is, with the same
+dead-lettering. A keyed message carries its lane in the message option `lane` and is published there; a message
+without one (no key, or sent by a plain Dramatiq client) goes to the queue itself, which is one more lane of the
+turn. With quorum queues each key lane has priority lanes of its own (`<queue>.K3.HQ`, `<queue>.K3`,
+`<queue>.K3.LQ`): a worker takes turns across the lanes of the highest priority that has messages
+(service/rabbit/lanes.py).
+
 Quorum queues also count deliveries: a message delivered more than DELIVERY_LIMIT times without being settled (each
 worker that took it died, or gave it back) is dead-lettered into `<queue>.XQ`, where a failed job's message goes. It
 is a second guard against poison messages, behind the service's own: a job whose worker died under it three times is
@@ -19,8 +27,10 @@ failed (service/worker/middleware/status.py), long before this limit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any
 
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
@@ -38,6 +48,11 @@ class QueueType(StrEnum):
 
 HIGH_LANE = ".HQ"
 LOW_LANE = ".LQ"
+#: A key lane: `<queue>.K<n>`.
+KEY_LANE = ".K"
+#: The message option holding a fair queue's key lane (an int, 0 <= lane < FAIR_LANES).
+LANE_OPTION = "lane"
+_KEY_LANE_SUFFIX = re.compile(r"\.K\d+$")
 
 #: Deliveries of one message before a quorum queue dead-letters it. Every delivery that ends unsettled counts: a worker
 #: killed while holding it, a paused queue handing it back, a message parked after a failed check (at most one every
@@ -53,8 +68,11 @@ def canonical(queue: str) -> str:
     """The actor queue a lane, delay queue or dead-letter queue belongs to."""
     for suffix in (HIGH_LANE, LOW_LANE):
         if queue.endswith(suffix):
-            return queue[: -len(suffix)]
-    return q_name(queue)
+            queue = queue[: -len(suffix)]
+            break
+    else:
+        queue = q_name(queue)
+    return _KEY_LANE_SUFFIX.sub("", queue)
 
 
 @dataclass(frozen=True)
@@ -64,20 +82,46 @@ class QueueShape:
     type: QueueType = QueueType.CLASSIC
     #: For classic queues: None declares them without priorities (plain Dramatiq's default).
     max_priority: int | None = MAX_BROKER_PRIORITY
+    #: FAIR_QUEUES: names or patterns (`*` for any run of characters) of the queues with key lanes.
+    fair: tuple[str, ...] = ()
+    #: FAIR_LANES: key lanes per fair queue.
+    fair_lanes: int = 8
 
     @property
     def quorum(self) -> bool:
         return self.type is QueueType.QUORUM
 
-    def lanes(self, queue: str) -> list[str]:
-        """The queues a worker consumes for `queue`, highest priority first: the queue alone unless it has lanes."""
-        if not self.quorum or canonical(queue) != queue:
-            return [queue]
-        return [queue + HIGH_LANE, queue, queue + LOW_LANE]
+    def is_fair(self, queue: str) -> bool:
+        """Whether the actor queue `queue` has key lanes."""
+        return canonical(queue) == queue and any(fnmatchcase(queue, pattern) for pattern in self.fair)
 
-    def lane_for(self, queue: str, broker_priority: int | None) -> str:
-        """Where a message for `queue` with this priority is published (a delay queue's message goes to it as is)."""
-        if not self.quorum or broker_priority is None or canonical(queue) != queue:
+    def valid_lane(self, key_lane: object) -> bool:
+        """Whether a message's `lane` option names one of this shape's key lanes."""
+        return isinstance(key_lane, int) and not isinstance(key_lane, bool) and 0 <= key_lane < self.fair_lanes
+
+    def tiers(self, queue: str) -> list[list[str]]:
+        """The queues a worker consumes for `queue`, by priority, highest first; a consumer takes turns across the
+        queues of one priority (the queue itself first, then its key lanes)."""
+        if canonical(queue) != queue:
+            return [[queue]]
+        turn = [queue, *(f"{queue}{KEY_LANE}{n}" for n in range(self.fair_lanes))] if self.is_fair(queue) else [queue]
+        if not self.quorum:
+            return [turn]
+        return [[lane + HIGH_LANE for lane in turn], turn, [lane + LOW_LANE for lane in turn]]
+
+    def lanes(self, queue: str) -> list[str]:
+        """Every queue that holds `queue`'s waiting messages, highest priority first: the queue alone unless it has
+        lanes (priority lanes with quorum queues, key lanes when it is fair)."""
+        return [lane for tier in self.tiers(queue) for lane in tier]
+
+    def lane_for(self, queue: str, broker_priority: int | None, key_lane: object = None) -> str:
+        """Where a message for `queue` with this priority (and key lane, on a fair queue) is published (a delay
+        queue's message goes to it as is). A key lane out of range (FAIR_LANES lowered since) counts as none."""
+        if canonical(queue) != queue:
+            return queue
+        if self.is_fair(queue) and self.valid_lane(key_lane):
+            queue = f"{queue}{KEY_LANE}{key_lane}"
+        if not self.quorum or broker_priority is None:
             return queue
         if broker_priority > _NORMAL:
             return queue + HIGH_LANE

@@ -121,6 +121,10 @@ idempotency = Key(f"{PREFIX}idem:%s")
 hook_id = Key(f"{PREFIX}hook-id:%s")
 #: A queue's pause flag.
 paused = Key(f"{PREFIX}paused:%s")
+#: The key lane a key of a fair queue was given (queue, key), until the key is not sent for a while; and the queue's
+#: turn counter, which gives the next new key the next lane (service/store/fair_lane_store.py).
+fair_lane = Key(f"{PREFIX}fair:%s:lane:%s")
+fair_turn = Key(f"{PREFIX}fair:%s:turn")
 #: A rate limit's count in one window: name, window number.
 rate_window = Key(f"{PREFIX}rate:%s:%s")
 #: A concurrency limit's slots (a sorted set of holders scored by when their slot lapses).

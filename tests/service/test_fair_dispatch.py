@@ -1,0 +1,78 @@
+"""Fair dispatch with two worker processes: a backlog of one key does not hold another key's jobs, a high job still
+overtakes its key's backlog, and jobs without a key still run. FAIR_QUEUES=fair-* for the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from service.bootstrap import broker
+from service.domain.states import Priority
+from service.ops.jobs import Jobs
+from tests.support.fair_actors import FAIR_QUEUE, Run, fair_tenant_job, runs
+from tests.support.workers import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+BACKLOG = 1000
+JOB_MS = 20
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def empty_queue() -> Iterator[None]:
+    broker.declare_queue(FAIR_QUEUE, ensure=True)
+    broker.flush(FAIR_QUEUE)
+    yield
+    broker.flush(FAIR_QUEUE)
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[WorkerProcess]:
+    with WorkerProcess(processes=2, threads=4, queues=[FAIR_QUEUE], modules=["tests.support.fair_actors"]) as process:
+        yield process
+
+
+def send_backlog(jobs: Jobs, tenant: str, count: int, **payload: object) -> None:
+    for start in range(0, count, 250):
+        batch = [{"tenant": tenant, "n": n, "sleep_ms": JOB_MS, "sent_at": time.time(), **payload}
+                 for n in range(start, min(start + 250, count))]  # fmt: skip
+        jobs.enqueue_batch(fair_tenant_job.actor_name, batch)
+
+
+def done(tenant: str, finished: list[Run]) -> int:
+    return sum(1 for run in finished if run.tenant == tenant)
+
+
+def test_a_backlog_of_one_key_does_not_hold_another_keys_jobs(workers: WorkerProcess, jobs: Jobs) -> None:
+    send_backlog(jobs, "big", BACKLOG)
+    send_backlog(jobs, "small", 30)
+    wait_for(lambda: done("small", runs(FAIR_QUEUE)) == 30, "the small key's jobs")
+    finished = runs(FAIR_QUEUE)
+    assert done("big", finished) < BACKLOG / 5, f"{done('big', finished)} of the backlog ran first"
+    assert max(run.wait_s for run in finished if run.tenant == "small") < 5
+
+
+def test_a_high_job_overtakes_its_keys_backlog_and_a_job_without_key_runs_meanwhile(
+    workers: WorkerProcess, jobs: Jobs
+) -> None:
+    send_backlog(jobs, "big", BACKLOG)
+    jobs.enqueue_batch(
+        fair_tenant_job.actor_name,
+        [{"tenant": "big", "n": -n, "sent_at": time.time()} for n in range(1, 6)],
+        priority=Priority.HIGH,
+    )
+    for n in range(5):
+        jobs.enqueue(fair_tenant_job.actor_name, {"n": 10_000 + n, "sent_at": time.time()})  # no key
+    wait_for(lambda: sum(1 for run in runs(FAIR_QUEUE) if run.n < 0 or run.n >= 10_000) == 10, "the high and unkeyed")
+    finished = runs(FAIR_QUEUE)
+    assert done("big", finished) - 5 < BACKLOG / 5, f"{done('big', finished)} of the backlog ran first"
