@@ -2,14 +2,15 @@
 On the fair queue (FAIR_QUEUES=fair-*) B's jobs take turns with A's backlog; on the plain queue they wait behind it.
 The target: on the fair queue B's 50 are all done before a fifth of A's backlog is. B's p95 wait (from its send to
 its start) is printed for both. One worker command (2 processes x 5 threads) consumes both queues; rounds alternate
-which side goes first."""
+which side goes first. The queue is paused while A and B send (service/ops/queues.py), so A's backlog is whole when B's
+jobs are sent: sending 5,000 jobs takes seconds, and a worker would otherwise be well into A before B exists."""
 
 from __future__ import annotations
 
 import statistics
 import time
 
-from service.bootstrap import broker, store
+from service.bootstrap import broker, services, store
 from service.ops.jobs import Jobs
 from service.worker.typed_actor import TypedActor
 from tests.benchmarks.fair_runs import forget_runs, p95, send, wait_runs
@@ -20,6 +21,8 @@ BACKLOG = 5000
 SMALL = 50
 JOB_MS = 20
 ROUNDS = 2
+#: Workers read the pause flags twice a second.
+PAUSE_SEEN_S = 1.0
 SIDES: dict[str, tuple[str, TypedActor]] = {
     "fair": (FAIR_QUEUE, fair_tenant_job),
     "fifo": (PLAIN_QUEUE, plain_tenant_job),
@@ -29,9 +32,13 @@ SIDES: dict[str, tuple[str, TypedActor]] = {
 def one_side(jobs: Jobs, queue: str, actor: TypedActor) -> tuple[int, float, float, int]:
     """A's jobs done when B's last one finished, B's median and p95 wait (s), A's jobs done when B was sent."""
     forget_runs(queue)
+    queues = services().queues
+    queues.pause(queue)
+    time.sleep(PAUSE_SEEN_S)
     send(jobs, actor, "A", BACKLOG, JOB_MS)
     b_sent = time.time()
     send(jobs, actor, "B", SMALL, JOB_MS)
+    queues.resume(queue)
     finished = wait_runs(queue, SMALL, timeout_s=300, tenant="B")
     b_runs = [run for run in finished if run.tenant == "B"]
     last_b = max(run.finished_at for run in b_runs)
