@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service import logs
+from service.domain.limits import check_overrides
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -71,6 +73,17 @@ def _amqp_nodes(value: str) -> list[str]:
                 raise ValueError(_AMQP_SHAPE)
             raise ValueError(f"{_AMQP_SHAPE}, one per node (node {number} of {len(urls)} is {logs.redact(url)!r})")
     return urls
+
+
+def _json_object(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError:
+            raise ValueError('must be JSON, such as {"deliver_webhook": {"key_concurrency": 4}}') from None
+    if not isinstance(value, dict):
+        raise ValueError('must be a JSON object of actors, such as {"deliver_webhook": {"key_concurrency": 4}}')
+    return value
 
 
 def _check_delays(value: list[int]) -> list[int]:
@@ -187,6 +200,10 @@ class Settings(BaseSettings):
     #: GET /metrics shows waiting and running jobs for this many keys, the busiest; the rest are summed under
     #: key="(other)", so a tenant count of any size stays a bounded number of series (service/ops/key_metrics.py).
     metrics_top_keys: int = Field(20, ge=0, le=1000)
+
+    #: Per actor, limit options that replace the declared ones (service/domain/limits.py), as JSON:
+    #: {"deliver_webhook": {"key_concurrency": 4}}. Checked at start, each entry naming its actor and option.
+    job_limits: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object), AfterValidator(check_overrides)] = {}
 
     @property
     def tracing_exporter(self) -> str | None:
