@@ -142,6 +142,75 @@ def test_the_worker_takes_the_slots_life_from_job_lease_ms_and_renews_slots_with
     assert names.index("Limits") < names.index("JobLease") < names.index("StatusMiddleware")
 
 
+def test_a_job_with_no_key_is_not_limited_per_key() -> None:
+    (middleware,) = [m for m in broker.middleware if isinstance(m, Limits)]
+    message = limit_actors.one_per_key.message_with_options(kwargs={"n": 1})
+    assert "key" not in message.options
+    limit = next(iter(middleware._by_actor["one_per_key"]))
+    assert middleware._claim(broker, limit, dramatiq.broker.MessageProxy(message)) is None
+
+
+# -- faults: workers of their own, the queue to themselves (so before the tests that start the module's) ------------
+
+
+def slot_holders(actor: str, key: str) -> list[str]:
+    """The processes ("<host>:<pid>") holding a slot of the key's key_concurrency."""
+    members = redis_client.zrange(keys.limit(limits.KEY_CONCURRENCY, f"{actor}:{key}"), 0, -1)
+    return [str(member).split("/")[0] for member in members]
+
+
+@pytest.mark.slow
+def test_a_slot_held_by_a_worker_killed_with_sigkill_comes_back_within_the_lease(jobs: Jobs) -> None:
+    env = {"JOB_LEASE_MS": str(LEASE_MS)}
+    first = WorkerProcess(processes=1, threads=2, queues=[QUEUE], env=env, modules=MODULES).start()
+    second = WorkerProcess(processes=1, threads=2, queues=[QUEUE], env=env, modules=MODULES).start()
+    try:
+        held = limit_actors.one_per_key.send(account_id="k", n=1, seconds=60, first_only=True).message_id
+        wait_for(lambda: len(starts("one_per_key", "k")) == 1, "the first job to start")
+        ((_, pid, _, _),) = starts("one_per_key", "k")
+        (holder,) = slot_holders("one_per_key", "k")
+        assert holder.endswith(f":{pid}")  # the situation: the slot is held by the process about to be killed
+        killed, survivor = (first, second) if pid in first.child_pids() else (second, first)
+        assert pid in killed.child_pids()
+        later = limit_actors.one_per_key.send(account_id="k", n=2).message_id
+        wait_for(lambda: waited(jobs.get(later)) >= 1, "the key's next job to wait for the slot")
+        killed_at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(starts("one_per_key", "k")) >= 2, "a job of the key to start again", timeout_s=60)
+        next_start_s = starts("one_per_key", "k")[1][0] / 1000 - killed_at
+        print(f"\nthe key's next job started {next_start_s:.2f} s after the holder was killed (lease {LEASE_MS} ms)")
+        # Within the lease plus the longest wait between two looks (with its jitter); not JOB_TIME_LIMIT_MS.
+        assert next_start_s < (LEASE_MS + MAX_WAIT_MS * 1.25) / 1000 + 2
+        records = settled(jobs, [held, later])
+        assert all(r.state is JobState.COMPLETED for r in records), [r.history for r in records]
+        assert {pid for _, pid, _, _ in starts("one_per_key", "k")[1:]} <= set(survivor.child_pids())
+        assert slot_holders("one_per_key", "k") == []  # given back as they ended: no key blocked
+    finally:
+        first.kill()
+        second.stop()
+
+
+@pytest.mark.slow
+def test_when_redis_cannot_be_asked_a_limited_job_does_not_run_and_runs_once_it_can(jobs: Jobs) -> None:
+    redis_port = urlsplit(os.environ["REDIS_URL"]).port or 6379
+    with FaultProxy(redis_port, name="redis") as proxy:
+        env = {"REDIS_URL": through(os.environ["REDIS_URL"], proxy), "LIMIT_NOTES_REDIS_URL": os.environ["REDIS_URL"],
+               "JOB_STORE_RETRY_S": "1"}  # fmt: skip
+        with WorkerProcess(processes=2, threads=2, queues=[QUEUE], env=env, modules=MODULES) as worker:
+            proxy.down()
+            job_id = limit_actors.two_per_key.send(account_id="away", n=1).message_id
+            # The check was tried, could not be made, and the message went back: twice at least.
+            wait_for(lambda: worker.output().count(f"job {job_id} not started") >= 2, "the check to fail", 40)
+            refusals = [line for line in worker.output().splitlines() if f"job {job_id} not started" in line]
+            assert all("in Limits" in line for line in refusals), refusals
+            assert starts("two_per_key", "away") == []
+            assert jobs.get(job_id).state is JobState.QUEUED
+            proxy.up()
+            record = jobs.wait(job_id, timeout_s=40)
+    assert (record.state, record.attempts) == (JobState.COMPLETED, 1)
+    assert len(starts("two_per_key", "away")) == 1
+
+
 # -- two worker processes --------------------------------------------------------------------------------------------
 
 
@@ -228,72 +297,3 @@ def test_a_limited_job_waits_without_using_an_attempt_and_is_not_failed(jobs: Jo
     errors = [entry.error for entry in failing_record.history if entry.error]
     assert errors == ["RuntimeError: first attempt fails, as asked"], failing_record.history
     assert JobState.FAILED not in {entry.state for entry in failing_record.history}
-
-
-# -- faults ------------------------------------------------------------------------------------------------------------
-
-
-def slot_holders(actor: str, key: str) -> list[str]:
-    """The processes ("<host>:<pid>") holding a slot of the key's key_concurrency."""
-    members = redis_client.zrange(keys.limit(limits.KEY_CONCURRENCY, f"{actor}:{key}"), 0, -1)
-    return [str(member).split("/")[0] for member in members]
-
-
-@pytest.mark.slow
-def test_a_slot_held_by_a_worker_killed_with_sigkill_comes_back_within_the_lease(jobs: Jobs) -> None:
-    env = {"JOB_LEASE_MS": str(LEASE_MS)}
-    first = WorkerProcess(processes=1, threads=2, queues=[QUEUE], env=env, modules=MODULES).start()
-    second = WorkerProcess(processes=1, threads=2, queues=[QUEUE], env=env, modules=MODULES).start()
-    try:
-        held = limit_actors.one_per_key.send(account_id="k", n=1, seconds=60, first_only=True).message_id
-        wait_for(lambda: len(starts("one_per_key", "k")) == 1, "the first job to start")
-        ((_, pid, _, _),) = starts("one_per_key", "k")
-        (holder,) = slot_holders("one_per_key", "k")
-        assert holder.endswith(f":{pid}")  # the situation: the slot is held by the process about to be killed
-        killed, survivor = (first, second) if pid in first.child_pids() else (second, first)
-        assert pid in killed.child_pids()
-        later = limit_actors.one_per_key.send(account_id="k", n=2).message_id
-        wait_for(lambda: waited(jobs.get(later)) >= 1, "the key's next job to wait for the slot")
-        killed_at = time.time()
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: len(starts("one_per_key", "k")) >= 2, "a job of the key to start again", timeout_s=60)
-        next_start_s = starts("one_per_key", "k")[1][0] / 1000 - killed_at
-        print(f"\nthe key's next job started {next_start_s:.2f} s after the holder was killed (lease {LEASE_MS} ms)")
-        # Within the lease plus the longest wait between two looks (with its jitter); not JOB_TIME_LIMIT_MS.
-        assert next_start_s < (LEASE_MS + MAX_WAIT_MS * 1.25) / 1000 + 2
-        records = settled(jobs, [held, later])
-        assert all(r.state is JobState.COMPLETED for r in records), [r.history for r in records]
-        assert {pid for _, pid, _, _ in starts("one_per_key", "k")[1:]} <= set(survivor.child_pids())
-        assert slot_holders("one_per_key", "k") == []  # given back as they ended: no key blocked
-    finally:
-        first.kill()
-        second.stop()
-
-
-@pytest.mark.slow
-def test_when_redis_cannot_be_asked_a_limited_job_does_not_run_and_runs_once_it_can(jobs: Jobs) -> None:
-    redis_port = urlsplit(os.environ["REDIS_URL"]).port or 6379
-    with FaultProxy(redis_port, name="redis") as proxy:
-        env = {"REDIS_URL": through(os.environ["REDIS_URL"], proxy), "LIMIT_NOTES_REDIS_URL": os.environ["REDIS_URL"],
-               "JOB_STORE_RETRY_S": "1"}  # fmt: skip
-        with WorkerProcess(processes=2, threads=2, queues=[QUEUE], env=env, modules=MODULES) as worker:
-            proxy.down()
-            job_id = limit_actors.two_per_key.send(account_id="away", n=1).message_id
-            # The check was tried, could not be made, and the message went back: twice at least.
-            wait_for(lambda: worker.output().count(f"job {job_id} not started") >= 2, "the check to fail", 40)
-            refusals = [line for line in worker.output().splitlines() if f"job {job_id} not started" in line]
-            assert all("in Limits" in line for line in refusals), refusals
-            assert starts("two_per_key", "away") == []
-            assert jobs.get(job_id).state is JobState.QUEUED
-            proxy.up()
-            record = jobs.wait(job_id, timeout_s=40)
-    assert (record.state, record.attempts) == (JobState.COMPLETED, 1)
-    assert len(starts("two_per_key", "away")) == 1
-
-
-def test_a_job_with_no_key_is_not_limited_per_key() -> None:
-    (middleware,) = [m for m in broker.middleware if isinstance(m, Limits)]
-    message = limit_actors.one_per_key.message_with_options(kwargs={"n": 1})
-    assert "key" not in message.options
-    limit = next(iter(middleware._by_actor["one_per_key"]))
-    assert middleware._claim(broker, limit, dramatiq.broker.MessageProxy(message)) is None
