@@ -294,6 +294,8 @@ def test_a_limited_job_waits_without_using_an_attempt_and_is_not_failed(jobs: Jo
     assert (plain_record.state, plain_record.attempts, plain_record.failedReason) == (JobState.COMPLETED, 1, None)
     # Its one real failure is the only attempt besides the one that succeeded; no wait counted, none failed it.
     assert (failing_record.state, failing_record.attempts) == (JobState.COMPLETED, 2)
-    errors = [entry.error for entry in failing_record.history if entry.error]
-    assert errors == ["RuntimeError: first attempt fails, as asked"], failing_record.history
+    # Its waits, before the retry ran, go on showing the last error (as any delayed retry does), and add none.
+    errors = {entry.error for entry in failing_record.history if entry.error}
+    assert errors == {"RuntimeError: first attempt fails, as asked"}, failing_record.history
+    assert [entry.attempt for entry in failing_record.history if entry.state is JobState.ACTIVE] == [1, 2]
     assert JobState.FAILED not in {entry.state for entry in failing_record.history}
