@@ -23,6 +23,7 @@ from service.store.connection import redis_for
 from service.store.fair_lane_store import FairLaneStore
 from service.store.flow_store import FlowStore
 from service.store.job_store import JobStore, Retention
+from service.store.limits import LimitStore
 from service.store.log_store import JobLogStore
 from service.store.pauses import PauseFlags
 from service.store.redis_config import warn_if_unsafe
@@ -31,7 +32,6 @@ from service.worker import progress, ticks
 from service.worker.hook_failures import GuardedRabbitmqBroker, HookFailures
 from service.worker.job_log_capture import JobLogCapture
 from service.worker.metrics import WorkerMetrics
-from service.worker.middleware.concurrency import ConcurrencyLimit
 from service.worker.middleware.debounce import Debounce
 from service.worker.middleware.fair_lanes import FairLanes
 from service.worker.middleware.graceful_stop import GracefulStop
@@ -41,10 +41,10 @@ from service.worker.middleware.interrupts import JobTimeLimit
 from service.worker.middleware.job_keys import JobKeys
 from service.worker.middleware.job_logs import JobLogs
 from service.worker.middleware.lease import JobLease
+from service.worker.middleware.limits import Limits
 from service.worker.middleware.parking import ParkingLot, install_quiet_parking
 from service.worker.middleware.pause import QueuePause
 from service.worker.middleware.periodic import PeriodicJobs
-from service.worker.middleware.rate_limit import RateLimit
 from service.worker.middleware.redis_check import RedisConfigCheck
 from service.worker.middleware.retries import Retries
 from service.worker.middleware.singleton import Singleton
@@ -107,9 +107,9 @@ def with_connection_defaults(url: str) -> str:
 
 
 def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pauses: PauseFlags) -> RabbitmqBroker:
-    # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the rate limit
-    # decides before a job is marked active, and the status middleware sees the retry decision already made.
-    # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or rate-counted.
+    # The order matters: "before" hooks run top to bottom and "after" hooks bottom to top, so the limits
+    # decide before a job is marked active, and the status middleware sees the retry decision already made.
+    # Pause and stop come first: a message they hand back to RabbitMQ must not be marked active or counted by a limit.
     # The jobs in hand come right after them, so a message they hand back is never in hand, and every later hook
     # finds its message's entry: written by the first "before" hook, removed by the last "after" or "skip" hook.
     parking = ParkingLot()
@@ -117,6 +117,14 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
     flow = FlowStore(store)
     in_hand = JobsInHand()  # also every interruption goes through it: only while an actor runs, never in a hook
     leases = JobLease(store, in_hand, lease_ms=settings.job_lease_ms)
+    limits = Limits(
+        LimitStore(client),
+        store,
+        lease_ms=settings.job_lease_ms,
+        max_payload_bytes=settings.max_payload_bytes,
+        overrides=settings.job_limits,
+    )
+    leases.renewed_with.append(limits.renew)  # a concurrency slot lives as long as its job's lease
     status = StatusMiddleware(
         store,
         in_hand,
@@ -142,8 +150,7 @@ def build_broker(settings: Settings, client: redis.Redis, store: JobStore, pause
         Debounce(flow, store, max_payload_bytes=settings.max_payload_bytes),
         FairLanes(FairLaneStore(client)),  # after the key is known and the send accepted: the lane it is published to
         PeriodicJobs(store, grace_s=settings.schedule_misfire_grace_s, max_payload_bytes=settings.max_payload_bytes),
-        RateLimit(client),
-        ConcurrencyLimit(client, default_time_limit_ms=settings.job_time_limit_ms),
+        limits,  # after the keys and flow control; before the record says "active" (a job that waits is not active)
         AttemptSpans(),  # before status: its span is open when "active" is written and when a retry is published
         leases,
         JobLogs(build_log_capture(settings, client)),  # before status: its after hook sees the outcome's log line

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service import logs
+from service.domain.limits import check_overrides
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -71,6 +73,17 @@ def _amqp_nodes(value: str) -> list[str]:
                 raise ValueError(_AMQP_SHAPE)
             raise ValueError(f"{_AMQP_SHAPE}, one per node (node {number} of {len(urls)} is {logs.redact(url)!r})")
     return urls
+
+
+def _json_object(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError:
+            raise ValueError('must be JSON, such as {"deliver_webhook": {"key_concurrency": 4}}') from None
+    if not isinstance(value, dict):
+        raise ValueError('must be a JSON object of actors, such as {"deliver_webhook": {"key_concurrency": 4}}')
+    return value
 
 
 def _check_delays(value: list[int]) -> list[int]:
@@ -192,6 +205,10 @@ class Settings(BaseSettings):
     #: go to key lanes that workers take turns on, and how many lanes each has. Empty: off.
     fair_queues: Annotated[list[str], NoDecode] = []
     fair_lanes: int = Field(8, ge=1, le=64)
+
+    #: Per actor, limit options that replace the declared ones (service/domain/limits.py), as JSON:
+    #: {"deliver_webhook": {"key_concurrency": 4}}. Checked at start, each entry naming its actor and option.
+    job_limits: Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object), AfterValidator(check_overrides)] = {}
 
     @property
     def tracing_exporter(self) -> str | None:

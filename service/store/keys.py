@@ -125,10 +125,10 @@ paused = Key(f"{PREFIX}paused:%s")
 #: turn counter, which gives the next new key the next lane (service/store/fair_lane_store.py).
 fair_lane = Key(f"{PREFIX}fair:%s:lane:%s")
 fair_turn = Key(f"{PREFIX}fair:%s:turn")
-#: A rate limit's count in one window: name, window number.
-rate_window = Key(f"{PREFIX}rate:%s:%s")
-#: A concurrency limit's slots (a sorted set of holders scored by when their slot lapses).
-semaphore = Key(f"{PREFIX}sem:%s")
+#: A limit's state (service/domain/limits.py): scope (the option that declared it), name ("<actor>" or
+#: "<actor>:<key>"). A sorted set: of the running jobs' slots scored by when each lapses (concurrency), or of the starts
+#: in the sliding window scored by when each started (rate). Lapses unless used.
+limit = Key(f"{PREFIX}limit:%s:%s")
 #: A lock held by one process at a time (a token; it lapses unless renewed): see service/store/locks.py.
 lock = Key(f"{PREFIX}lock:%s")
 #: Marks a side effect (an email handed to SMTP) as done for a job, so a redelivery does not repeat it: kind, job id.

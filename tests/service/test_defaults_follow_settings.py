@@ -1,5 +1,5 @@
-"""Defaults come from the settings, not from copies that drift: a concurrency slot lasts as long as JOB_TIME_LIMIT_MS
-allows the job to run, and a skipped tick's record keeps no more payload than MAX_PAYLOAD_BYTES."""
+"""Defaults come from the settings, not from copies that drift: a concurrency slot lasts as long as the job's lease
+(JOB_LEASE_MS), and a skipped tick's record keeps no more payload than MAX_PAYLOAD_BYTES."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from service.bootstrap import broker, settings
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
 from service.store import keys
-from service.worker.middleware.concurrency import LEASE_MARGIN_MS, ConcurrencyLimit
+from service.store.limits import LimitStore
 from service.worker.middleware.lease import JobLease
+from service.worker.middleware.limits import Limits
 from service.worker.middleware.periodic import PeriodicJobs
 from service.worker.middleware.status import StatusMiddleware
 
@@ -24,6 +25,7 @@ from service.worker.middleware.status import StatusMiddleware
 @dataclass
 class Declared:
     options: dict[str, Any] = field(default_factory=dict)
+    actor_name: str = "long_one"
 
 
 class Actors:
@@ -39,19 +41,22 @@ class Actors:
         raise AssertionError("a free slot must not send the message back")
 
 
-def test_a_concurrency_slot_lasts_the_jobs_time_limit_from_job_time_limit_ms(jobs: Jobs) -> None:
+def test_a_concurrency_slot_lasts_the_lease_from_job_lease_ms_not_the_time_limit(jobs: Jobs) -> None:
     an_hour = 3_600_000
-    limit = ConcurrencyLimit(jobs.store.client, default_time_limit_ms=an_hour)
+    limit = Limits(LimitStore(jobs.store.client), jobs.store, lease_ms=an_hour, max_payload_bytes=1000)
+    actors = Actors({"concurrency_limit": 1})
+    limit.before_declare_actor(actors, Declared(actors.actor.options, "long_one"))  # type: ignore[arg-type]
     message = dramatiq.Message(queue_name="q", actor_name="long_one", args=(), kwargs={}, options={})
     before_ms = time.time() * 1000
-    limit.before_process_message(Actors({"concurrency_limit": 1}), message)  # type: ignore[arg-type]
+    limit.before_process_message(actors, message)  # type: ignore[arg-type]
+    slots = keys.limit("concurrency_limit", "long_one")
     try:
-        ((_, expires_ms),) = jobs.store.client.zrange(keys.semaphore("long_one"), 0, -1, withscores=True)
-        # The old fallback (300,000 ms) would have let another worker take the slot after 5.5 minutes.
-        assert expires_ms >= before_ms + an_hour + LEASE_MARGIN_MS - 1000
+        ((_, expires_ms),) = jobs.store.client.zrange(slots, 0, -1, withscores=True)
+        # A lease's life (renewed with it), whatever the job's time limit.
+        assert before_ms + an_hour - 1000 <= expires_ms <= time.time() * 1000 + an_hour
     finally:
-        limit.after_process_message(Actors({}), message)  # type: ignore[arg-type]
-    assert jobs.store.client.zcard(keys.semaphore("long_one")) == 0
+        limit.after_process_message(actors, message)  # type: ignore[arg-type]
+    assert jobs.store.client.zcard(slots) == 0
 
 
 def test_a_skipped_late_tick_keeps_no_more_payload_than_max_payload_bytes(jobs: Jobs) -> None:
@@ -87,3 +92,5 @@ def test_the_workers_middleware_takes_its_limits_from_the_settings() -> None:
         settings.job_store_retry_s,
     )
     assert lease.lease_ms == settings.job_lease_ms
+    limits = next(m for m in broker.middleware if isinstance(m, Limits))
+    assert (limits.lease_ms, limits.max_payload_bytes) == (settings.job_lease_ms, settings.max_payload_bytes)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,9 @@ class JobLease(Middleware):
         self._given_back: list[HeldLease] = []  # leases of interrupted attempts, given back at the next renewal
         self._lock = threading.Lock()  # for the two above, which change only on rare paths
         self._stop = threading.Event()
+        #: Called at every renewal, after the leases: what must live exactly as long as its job's lease (the limits'
+        #: concurrency slots, service/worker/middleware/limits.py).
+        self.renewed_with: list[Callable[[], None]] = []
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.holder = this_process()  # the forked process's own pid
@@ -201,6 +205,11 @@ class JobLease(Middleware):
                 self.renew()
             except redis.RedisError:
                 logger.warning("job leases not renewed: job store unreachable")
+            for renew in self.renewed_with:
+                try:
+                    renew()
+                except redis.RedisError:
+                    logger.warning("%s not renewed: job store unreachable", getattr(renew, "__qualname__", renew))
 
     def _fence_forever(self) -> None:
         tick = min(self.lease_ms / 20_000, 0.25)
