@@ -139,7 +139,9 @@ def test_waiting_jobs_count_per_key_from_enqueue_until_cancelled_or_discarded(cl
 
 @pytest.mark.slow
 def test_running_jobs_count_per_key_until_they_complete_fail_or_are_retried(client: TestClient, jobs: Jobs) -> None:
-    with key_worker(processes=2, threads=2):
+    # Three threads a process: a process's consumer can prefetch all three jobs (Dramatiq prefetches 2 x threads) when
+    # it subscribes before the other one, and must then be able to run them all at once.
+    with key_worker(processes=2, threads=3):
         (first, first_gate), (second, second_gate), (other, other_gate) = (
             gated_job(jobs, "acme"),
             gated_job(jobs, "acme"),
