@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 class BackgroundLoop:
     """Runs `loop()` in a daemon thread named `name`. The loop returns once `stopping` is set, and pauses with
-    `stopping.wait(s)` (or on `wake`, which stop() sets too), so a stop ends a pause at once."""
+    `stopping.wait(s)` (or on `wake`, which stop() sets too), so a stop ends a pause at once. Each start has an
+    event of its own: a loop reads `stopping` once, as it begins, and keeps it."""
 
     def __init__(self, name: str, loop: Callable[[], None], *, wake: threading.Event | None = None) -> None:
         self.name = name
@@ -19,7 +20,9 @@ class BackgroundLoop:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.stopping.clear()
+        # A new event, not the old one cleared: a thread of an earlier start that outlived its stop(wait_s) still
+        # holds the old event, set, and ends once it reads it instead of running on beside the new one.
+        self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 

@@ -77,6 +77,8 @@ class BulkActions:
         self._watcher = BackgroundLoop("bulk-watch", self._watch)
         self._here: dict[str, threading.Thread] = {}
         self._here_lock = threading.Lock()
+        #: Runs this process leaves to others (it does not declare their jobs): said once each in the log.
+        self._left: set[str] = set()
 
     # -- dry run, start, progress --------------------------------------------------------------------------------
 
@@ -124,9 +126,10 @@ class BulkActions:
 
     def snapshot(self, flt: JobFilter, action: BulkAction) -> list[str]:
         """The jobs the filter matches that the action can act on now, newest first."""
-        return store_call(lambda: self._snapshot(flt, action))
+        return [job_id for job_id, _ in store_call(lambda: self._snapshot(flt, action))]
 
-    def _snapshot(self, flt: JobFilter, action: BulkAction) -> list[str]:
+    def _snapshot(self, flt: JobFilter, action: BulkAction) -> list[tuple[str, str]]:
+        """(job id, actor) of each job the action can act on now, newest first."""
         known = set(self.jobs.actor_names())
         states = {state.value for state in ACTS_ON[action]}
         candidates = [
@@ -136,24 +139,26 @@ class BulkActions:
             if row["state"] in states and (action is BulkAction.CANCEL or row["actor"] in known)
         ]
         if action is not BulkAction.REQUEUE_DEAD:
-            return [job_id for job_id, _ in candidates]
+            return [(job_id, str(row["actor"])) for job_id, row in candidates]
         # Only jobs whose dead letter is in their queue's dead-letter queue, and that the requeue would send back.
         queue_of = self.jobs.queues_of_actors()
         letters = {
             queue: self.dead.letter_ids(queue) for queue in {queue_of[str(row["actor"])] for _, row in candidates}
         }
         return [
-            job_id
+            (job_id, str(row["actor"]))
             for job_id, row in candidates
             if job_id in letters[queue_of[str(row["actor"])]]
             and self.dead.would_requeue(job_id, JobState(str(row["state"])), int(row["run"] or 0))
         ]
 
     def _create(self, flt: JobFilter, action: BulkAction) -> tuple[str, str]:
-        job_ids = self.snapshot(flt, action)
+        rows = store_call(lambda: self._snapshot(flt, action))
+        job_ids = [job_id for job_id, _ in rows]
         bulk_id, token = str(uuid.uuid4()), self.runs.new_token()
         stamp = now_ms()
         fields: dict[str, str | int] = {"action": action.value, "filter": flt.dumps(), "state": BulkState.RUNNING.value}
+        fields["actors"] = json.dumps(sorted({actor for _, actor in rows}))  # who may take it over (adopt)
         fields |= {"total": len(job_ids), "done": 0, "acted": 0, "skipped": 0, "error": ""}
         fields |= {"startedAt": iso_from_ms(stamp), "startedMs": stamp, "updatedAt": iso_from_ms(stamp)}
         store_call(lambda: self.runs.create(bulk_id, fields, job_ids, token))
@@ -190,8 +195,9 @@ class BulkActions:
                 except Exception as error:
                     if failure(error) is None:
                         logger.exception("bulk %s: stopped", bulk_id)
+                        why = logs.shorten(f"{type(error).__name__}: {error}", 500)  # UnknownActor's text is a name
                         with contextlib.suppress(Exception):
-                            self.runs.finish(bulk_id, token, BulkState.FAILED.value, logs.shorten(str(error), 500))
+                            self.runs.finish(bulk_id, token, BulkState.FAILED.value, why)
                         return
                     logger.warning("bulk %s: %s; trying again in %.1fs", bulk_id, failure(error), backoff)
                     stopping.wait(backoff)
@@ -345,22 +351,30 @@ class BulkActions:
 
     def stop(self, wait_s: float = 5.0) -> None:
         """Stop watching; runs in this process give their leases back after their current batch."""
+        # The watcher first: a run it took over after the runs were told to stop would go on past this stop.
+        deadline = time.monotonic() + wait_s
+        self._watcher.stop(wait_s)
         stopping, self._stopping = self._stopping, threading.Event()  # a run started after this one goes on
         stopping.set()
-        self._watcher.stop(wait_s)
         with self._here_lock:
             threads = list(self._here.values())
-        deadline = time.monotonic() + wait_s
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def adopt(self) -> list[str]:
-        """Take over every unfinished run whose lease is free; returns their ids."""
+    def adopt(self, stopping: threading.Event | None = None) -> list[str]:
+        """Take over every unfinished run whose lease is free and whose jobs this process declares; returns their
+        ids. Stops taking runs over once `stopping` is set."""
         taken = []
-        for bulk_id in store_call(self.runs.running):
+        running = store_call(self.runs.running)
+        self._left &= set(running)
+        for bulk_id in running:
+            if stopping is not None and stopping.is_set():
+                break
             with self._here_lock:
                 if bulk_id in self._here:
                     continue
+            if not self._declares_jobs_of(bulk_id):
+                continue
             token = self.runs.new_token()
             if store_call(functools.partial(self.runs.take_over, bulk_id, token)):
                 logger.warning("bulk %s: its process stopped; this one goes on with it", bulk_id)
@@ -368,9 +382,23 @@ class BulkActions:
                 taken.append(bulk_id)
         return taken
 
+    def _declares_jobs_of(self, bulk_id: str) -> bool:
+        """Whether this process can go on with the run: a retry builds each job's message from its actor, a requeue
+        finds its queue by it, so a process that does not declare one of the run's jobs would skip those jobs, or end
+        the run failed on a job the process before it had reopened. It leaves the run to a process that does."""
+        fields = store_call(lambda: self.runs.read(bulk_id))
+        if fields.get("action") in (None, BulkAction.CANCEL.value) or "actors" not in fields:
+            return True  # a cancel acts on any job; a run written before the field was: as before, anyone
+        missing = set(json.loads(fields["actors"])) - set(self.jobs.actor_names())
+        if missing and bulk_id not in self._left:
+            self._left.add(bulk_id)
+            logger.info("bulk %s: left to a process that declares %s", bulk_id, ", ".join(sorted(missing)))
+        return not missing
+
     def _watch(self) -> None:
-        while not self._watcher.stopping.wait(WATCH_S):
+        stopping = self._watcher.stopping  # its own: a watcher started again after a slow stop has another
+        while not stopping.wait(WATCH_S):
             try:
-                self.adopt()
+                self.adopt(stopping)
             except Exception as error:
                 logger.warning("bulk runs: cannot look for runs to take over: %s", error)

@@ -122,7 +122,8 @@ class JobLogCapture(logging.Handler):
         self._writer.stop(timeout_s)
 
     def _write_forever(self) -> None:
-        while not self._writer.stopping.is_set():
+        stopping = self._writer.stopping
+        while not stopping.is_set():
             self._wake.wait(self.flush_s)
             self._wake.clear()
             self._flush_safely()

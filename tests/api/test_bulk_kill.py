@@ -30,11 +30,14 @@ APP = "tests.support.bulk_app:app"
 
 
 def poll(url: str, until: str, timeout_s: float) -> dict[str, object]:
+    """The run once in state `until`; fails at once, its error first, when it ends in another state."""
     deadline = time.monotonic() + timeout_s
     while True:
         progress: dict[str, object] = httpx.get(url, timeout=5).json()
         if progress["state"] == until:
             return progress
+        if progress["state"] != BulkState.RUNNING.value:
+            pytest.fail(f"the run ended {progress['state']}, not {until}: error {progress.get('error')!r}; {progress}")
         assert time.monotonic() < deadline, progress
         time.sleep(0.1)
 

@@ -17,11 +17,12 @@ from service.bootstrap import redis_client, services, store
 from service.domain.bulk_action import BulkAction, BulkProgress, BulkState
 from service.domain.job_filter import JobFilter
 from service.domain.states import JobState
-from service.ops.bulk import BulkActions
+from service.ops.bulk import WATCH_S, BulkActions
 from service.store import keys
 from service.store.bulk_store import BulkStore, lease_key
 from tests.support.bulk_actors import QUEUE, recorded_jobs
 from tests.support.graveyard import bury, dead_ids, empty, read_queue
+from tests.support.web import WebProcess
 
 
 @pytest.fixture
@@ -136,6 +137,8 @@ def test_a_run_taken_over_publishes_again_the_jobs_its_dead_holder_reopened_and_
 
 
 def test_a_run_is_taken_over_only_once_its_lease_lapsed(bulk: BulkActions) -> None:
+    # Only this process may take it: the web processes other tests leave running on this Redis (a session's server)
+    # do not declare bulk_target, and leave its runs alone (the next test).
     recorded_jobs(2, JobState.FAILED, reason="lapse")
     bulk_id, _ = bulk._create(JobFilter(reason="lapse"), BulkAction.RETRY)
     redis_client.set(lease_key(bulk_id), "another-host:1/theirs", px=600)  # alive, as far as this machine can tell
@@ -143,6 +146,32 @@ def test_a_run_is_taken_over_only_once_its_lease_lapsed(bulk: BulkActions) -> No
     time.sleep(0.7)
     assert bulk.adopt() == [bulk_id]
     assert wait_finished(bulk, bulk_id).acted == 2
+
+
+@pytest.mark.slow  # ~5 s: a web process started, and three of its watch rounds
+def test_a_web_process_that_does_not_declare_a_runs_jobs_leaves_the_run_to_one_that_does(bulk: BulkActions) -> None:
+    retried = recorded_jobs(2, JobState.FAILED, reason="undeclared")
+    waiting = recorded_jobs(1, JobState.QUEUED, account="undeclared")
+    retry_id, _ = bulk._create(JobFilter(reason="undeclared"), BulkAction.RETRY)
+    cancel_id, _ = bulk._create(JobFilter(key="undeclared"), BulkAction.CANCEL)
+    gone = dead_holder()
+    for bulk_id in (retry_id, cancel_id):
+        redis_client.set(lease_key(bulk_id), gone)  # both free to take over at once
+
+    with WebProcess(extra_args=["--log-level", "warning", "--no-access-log"]):  # tests.support.api_app: no bulk_target
+        # The situation: it watches, and takes over the cancel, which any process can go on with.
+        cancelled = wait_finished(bulk, cancel_id)
+        assert (cancelled.state, cancelled.acted) == (BulkState.DONE, 1)
+        time.sleep(3 * WATCH_S)
+        left = bulk.progress(retry_id)
+        assert (left.state, left.done) == (BulkState.RUNNING, 0), left  # neither skipped nor failed there
+        assert bulk.runs.holder(retry_id) == gone
+
+    assert bulk.adopt() == [retry_id]  # this process declares bulk_target
+    done = wait_finished(bulk, retry_id)
+    assert (done.state, done.acted, done.skipped) == (BulkState.DONE, 2, 0)
+    assert queued_runs() == collections.Counter((job_id, 1) for job_id in retried)
+    assert store.get(waiting[0]).state is JobState.CANCELLED  # type: ignore[union-attr]
 
 
 def test_a_process_that_lost_the_lease_writes_nothing(bulk: BulkActions) -> None:

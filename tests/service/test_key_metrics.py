@@ -65,7 +65,7 @@ def scrape(client: TestClient) -> Gauges:
     return gauges(response.text)
 
 
-def of_key(found: Gauges, key: str, actor: str = "held") -> tuple[float, float]:
+def of_key(found: Gauges, key: str, actor: str = "gated") -> tuple[float, float]:
     """(waiting, running) of one key's jobs of `actor`; (0, 0) when it has no series."""
     return (
         found.get(("jobs_key_waiting", QUEUE, actor, key), 0.0),
@@ -97,10 +97,10 @@ def key_worker(*, processes: int = 1, threads: int = 1, env: dict[str, str] | No
     return WorkerProcess(processes=processes, threads=threads, queues=[QUEUE], modules=modules, env=env)
 
 
-def held_job(jobs: Jobs, account: str) -> tuple[str, str]:
-    """(job id, gate) of a `held` job of `account`: it runs until its gate opens."""
+def gated_job(jobs: Jobs, account: str) -> tuple[str, str]:
+    """(job id, gate) of a `gated` job of `account`: it runs until its gate opens."""
     gate = uuid.uuid4().hex
-    return jobs.enqueue("held", {"account_id": account, "gate": gate}).job_id, gate
+    return jobs.enqueue("gated", {"account_id": account, "gate": gate}).job_id, gate
 
 
 def finish(gate: str, *, succeed: bool) -> None:
@@ -115,9 +115,9 @@ def state_of(job_id: str) -> JobState | None:
 
 
 def test_waiting_jobs_count_per_key_from_enqueue_until_cancelled_or_discarded(client: TestClient, jobs: Jobs) -> None:
-    assert key_metric_actors.held.key_field == "account_id"
-    later = [jobs.enqueue("held", {"account_id": "acme", "gate": "g"}, delay_ms=600_000).job_id for _ in range(3)]
-    queued = jobs.enqueue("held", {"account_id": "globex", "gate": "g"}).job_id  # no worker takes the queue here
+    assert key_metric_actors.gated.key_field == "account_id"
+    later = [jobs.enqueue("gated", {"account_id": "acme", "gate": "g"}, delay_ms=600_000).job_id for _ in range(3)]
+    queued = jobs.enqueue("gated", {"account_id": "globex", "gate": "g"}).job_id  # no worker takes the queue here
     sender_keyed = jobs.enqueue("fails_once", {"account_id": "acme", "tag": "t"}, key="initech").job_id
     unkeyed = [put_record(queue=QUEUE), put_record(queue=QUEUE)]
     assert state_of(later[0]) is JobState.DELAYED and state_of(queued) is JobState.QUEUED
@@ -139,11 +139,13 @@ def test_waiting_jobs_count_per_key_from_enqueue_until_cancelled_or_discarded(cl
 
 @pytest.mark.slow
 def test_running_jobs_count_per_key_until_they_complete_fail_or_are_retried(client: TestClient, jobs: Jobs) -> None:
-    with key_worker(processes=2, threads=2):
+    # Three threads a process: a process's consumer can prefetch all three jobs (Dramatiq prefetches 2 x threads) when
+    # it subscribes before the other one, and must then be able to run them all at once.
+    with key_worker(processes=2, threads=3):
         (first, first_gate), (second, second_gate), (other, other_gate) = (
-            held_job(jobs, "acme"),
-            held_job(jobs, "acme"),
-            held_job(jobs, "globex"),
+            gated_job(jobs, "acme"),
+            gated_job(jobs, "acme"),
+            gated_job(jobs, "globex"),
         )
         wait_for("all three running", lambda: all(state_of(j) is JobState.ACTIVE for j in (first, second, other)))
         found = scrape(client)
@@ -181,7 +183,7 @@ def test_a_lost_jobs_count_moves_from_running_to_waiting_and_back_to_none(client
     env = {"JOB_LEASE_MS": "1000"}
     dying = key_worker(env=env).start()
     try:
-        job_id, gate = held_job(jobs, "acme")
+        job_id, gate = gated_job(jobs, "acme")
         wait_for("the job running", lambda: state_of(job_id) is JobState.ACTIVE)
         assert of_key(scrape(client), "acme") == (0, 1)
     finally:
@@ -200,11 +202,11 @@ def test_a_lost_jobs_count_moves_from_running_to_waiting_and_back_to_none(client
 
 
 def test_only_the_busiest_keys_get_series_of_their_own_and_the_rest_is_summed() -> None:
-    # 30 keys, key k<i> with i + 1 jobs of `held` (the last one running) and one of `fails_once`.
+    # 30 keys, key k<i> with i + 1 jobs of `gated` (the last one running) and one of `fails_once`.
     waiting = running = 0
     for i in range(30):
         for n in range(i + 1):
-            job_id = put_record("held", queue=QUEUE, key=f"k{i}")
+            job_id = put_record("gated", queue=QUEUE, key=f"k{i}")
             if n == i:
                 move(job_id, JobState.ACTIVE)
                 running += 1

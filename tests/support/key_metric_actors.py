@@ -25,13 +25,13 @@ def gate_cured(gate: str) -> str:
     return f"test:keymetrics:cured:{gate}"
 
 
-class HeldPayload(BaseModel):
+class GatedPayload(BaseModel):
     account_id: str
     gate: str
 
 
-@job(HeldPayload, queue=QUEUE, key="account_id", max_retries=0, time_limit=60_000)
-def held(payload: HeldPayload) -> str:
+@job(GatedPayload, queue=QUEUE, key="account_id", max_retries=0, time_limit=60_000)
+def gated(payload: GatedPayload) -> str:
     deadline = time.monotonic() + 50
     while not redis_client.exists(gate_open(payload.gate)):
         if time.monotonic() > deadline:
