@@ -45,11 +45,11 @@ typecheck: $(STAMP)
 
 # PYTEST_WORKERS=2 runs the suite in that many pytest-xdist processes, each with its own RabbitMQ vhost and Redis
 # database (tests/support/isolation.py); a whole module stays on one process, so its module-scoped workers start once.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 XDIST := $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadfile)
 
 pytest: $(STAMP) services browser promtool compose-check
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest $(XDIST)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest $(XDIST) --durations=30
 
 test: lint typecheck pytest
 
