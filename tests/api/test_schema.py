@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 
+import pika.exceptions
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -16,6 +17,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from service.bootstrap import broker
 from service.web import app
 from service.web.routes.hooks import hook_settings
 
@@ -27,6 +29,18 @@ API_PATHS = r"^/(jobs|queues|hooks|healthz|readyz|workers)"
 schema = (
     schemathesis.openapi.from_asgi("/openapi.json", app).include(path_regex=API_PATHS).exclude(path_regex="/events$")
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def empty_queues_after() -> Iterator[None]:
+    """The generated requests enqueue hundreds of jobs; a session worker of this process would still be running them
+    during the next module's tests."""
+    yield
+    for queue in sorted(broker.get_declared_queues()):
+        try:
+            broker.flush(queue)
+        except pika.exceptions.AMQPChannelError:  # a queue this run never created: RabbitMQ closed the channel
+            del broker.channel
 
 
 @pytest.fixture(autouse=True)
