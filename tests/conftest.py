@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,9 @@ os.environ.setdefault("FAIR_QUEUES", "fair-*")  # the fair-dispatch tests' queue
 
 from service.bootstrap import broker, redis_client, store  # noqa: E402
 from service.ops.jobs import Jobs  # noqa: E402
+from service.store import keys  # noqa: E402
 from tests.support import fault_reports, test_actors  # noqa: E402,F401
+from tests.support.graveyard import empty  # noqa: E402
 from tests.support.workers import WorkerProcess  # noqa: E402
 
 
@@ -77,6 +80,22 @@ def worker() -> Iterator[WorkerProcess]:
     """One worker process shared by the tests that just need jobs to run (queues "default" and "test" only)."""
     with WorkerProcess(processes=1, threads=8, queues=["default", "test"]) as process:
         yield process
+
+
+@pytest.fixture
+def quiet_worker(worker: WorkerProcess) -> WorkerProcess:
+    """The shared worker with its queues empty and at rest, and the store empty: for a test that counts what the worker
+    finishes. Earlier tests of this process (the schema test sends hundreds of jobs) may leave jobs in its queues that
+    it still runs, and records, meanwhile."""
+    deadline = time.monotonic() + 30
+    while True:
+        empty("default")
+        empty("test")
+        isolation.flush_except_lock(redis_client)
+        time.sleep(1.0)  # what the worker held finishes (or is retried) and is recorded, if anything was left
+        if next(redis_client.scan_iter(match=keys.job("*"), count=1000), None) is None:
+            return worker
+        assert time.monotonic() < deadline, "the shared worker's queues did not come to rest in 30 s"
 
 
 @pytest.fixture(scope="session")

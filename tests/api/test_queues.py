@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi.testclient import TestClient
 
-from service.bootstrap import broker, redis_client
+from service.bootstrap import redis_client
 from service.domain.states import JobState
 from service.ops.jobs import Jobs
-from service.store import keys
-from tests.support import isolation
 from tests.support.api_actors import held_worker
 from tests.support.workers import WorkerProcess
 
@@ -23,23 +19,9 @@ def figures(client: TestClient, name: str) -> dict[str, object]:
     return by_name[name]
 
 
-def quiet_test_queue() -> None:
-    """The session worker's "test" queue, emptied and at rest, and the store empty: earlier tests of this process (the
-    schema test sends hundreds of jobs) may leave jobs there that the worker still runs, and records meanwhile."""
-    deadline = time.monotonic() + 30
-    while True:
-        broker.flush("test")
-        isolation.flush_except_lock(redis_client)
-        time.sleep(1.0)  # what the worker held finishes (or is retried) and is recorded, if anything was left
-        if next(redis_client.scan_iter(match=keys.job("*"), count=1000), None) is None:
-            return
-        assert time.monotonic() < deadline, "the test queue did not come to rest in 30 s"
-
-
 def test_queue_figures_count_waiting_and_delayed_messages_and_finished_jobs(
-    client: TestClient, jobs: Jobs, empty_held_queue: str, worker: WorkerProcess
+    client: TestClient, jobs: Jobs, empty_held_queue: str, quiet_worker: WorkerProcess
 ) -> None:
-    quiet_test_queue()
     for _ in range(3):
         client.post("/jobs/held", json={"key": "figures"})
     client.post("/jobs/held?delay=60000", json={"key": "figures"})

@@ -44,7 +44,7 @@ def test_cancelled_jobs_are_not_counted_as_throughput(jobs: Jobs) -> None:
     assert sum(m.completed + m.failed for m in Activity(store).throughput(60)) == 0
 
 
-def test_a_real_worker_counts_its_finished_jobs(jobs: Jobs, worker: WorkerProcess) -> None:
+def test_a_real_worker_counts_its_finished_jobs(jobs: Jobs, quiet_worker: WorkerProcess) -> None:
     jobs.wait(test_actors.add.send(a=1, b=1).message_id, timeout_s=15)
     jobs.wait(test_actors.flaky.send(key="never", failures=99).message_id, timeout_s=20)
     minutes = Activity(store).throughput(2)

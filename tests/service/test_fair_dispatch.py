@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from service.bootstrap import broker, services
+from service.bootstrap import services
 from service.domain.states import Priority
 from service.ops.jobs import Jobs
 from tests.support.fair_actors import FAIR_QUEUE, Run, fair_tenant_job, runs
+from tests.support.graveyard import empty
+from tests.support.polling import wait_for
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -26,20 +28,11 @@ JOB_MS = 20
 PAUSE_SEEN_S = 1.0
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture(autouse=True)
 def empty_queue() -> Iterator[None]:
-    broker.declare_queue(FAIR_QUEUE, ensure=True)
-    broker.flush(FAIR_QUEUE)
+    empty(FAIR_QUEUE)
     yield
-    broker.flush(FAIR_QUEUE)
+    empty(FAIR_QUEUE)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +68,7 @@ def test_a_backlog_of_one_key_does_not_hold_another_keys_jobs(workers: WorkerPro
     with paused():
         send_backlog(jobs, "big", BACKLOG)
         send_backlog(jobs, "small", 30)
-    wait_for(lambda: done("small", runs(FAIR_QUEUE)) == 30, "the small key's jobs")
+    wait_for(lambda: done("small", runs(FAIR_QUEUE)) == 30, "the small key's jobs", timeout_s=60, every_s=0.02)
     finished = runs(FAIR_QUEUE)
     assert done("big", finished) < BACKLOG / 5, f"{done('big', finished)} of the backlog ran first"
     assert max(run.wait_s for run in finished if run.tenant == "small") < 5
@@ -93,6 +86,11 @@ def test_a_high_job_overtakes_its_keys_backlog_and_a_job_without_key_runs_meanwh
         )
         for n in range(5):
             jobs.enqueue(fair_tenant_job.actor_name, {"n": 10_000 + n, "sent_at": time.time()})  # no key
-    wait_for(lambda: sum(1 for run in runs(FAIR_QUEUE) if run.n < 0 or run.n >= 10_000) == 10, "the high and unkeyed")
+    wait_for(
+        lambda: sum(1 for run in runs(FAIR_QUEUE) if run.n < 0 or run.n >= 10_000) == 10,
+        "the high and unkeyed",
+        timeout_s=60,
+        every_s=0.02,
+    )
     finished = runs(FAIR_QUEUE)
     assert done("big", finished) - 5 < BACKLOG / 5, f"{done('big', finished)} of the backlog ran first"

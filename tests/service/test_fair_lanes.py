@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -20,17 +20,10 @@ from service.store.fair_lane_store import LANE_TTL_MS, FairLaneStore
 from service.web import app
 from service.worker.middleware.fair_lanes import FairLanes, hashed_lane
 from tests.support.fair_actors import FAIR_QUEUE, PLAIN_QUEUE, fair_tenant_job, plain_tenant_job, runs
+from tests.support.polling import wait_for
 from tests.support.workers import WorkerProcess
 
 LANES = shape_of(broker).fair_lanes
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def ready(queue: str) -> int:

@@ -31,6 +31,7 @@ from service.worker.typed_actor import job
 from tests.reliability.harness import through
 from tests.service.test_hook_failures import queue_counts
 from tests.support import limit_actors
+from tests.support.graveyard import empty
 from tests.support.limit_actors import QUEUE, notes, notes_key
 from tests.support.proxy import FaultProxy
 from tests.support.workers import ROOT, WorkerProcess
@@ -43,10 +44,9 @@ LEASE_MS = 3000
 @pytest.fixture(autouse=True)
 def empty_limit_queue() -> Iterator[None]:
     """No worker consumes the queue unless a test starts one; what a test leaves behind is not the next one's."""
-    broker.declare_queue(QUEUE, ensure=True)
-    broker.flush(QUEUE)
+    empty(QUEUE)
     yield
-    broker.flush(QUEUE)
+    empty(QUEUE)
 
 
 @pytest.fixture(scope="module")
